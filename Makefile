@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: run test lint deps dev-deps system-test-deps migrate clean
+
+$(UV):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The locked runtime dependencies (uv.lock); --inexact keeps what `make test` added.
+deps: $(UV)
+	$(UV) sync --frozen --inexact --no-dev --quiet
+
+dev-deps: $(UV)
+	$(UV) sync --frozen --inexact --quiet
+
+migrate: deps
+	$(PY) manage.py migrate --verbosity 0
+	$(PY) manage.py setup_demo
+
+## Serve the live board on http://$(HOST):$(PORT)/ (embedded mode: SQLite, in-memory layer, feed in process).
+run: migrate
+	@echo "Live board: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
+	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application
+
+# Debian packages the tests drive for real: redis-server and Chromium.
+system-test-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: dev-deps
+	$(VENV)/bin/ruff check .
+
+## Install what the tests need, then run them all (lint included).
+test: system-test-deps dev-deps lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import path
+
+from ticker import views
+
+urlpatterns = [
+    path("", views.board, name="board"),
+    path("api/quotes/", views.quotes, name="quotes"),
+    path("api/candles/<str:symbol>/", views.candles, name="candles"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,93 @@
+"""Shared fixtures: the in-memory layer for unit tests, real processes for integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from channels.layers import channel_layers
+
+from tests.servers import Proc, django_env, manage, start_daphne, start_feed, start_redis
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layers() -> Iterator[None]:
+    """Each test (and its event loop) gets new channel-layer instances."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+async def runtime(db):
+    """This loop's ticker runtime (hub + embedded feed) on the in-memory layer, stopped afterwards."""
+    from ticker import runtime as rt
+    from ticker.seed import seed_symbols
+
+    await _sync(seed_symbols)
+    started = await rt.ensure_started()
+    yield started
+    await rt.stop()
+
+
+async def _sync(fn, *args):
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(fn)(*args)
+
+
+@dataclass
+class Site:
+    """A running deployment for a test: its base URL, processes and environment."""
+
+    url: str
+    env: dict[str, str]
+    procs: dict[str, Proc]
+    logdir: Path
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws/quotes/"
+
+
+def prepared_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for a fresh SQLite database under ``tmp``, migrated and seeded."""
+    env = django_env(
+        TICKER_VAR_DIR=str(tmp / "var"),
+        DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
+        DJANGO_SUPERUSER_PASSWORD="test-password",
+        **extra,
+    )
+    manage(["migrate", "-v0"], env)
+    manage(["setup_demo"], env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def embedded_site(tmp_path_factory) -> Iterator[Site]:
+    """One daphne in the embedded mode: SQLite, in-memory layer, feed in process, no Redis."""
+    tmp = tmp_path_factory.mktemp("embedded")
+    env = prepared_env(tmp, TICKER_FEED_RATE="100")
+    daphne = start_daphne(tmp / "logs", env)
+    yield Site(f"http://127.0.0.1:{daphne.port}", env, {"daphne": daphne}, tmp / "logs")
+    daphne.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_site(tmp_path_factory) -> Iterator[Site]:
+    """The scaled mode on one machine: redis-server, one runfeed, two daphne processes."""
+    tmp = tmp_path_factory.mktemp("scaled")
+    logs = tmp / "logs"
+    redis = start_redis(logs)
+    env = prepared_env(tmp, CHANNEL_LAYER_URL=f"redis://127.0.0.1:{redis.port}/0", TICKER_FEED_RATE="100")
+    procs = {"redis": redis}
+    try:
+        procs["feed"] = start_feed(logs, env, "--seed", "7")
+        procs["web1"] = start_daphne(logs, env, name="web1")
+        procs["web2"] = start_daphne(logs, env, name="web2")
+        yield Site(f"http://127.0.0.1:{procs['web1'].port}", env, procs, logs)
+    finally:
+        for proc in reversed(list(procs.values())):
+            proc.stop()

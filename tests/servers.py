@@ -1,0 +1,155 @@
+"""Real processes for integration tests: redis-server, daphne, runfeed, on free loopback ports.
+
+Each helper starts one process, waits until it answers, and returns a handle whose ``stop()``
+ends exactly that process (by pid). Fixtures in ``conftest.py`` use them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``check()`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Proc:
+    """A started process with its log file."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+    port: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            os.kill(self.popen.pid, sig)
+            self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _spawn(
+    name: str, args: list[str], logdir: Path, env: dict[str, str] | None = None, port: int | None = None
+) -> Proc:
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = logdir / f"{name}.log"
+    fh = open(log, "wb")  # noqa: SIM115 (closed with the process)
+    popen = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
+    fh.close()
+    return Proc(name, popen, log, port)
+
+
+def start_redis(logdir: Path) -> Proc:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
+    port = free_port()
+    proc = _spawn(
+        f"redis-{port}",
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        logdir,
+        port=port,
+    )
+
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    wait_until(ready, what=f"redis on {port}")
+    return proc
+
+
+def django_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TICKER_", "CHANNEL_LAYER", "DATABASE_URL"))}
+    env.update({"DJANGO_SETTINGS_MODULE": "dashboard.settings", "PYTHONUNBUFFERED": "1"})
+    env.update(overrides)
+    return env
+
+
+def manage(args: list[str], env: dict[str, str]) -> str:
+    """Run a management command to completion and return its output."""
+    done = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne") -> Proc:
+    port = free_port()
+    proc = _spawn(
+        f"{name}-{port}",
+        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
+        logdir,
+        env=env,
+        port=port,
+    )
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{name} exited:\n{proc.output()}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return resp.status == 200
+
+    try:
+        wait_until(ready, timeout=30, what=f"{name} on {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return proc
+
+
+def start_feed(logdir: Path, env: dict[str, str], *args: str, name: str = "feed") -> Proc:
+    return _spawn(name, [PYTHON, "manage.py", "runfeed", *args], logdir, env=env)

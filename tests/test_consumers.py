@@ -1,0 +1,142 @@
+"""The /ws/quotes/ consumer through the whole ASGI app, on the in-memory layer with the embedded feed."""
+
+import orjson
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from dashboard.asgi import application
+from ticker import protocol as p
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def connect(headers=None) -> tuple[WebsocketCommunicator, dict]:
+    comm = WebsocketCommunicator(application, "/ws/quotes/", headers=headers or [])
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    return comm, await receive(comm)
+
+
+async def receive(comm: WebsocketCommunicator, timeout: float = 3) -> dict:
+    return orjson.loads(await comm.receive_from(timeout))
+
+
+async def receive_kind(comm: WebsocketCommunicator, kind: str, limit: int = 50) -> dict:
+    for _ in range(limit):
+        frame = await receive(comm)
+        if frame["t"] == kind:
+            return frame
+    raise AssertionError(f"no {kind!r} frame in {limit}")
+
+
+async def send(comm: WebsocketCommunicator, obj) -> None:
+    await comm.send_to(text_data=obj if isinstance(obj, str) else orjson.dumps(obj).decode())
+
+
+async def test_client_gets_hello_then_snap_then_rising_quotes(runtime):
+    comm, hello = await connect()
+    assert hello["t"] == "hello" and hello["v"] == 1 and hello["epoch"] == runtime.hub.epoch
+    assert {s["s"] for s in hello["symbols"]} >= {"AAPL", "MSFT"}
+    await send(comm, {"op": "sub", "symbols": "*"})
+    snap = await receive(comm)
+    assert snap["t"] == "snap" and len(snap["q"]) == len(hello["symbols"])
+    seqs = [(await receive_kind(comm, "q"))["seq"] for _ in range(5)]
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
+    assert seqs[0] > snap["seq"] - 1
+    await comm.disconnect()
+
+
+async def test_unknown_symbol_gets_err_and_the_connection_lives_on(runtime):
+    comm, _ = await connect()
+    await send(comm, {"op": "sub", "symbols": ["AAPL", "NOPE"]})
+    snap = await receive(comm)
+    assert [r[0] for r in snap["q"]] == ["AAPL"]
+    err = await receive(comm)
+    assert err == {"t": "err", "code": "unknown_symbol", "msg": "unknown symbol(s): NOPE"}
+    await send(comm, {"op": "ping", "id": 1})
+    assert (await receive_kind(comm, "pong"))["id"] == 1
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [("{not json", "bad_request"), ('{"op":"fly"}', "unknown_op"), ('{"op":"sub","symbols":7}', "bad_request")],
+)
+async def test_bad_frames_get_err_and_the_connection_stays_open(runtime, frame, code):
+    comm, _ = await connect()
+    await send(comm, frame)
+    assert (await receive_kind(comm, "err"))["code"] == code
+    await send(comm, {"op": "ping", "id": "still-here"})
+    assert (await receive_kind(comm, "pong"))["id"] == "still-here"
+    await comm.disconnect()
+
+
+async def test_binary_frame_gets_err(runtime):
+    comm, _ = await connect()
+    await comm.send_to(bytes_data=b"\x00\x01")
+    assert (await receive_kind(comm, "err"))["code"] == "bad_request"
+    await comm.disconnect()
+
+
+async def test_oversized_frame_closes_with_1009(runtime):
+    comm, _ = await connect()
+    await send(comm, "x" * (p.MAX_FRAME_BYTES + 1))
+    for _ in range(50):
+        out = await comm.receive_output(3)
+        if out["type"] == "websocket.close":
+            assert out["code"] == p.WS_1009_MESSAGE_TOO_BIG
+            break
+    else:
+        raise AssertionError("not closed")
+
+
+async def test_flood_gets_rate_limited_then_closed_with_1008(runtime):
+    comm, _ = await connect()
+    for i in range(p.RATE_BURST + p.FLOOD_CLOSE_AFTER + 5):
+        await send(comm, {"op": "ping", "id": i})
+    kinds, close = [], None
+    for _ in range(500):
+        out = await comm.receive_output(3)
+        if out["type"] == "websocket.close":
+            close = out["code"]
+            break
+        kinds.append(orjson.loads(out["text"]))
+    assert close == p.WS_1008_POLICY_VIOLATION
+    assert [k["code"] for k in kinds if k["t"] == "err"] == ["rate_limited"]
+    assert len([k for k in kinds if k["t"] == "pong"]) == p.RATE_BURST
+
+
+async def test_foreign_origin_is_refused_at_the_handshake(runtime):
+    comm = WebsocketCommunicator(application, "/ws/quotes/", headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await comm.connect(timeout=5)
+    assert not connected
+
+
+async def test_same_site_origin_is_accepted(runtime):
+    comm, hello = await connect(headers=[(b"origin", b"http://127.0.0.1:8000")])
+    assert hello["t"] == "hello"
+    await comm.disconnect()
+
+
+async def test_resume_after_reconnect_continues_the_seq(runtime):
+    comm, hello = await connect()
+    await send(comm, {"op": "sub", "symbols": "*"})
+    last = (await receive_kind(comm, "q"))["seq"]
+    await comm.disconnect()
+    comm, hello = await connect()
+    await send(comm, {"op": "resume", "epoch": hello["epoch"], "seq": last, "symbols": "*"})
+    frame = await receive(comm)
+    assert frame["t"] == "q" and frame["seq"] >= last
+    await comm.disconnect()
+
+
+async def test_disconnect_leaves_nothing_in_the_hub(runtime):
+    comms = []
+    for _ in range(20):
+        comm, _ = await connect()
+        await send(comm, {"op": "sub", "symbols": ["AAPL", "MSFT"]})
+        comms.append(comm)
+    assert runtime.hub.client_count == 20
+    for comm in comms:
+        await comm.disconnect()
+    assert runtime.hub.client_count == 0 and runtime.hub.by_key == {}

@@ -1,0 +1,197 @@
+"""The hub: fan-out, subscriptions, resync on gaps, resume — on the in-memory layer."""
+
+import asyncio
+
+import orjson
+import pytest
+from channels.layers import InMemoryChannelLayer
+
+from ticker import bus
+from ticker.hub import Client, Hub
+from ticker.protocol import MAX_SYMBOLS, ProtocolError
+from ticker.store import MemoryStore
+
+SYMBOLS = [{"s": s, "name": s, "paused": False} for s in ("AAA", "BBB", "CCC")]
+
+
+def row(sym, last, ts=1):
+    return [sym, last, 10.0, 10.0, max(10.0, last), min(10.0, last), 100, ts]
+
+
+class Recorder:
+    """A client that records every frame it is sent, decoded."""
+
+    def __init__(self, hub: Hub, symbols=None):
+        self.frames: list[dict] = []
+        self.client = Client(self.send)
+        hub.join(self.client)
+
+    async def send(self, text: str) -> None:
+        self.frames.append(orjson.loads(text))
+
+    def of(self, kind: str) -> list[dict]:
+        return [f for f in self.frames if f["t"] == kind]
+
+
+@pytest.fixture
+async def setup():
+    layer, store = InMemoryChannelLayer(), MemoryStore()
+    await store.save("e1", 0, [row("AAA", 10.0), row("BBB", 10.0), row("CCC", 10.0)])
+    hub = Hub(store, "node-1", bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP], layer))
+    hub.set_symbols(SYMBOLS)
+    hub.task = asyncio.create_task(hub.run())
+    await asyncio.wait_for(hub.synced.wait(), 2)
+    yield hub, layer, store
+    await hub.stop()
+
+
+async def publish(layer, store, epoch, seq, rows, removed=()):
+    await store.save(epoch, seq, rows, removed)
+    await layer.group_send(bus.QUOTES_GROUP, bus.batch_message(epoch, seq, rows, removed))
+
+
+async def settle(hub: Hub, seq: int) -> None:
+    for _ in range(200):
+        if hub.seq >= seq:
+            await asyncio.sleep(0)
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"hub stuck at seq {hub.seq}, wanted {seq}")
+
+
+async def test_whole_board_clients_get_every_batch_in_order(setup):
+    hub, layer, store = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, None)
+    for seq in range(1, 6):
+        await publish(layer, store, "e1", seq, [row("AAA", 10.0 + seq)])
+    await settle(hub, 5)
+    assert [f["seq"] for f in rec.of("q")] == [1, 2, 3, 4, 5]
+    assert rec.of("q")[-1]["q"] == [["AAA", 15.0, 100, 1]]
+
+
+async def test_watchlist_clients_get_only_their_symbols_and_nothing_when_they_did_not_change(setup):
+    hub, layer, store = setup
+    rec = Recorder(hub)
+    snap, unknown = hub.subscribe(rec.client, ["BBB"])
+    assert unknown == [] and [r[0] for r in orjson.loads(snap)["q"]] == ["BBB"]
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await publish(layer, store, "e1", 2, [row("AAA", 12.0), row("BBB", 9.0)])
+    await settle(hub, 2)
+    assert rec.of("q") == [{"t": "q", "seq": 2, "q": [["BBB", 9.0, 100, 1]]}]
+
+
+async def test_clients_with_the_same_symbols_share_one_frame(setup):
+    hub, layer, store = setup
+    a, b = Recorder(hub), Recorder(hub)
+    hub.subscribe(a.client, ["AAA", "BBB"])
+    hub.subscribe(b.client, ["BBB", "AAA"])
+    assert len(hub.by_key) == 1
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await settle(hub, 1)
+    assert a.frames[-1] == b.frames[-1]
+
+
+async def test_unknown_symbols_are_reported_and_known_ones_still_subscribed(setup):
+    hub, _, _ = setup
+    rec = Recorder(hub)
+    _, unknown = hub.subscribe(rec.client, ["AAA", "ZZZ"])
+    assert unknown == ["ZZZ"] and rec.client.symbols == frozenset({"AAA"})
+
+
+async def test_too_many_symbols_leaves_the_subscription_unchanged(setup):
+    hub, _, _ = setup
+    hub.set_symbols([{"s": f"S{i}"} for i in range(MAX_SYMBOLS + 5)])
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, [f"S{i}" for i in range(MAX_SYMBOLS)])
+    with pytest.raises(ProtocolError):
+        hub.subscribe(rec.client, ["S100"])
+    assert len(rec.client.symbols) == MAX_SYMBOLS
+
+
+async def test_unsubscribe_from_the_whole_board_keeps_the_others(setup):
+    hub, layer, store = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, None)
+    hub.unsubscribe(rec.client, ["AAA"])
+    assert rec.client.symbols == frozenset({"BBB", "CCC"})
+    hub.unsubscribe(rec.client, None)
+    await publish(layer, store, "e1", 1, [row("BBB", 11.0)])
+    await settle(hub, 1)
+    assert rec.of("q") == []
+
+
+async def test_a_gap_in_seq_makes_the_hub_resync_and_snapshot_everyone(setup):
+    hub, layer, store = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, None)
+    await store.save("e1", 1, [row("AAA", 11.0)])  # batch 1 never reaches the hub
+    await publish(layer, store, "e1", 2, [row("BBB", 12.0)])
+    await settle(hub, 2)
+    snaps = rec.of("snap")
+    assert snaps[-1]["seq"] == 2
+    assert {r[0]: r[1] for r in snaps[-1]["q"]} == {"AAA": 11.0, "BBB": 12.0, "CCC": 10.0}
+
+
+async def test_a_new_epoch_replaces_the_state(setup):
+    hub, layer, store = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, None)
+    await store.save("e2", 0, [row("AAA", 50.0)])
+    await publish(layer, store, "e2", 1, [row("AAA", 51.0)])
+    await settle(hub, 1)
+    assert hub.epoch == "e2" and set(hub.rows) == {"AAA"}
+    assert rec.of("snap")[-1]["q"][0][1] == 51.0
+
+
+async def test_resume_in_the_same_epoch_sends_only_what_changed(setup):
+    hub, layer, store = setup
+    for seq, (sym, last) in enumerate([("AAA", 11.0), ("BBB", 12.0), ("AAA", 13.0)], start=1):
+        await publish(layer, store, "e1", seq, [row(sym, last)])
+    await settle(hub, 3)
+    rec = Recorder(hub)
+    frame, _ = hub.resume(rec.client, "e1", 1, None)
+    assert orjson.loads(frame) == {"t": "q", "seq": 3, "q": [["BBB", 12.0, 100, 1], ["AAA", 13.0, 100, 1]]}
+
+
+async def test_resume_from_another_epoch_or_too_far_back_gets_a_snapshot(setup):
+    hub, _, _ = setup
+    rec = Recorder(hub)
+    assert orjson.loads(hub.resume(rec.client, "old", 1, None)[0])["t"] == "snap"
+    assert orjson.loads(hub.resume(rec.client, "e1", 99, ["AAA"])[0])["t"] == "snap"
+
+
+async def test_symbol_changes_go_to_every_client(setup):
+    hub, layer, _ = setup
+    rec = Recorder(hub)
+    await layer.group_send(bus.CONTROL_GROUP, bus.symbols_message([{"s": "NEW"}]))
+    for _ in range(100):
+        if rec.of("sym"):
+            break
+        await asyncio.sleep(0.01)
+    assert rec.of("sym") == [{"t": "sym", "symbols": [{"s": "NEW"}]}]
+    assert hub.known == {"NEW"}
+
+
+async def test_leave_removes_the_client_and_empty_groups(setup):
+    hub, _, _ = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, ["AAA"])
+    hub.leave(rec.client)
+    assert hub.by_key == {} and hub.client_count == 0
+
+
+async def test_a_failing_client_does_not_stop_the_others(setup):
+    hub, layer, store = setup
+
+    async def broken(text):
+        raise ConnectionResetError
+
+    bad = Client(broken)
+    hub.join(bad)
+    hub.subscribe(bad, None)
+    good = Recorder(hub)
+    hub.subscribe(good.client, None)
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await settle(hub, 1)
+    assert [f["seq"] for f in good.of("q")] == [1]

@@ -1,0 +1,177 @@
+"""End to end with real processes: daphne (embedded, and two on one real Redis with runfeed),
+real WebSocket clients, the real admin over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import pytest
+import websockets
+
+from tests.admin_client import AdminClient
+
+
+class Ws:
+    """A real WebSocket client speaking protocol v1."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.hello: dict = {}
+
+    @classmethod
+    async def open(cls, url: str) -> Ws:
+        ws = cls(await websockets.connect(url, open_timeout=10))
+        ws.hello = await ws.recv()
+        assert ws.hello["t"] == "hello"
+        return ws
+
+    async def recv(self, timeout: float = 5.0) -> dict:
+        return json.loads(await asyncio.wait_for(self.conn.recv(), timeout))
+
+    async def send(self, obj: dict) -> None:
+        await self.conn.send(json.dumps(obj))
+
+    async def until(self, predicate, timeout: float = 5.0) -> dict:
+        """The first frame that satisfies ``predicate``, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            if predicate(frame):
+                return frame
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def assert_live_stream(url: str) -> None:
+    ws = await Ws.open(url)
+    await ws.send({"op": "sub", "symbols": "*"})
+    snap = await ws.until(lambda f: f["t"] == "snap")
+    assert len(snap["q"]) == len(ws.hello["symbols"]) == 42
+    seqs = [(await ws.until(lambda f: f["t"] == "q"))["seq"] for _ in range(5)]
+    assert seqs == list(range(seqs[0], seqs[0] + 5)) and seqs[0] > snap["seq"] - 1
+    await ws.close()
+
+
+# The embedded default: no Redis at all.
+
+
+async def test_embedded_mode_streams_quotes_without_redis(embedded_site):
+    await assert_live_stream(embedded_site.ws_url)
+
+
+def test_embedded_mode_health_snapshot_and_page(embedded_site):
+    status, health = get_json(embedded_site.url + "/healthz")
+    assert status == 200 and health["status"] == "ok" and health["layer"] == "reachable"
+    status, snap = get_json(embedded_site.url + "/api/quotes/?symbols=AAPL,msft")
+    assert status == 200 and [r[0] for r in snap["q"]] == ["AAPL", "MSFT"]
+    status, err = get_json(embedded_site.url + "/api/quotes/?symbols=NOPE")
+    assert status == 404 and err["code"] == "unknown_symbol"
+    with urllib.request.urlopen(embedded_site.url + "/", timeout=10) as resp:
+        page = resp.read().decode()
+    assert "AAPL" in page and "Apple Inc." in page
+
+
+def test_embedded_mode_writes_one_minute_candles(embedded_site):
+    def candles():
+        status, body = get_json(embedded_site.url + "/api/candles/AAPL/?interval=1m&limit=5")
+        assert status == 200
+        return body["candles"]
+
+    deadline = time.monotonic() + 15
+    while not candles() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    start, open_, high, low, close, volume = candles()[-1]
+    assert start % 60_000 == 0 and low <= min(open_, close) <= max(open_, close) <= high and volume > 0
+    assert get_json(embedded_site.url + "/api/candles/AAPL/?interval=5m")[0] == 400
+    assert get_json(embedded_site.url + "/api/candles/NOPE/")[0] == 404
+
+
+# The scaled mode: two daphne processes on one real Redis, fed by runfeed.
+
+
+async def test_redis_mode_streams_quotes(redis_site):
+    await assert_live_stream(redis_site.ws_url)
+
+
+async def test_two_daphne_processes_deliver_the_same_seq_stream(redis_site):
+    urls = [f"ws://127.0.0.1:{redis_site.procs[name].port}/ws/quotes/" for name in ("web1", "web2")]
+    clients = [await Ws.open(url) for url in urls]
+    assert clients[0].hello["node"] != clients[1].hello["node"]
+    assert clients[0].hello["epoch"] == clients[1].hello["epoch"]
+    streams = []
+    for ws in clients:
+        await ws.send({"op": "sub", "symbols": "*"})
+        await ws.until(lambda f: f["t"] == "snap")
+    for ws in clients:
+        frames = {}
+        while len(frames) < 10:
+            frame = await ws.until(lambda f: f["t"] == "q")
+            frames[frame["seq"]] = frame["q"]
+        streams.append(frames)
+        await ws.close()
+    common = set(streams[0]) & set(streams[1])
+    assert len(common) >= 5
+    assert all(streams[0][seq] == streams[1][seq] for seq in common)
+
+
+async def test_admin_add_pause_and_delete_reach_open_connections(redis_site):
+    web2 = f"http://127.0.0.1:{redis_site.procs['web2'].port}"
+    admin = AdminClient(web2)
+    ws = await Ws.open(redis_site.ws_url)  # on web1: the change crosses processes through Redis
+    await ws.send({"op": "sub", "symbols": "*"})
+    await ws.until(lambda f: f["t"] == "snap")
+
+    started = time.monotonic()
+    await asyncio.to_thread(admin.add_symbol, "ZZTOP", "ZZ Top Holdings", "42.00")
+    sym = await ws.until(lambda f: f["t"] == "sym", timeout=3)
+    assert time.monotonic() - started < 1.0 + 0.5  # the admin POST itself is inside this
+    assert "ZZTOP" in {s["s"] for s in sym["symbols"]}
+    row = await ws.until(lambda f: f["t"] == "q" and any(r[0] == "ZZTOP" for r in f["q"]), timeout=10)
+    assert row["seq"] > 0
+
+    await asyncio.to_thread(admin.set_active, "ZZTOP", False)
+    sym = await ws.until(lambda f: f["t"] == "sym", timeout=3)
+    assert next(s for s in sym["symbols"] if s["s"] == "ZZTOP")["paused"] is True
+    paused_at = time.monotonic()
+    # Let a batch in flight go by, then watch for two seconds: no ticks for a paused symbol.
+    await asyncio.sleep(0.3)
+    while time.monotonic() - paused_at < 2.3:
+        frame = await ws.recv()
+        assert not (frame["t"] == "q" and any(r[0] == "ZZTOP" for r in frame["q"]))
+
+    await asyncio.to_thread(admin.delete_symbol, "ZZTOP")
+    sym = await ws.until(lambda f: f["t"] == "sym", timeout=3)
+    assert "ZZTOP" not in {s["s"] for s in sym["symbols"]}
+    await ws.close()
+
+
+async def test_unknown_symbol_gets_err_and_the_stream_goes_on(redis_site):
+    ws = await Ws.open(redis_site.ws_url)
+    await ws.send({"op": "sub", "symbols": ["NOPE", "AAPL"]})
+    err = await ws.until(lambda f: f["t"] == "err")
+    assert err["code"] == "unknown_symbol"
+    await ws.until(lambda f: f["t"] == "q" and f["q"][0][0] == "AAPL", timeout=10)
+    await ws.close()
+
+
+def test_redis_mode_health(redis_site):
+    for name in ("web1", "web2"):
+        status, health = get_json(f"http://127.0.0.1:{redis_site.procs[name].port}/healthz")
+        assert status == 200 and health["feed_age_s"] < 2
+
+
+@pytest.mark.parametrize("proc", ["feed", "web1", "web2"])
+def test_processes_are_still_up(redis_site, proc):
+    assert redis_site.procs[proc].alive(), redis_site.procs[proc].output()[-2000:]

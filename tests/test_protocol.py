@@ -1,0 +1,112 @@
+"""Protocol v1 parsing, validation and encoding: no server, no loop."""
+
+import orjson
+import pytest
+
+from ticker import protocol as p
+
+
+def assert_error(data, code: str) -> p.ProtocolError:
+    with pytest.raises(p.ProtocolError) as info:
+        p.parse_client_message(data)
+    assert info.value.code == code, info.value
+    return info.value
+
+
+def test_sub_parses_symbols_upper_cased_and_deduplicated():
+    assert p.parse_client_message('{"op":"sub","symbols":["aapl","MSFT","AAPL"]}') == p.Subscribe(("AAPL", "MSFT"))
+
+
+def test_sub_star_means_the_whole_board():
+    assert p.parse_client_message('{"op":"sub","symbols":"*"}') == p.Subscribe(None)
+
+
+def test_unsub_parses():
+    assert p.parse_client_message(b'{"op":"unsub","symbols":["BRK.B"]}') == p.Unsubscribe(("BRK.B",))
+
+
+def test_resume_parses_and_defaults_to_all_symbols():
+    assert p.parse_client_message('{"op":"resume","epoch":"e1","seq":12}') == p.Resume("e1", 12, None)
+
+
+@pytest.mark.parametrize("ping_id", [7, "abc", None])
+def test_ping_keeps_its_id(ping_id):
+    assert p.parse_client_message(orjson.dumps({"op": "ping", "id": ping_id})) == p.Ping(ping_id)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ["not json", "[1,2]", '"sub"', "{}", '{"op":5}', '{"op":"sub"}', '{"op":"sub","symbols":[]}',
+     '{"op":"sub","symbols":[1]}', '{"op":"sub","symbols":"AAPL"}', '{"op":"ping","id":[1]}',
+     '{"op":"ping","id":true}', '{"op":"resume","epoch":1,"seq":1}', '{"op":"resume","epoch":"e","seq":-1}',
+     '{"op":"resume","epoch":"e","seq":"3"}'],
+)
+def test_malformed_frames_are_bad_requests(frame):
+    error = assert_error(frame, p.ERR_BAD_REQUEST)
+    assert error.close_code is None
+
+
+def test_unknown_op_is_named_in_the_error():
+    error = assert_error('{"op":"buy","symbols":["AAPL"]}', p.ERR_UNKNOWN_OP)
+    assert "buy" in str(error)
+
+
+def test_a_string_that_cannot_be_a_ticker_is_an_unknown_symbol():
+    assert_error('{"op":"sub","symbols":["AAPL","<script>"]}', p.ERR_UNKNOWN_SYMBOL)
+
+
+def test_too_many_symbols_in_one_frame():
+    symbols = [f"S{i}" for i in range(p.MAX_SYMBOLS + 1)]
+    assert_error(orjson.dumps({"op": "sub", "symbols": symbols}), p.ERR_TOO_MANY_SYMBOLS)
+
+
+def test_an_oversized_frame_asks_for_close_1009():
+    frame = '{"op":"sub","symbols":["AAPL"],"pad":"' + "x" * p.MAX_FRAME_BYTES + '"}'
+    error = assert_error(frame, p.ERR_TOO_BIG)
+    assert error.close_code == p.WS_1009_MESSAGE_TOO_BIG
+
+
+def test_frame_size_is_counted_in_bytes_not_characters():
+    frame = '{"op":"ping","id":"' + "é" * (p.MAX_FRAME_BYTES // 2) + '"}'
+    assert len(frame) < p.MAX_FRAME_BYTES
+    assert_error(frame, p.ERR_TOO_BIG)
+
+
+def test_hello_announces_version_epoch_seq_node_symbols_and_limits():
+    hello = orjson.loads(p.encode_hello("e1", 5, "web1:1", [{"s": "AAPL"}]))
+    assert hello == {"t": "hello", "v": 1, "epoch": "e1", "seq": 5, "node": "web1:1",
+                     "symbols": [{"s": "AAPL"}], "limits": p.limits()}
+
+
+def test_quotes_frame_joins_pre_encoded_fragments_into_valid_json():
+    rows = [["AAPL", 1.5, 1.0, 1.0, 2.0, 1.0, 300, 1000], ["MSFT", 2.25, 2.0, 2.0, 2.5, 2.0, 100, 1001]]
+    frame = p.encode_quotes(9, [p.short_row(r) for r in rows])
+    assert orjson.loads(frame) == {"t": "q", "seq": 9, "q": [["AAPL", 1.5, 300, 1000], ["MSFT", 2.25, 100, 1001]]}
+
+
+def test_empty_quotes_frame_is_valid_json():
+    assert orjson.loads(p.encode_quotes(3, [])) == {"t": "q", "seq": 3, "q": []}
+
+
+def test_snap_err_pong_and_sym_frames():
+    row = ["AAPL", 1.5, 1.0, 1.0, 2.0, 1.0, 300, 1000]
+    assert orjson.loads(p.encode_snap(4, [row])) == {"t": "snap", "seq": 4, "q": [row]}
+    assert orjson.loads(p.encode_err("x", "y")) == {"t": "err", "code": "x", "msg": "y"}
+    assert orjson.loads(p.encode_pong(7)) == {"t": "pong", "id": 7}
+    assert orjson.loads(p.encode_symbols([{"s": "A"}])) == {"t": "sym", "symbols": [{"s": "A"}]}
+
+
+def test_token_bucket_allows_a_burst_then_the_rate():
+    bucket = p.TokenBucket(rate=10, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.refused == 1
+    assert bucket.take(0.1)  # one token back after 1/rate seconds
+    assert bucket.refused == 0
+
+
+def test_token_bucket_calls_a_sustained_flood_flooding():
+    bucket = p.TokenBucket(rate=1, burst=1, now=0.0)
+    bucket.take(0.0)
+    for _ in range(p.FLOOD_CLOSE_AFTER):
+        assert not bucket.take(0.0)
+    assert bucket.flooding

@@ -1,0 +1,34 @@
+from django.contrib import admin, messages
+
+from .models import Candle, Symbol
+from .signals import announce_after_commit
+
+
+@admin.register(Symbol)
+class SymbolAdmin(admin.ModelAdmin):
+    list_display = ["ticker", "name", "exchange", "currency", "active", "prev_close", "tick_size"]
+    list_filter = ["active", "exchange", "currency"]
+    search_fields = ["ticker", "name"]
+    list_editable = ["active"]
+    actions = ["pause", "resume"]
+
+    @admin.action(description="Pause selected symbols (stop their ticks)")
+    def pause(self, request, queryset) -> None:
+        self._set_active(request, queryset, False)
+
+    @admin.action(description="Resume selected symbols")
+    def resume(self, request, queryset) -> None:
+        self._set_active(request, queryset, True)
+
+    def _set_active(self, request, queryset, active: bool) -> None:
+        # update() sends no post_save, so announce the change ourselves.
+        count = queryset.update(active=active)
+        announce_after_commit()
+        self.message_user(request, f"{count} symbol(s) {'resumed' if active else 'paused'}.", messages.SUCCESS)
+
+
+@admin.register(Candle)
+class CandleAdmin(admin.ModelAdmin):
+    list_display = ["symbol", "start", "open", "high", "low", "close", "volume"]
+    list_filter = ["symbol"]
+    date_hierarchy = "start"

@@ -1,0 +1,105 @@
+"""What travels on the channel layer, and one way to listen to it for a whole process.
+
+Two groups carry everything:
+
+- ``ticker.quotes``: one ``ticker.batch`` message per feed batch (feed → every hub).
+- ``ticker.control``: one ``ticker.symbols`` message per admin change (admin → feed and hubs).
+
+Browsers never join a group: each server process's hub does, once (DESIGN.md §3.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from .protocol import Row
+
+log = logging.getLogger(__name__)
+
+QUOTES_GROUP = "ticker.quotes"
+CONTROL_GROUP = "ticker.control"
+BATCH = "ticker.batch"
+SYMBOLS = "ticker.symbols"
+REJOINED = "ticker.rejoined"  # made up by Listener, never sent: "you may have missed messages"
+
+REJOIN_SECONDS = 3600.0  # group membership expires (channels_redis group_expiry, 24 h): renew it
+RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def batch_message(epoch: str, seq: int, rows: Sequence[Row], removed: Iterable[str] = ()) -> dict[str, Any]:
+    return {"type": BATCH, "epoch": epoch, "seq": seq, "rows": list(rows), "removed": list(removed)}
+
+
+def symbols_message(symbols: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": SYMBOLS, "symbols": list(symbols)}
+
+
+def announce_symbols(symbols: Sequence[dict[str, Any]]) -> None:
+    """Tell the feed and every hub that the symbol list changed (from sync code: admin, signals).
+
+    ``async_to_sync`` costs a thread hop per call: fine for admin changes, never for ticks.
+    """
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(CONTROL_GROUP, symbols_message(symbols))
+
+
+class Listener:
+    """One channel on the layer that has joined some groups, with reconnects.
+
+    ``messages()`` yields what arrives. After every (re)join it first yields a ``REJOINED``
+    message: whatever was sent while the channel was away is lost, so the caller resyncs.
+    """
+
+    def __init__(self, groups: Sequence[str], layer: BaseChannelLayer | None = None) -> None:
+        self.groups = tuple(groups)
+        self.layer = layer or get_channel_layer()
+        self.channel: str | None = None
+
+    async def _join(self) -> None:
+        self.channel = await self.layer.new_channel()
+        for group in self.groups:
+            await self.layer.group_add(group, self.channel)
+
+    async def _keep_joined(self) -> None:
+        while True:
+            await asyncio.sleep(REJOIN_SECONDS)
+            try:
+                if self.channel:
+                    for group in self.groups:
+                        await self.layer.group_add(group, self.channel)
+            except Exception:
+                log.warning("could not renew group membership; will retry", exc_info=True)
+
+    async def messages(self) -> AsyncIterator[dict[str, Any]]:
+        keeper = asyncio.create_task(self._keep_joined())
+        failures = 0
+        try:
+            while True:
+                try:
+                    if self.channel is None:
+                        await self._join()
+                        if failures:
+                            log.info("rejoined %s after %d failed attempt(s)", ", ".join(self.groups), failures)
+                        failures = 0
+                        yield {"type": REJOINED}
+                    message = await self.layer.receive(self.channel)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.channel = None
+                    delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                    if not failures:
+                        log.warning("channel layer failed (%s); retrying", exc)
+                    failures += 1
+                    await asyncio.sleep(delay)
+                    continue
+                yield message
+        finally:
+            keeper.cancel()

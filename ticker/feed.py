@@ -1,0 +1,204 @@
+"""The price feed: turns a tick source into coalesced, numbered batches on the channel layer.
+
+Every ``batch_ms`` the feed asks its source for the ticks since the last batch, folds them
+into the quote book (one row per changed symbol: conflation is what a ticker wants), writes
+the changed rows to the quote store and then publishes them to the ``ticker.quotes`` group
+as batch ``seq``. ``seq`` rises by one per published batch within one feed run (``epoch``);
+a batch that changes nothing is not published. If the store or the layer fails, the
+changed rows are kept and go out with the next batch that succeeds: nothing is lost, the
+seq does not advance.
+
+The feed also listens on ``ticker.control`` for admin changes (reloads the symbols from the
+database) and writes 1-minute candles to the database every few seconds, off the tick path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+
+from asgiref.sync import sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from . import bus
+from .candles import Bar, CandleBook
+from .models import Candle, Symbol
+from .protocol import LAST, SYM, TS, Row
+from .quotes import QuoteBook
+from .sources import Listing, Source
+from .store import QuoteStore, now_ms
+
+log = logging.getLogger(__name__)
+
+CANDLE_FLUSH_SECONDS = 5.0
+
+
+def new_epoch() -> str:
+    """An id for one feed run: clients that see a new one forget what they had."""
+    return f"{int(time.time()):x}-{secrets.token_hex(3)}"
+
+
+def load_symbols() -> list[Symbol]:
+    return list(Symbol.objects.all())
+
+
+def write_candles(bars: list[Bar], ids: dict[str, int]) -> None:
+    """Upsert candles (one row per symbol and minute)."""
+    objs = [
+        Candle(
+            symbol_id=ids[b.symbol],
+            start=datetime.fromtimestamp(b.start_ms / 1000, tz=UTC),
+            open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume,
+        )
+        for b in bars
+        if b.symbol in ids
+    ]
+    Candle.objects.bulk_create(
+        objs,
+        update_conflicts=True,
+        unique_fields=["symbol", "start"],
+        update_fields=["open", "high", "low", "close", "volume"],
+    )
+
+
+class Feed:
+    """One feed run. ``run()`` until cancelled (or until a finite source is exhausted)."""
+
+    def __init__(
+        self,
+        source: Source,
+        store: QuoteStore,
+        *,
+        layer: BaseChannelLayer | None = None,
+        batch_ms: int = 100,
+    ) -> None:
+        if batch_ms < 10:
+            raise ValueError("batch_ms must be at least 10")
+        self.source = source
+        self.store = store
+        self.layer = layer or get_channel_layer()
+        self.batch_seconds = batch_ms / 1000
+        self.epoch = new_epoch()
+        self.seq = 0
+        self.book = QuoteBook()
+        self.candles = CandleBook()
+        self.ids: dict[str, int] = {}
+        self.pending: dict[str, Row] = {}  # changed rows not yet published
+        self.removed: set[str] = set()  # deleted symbols not yet published
+        self.published_at = 0.0  # monotonic time of the last published batch
+
+    async def reload_symbols(self) -> None:
+        """Read the symbols from the database and start, pause or drop them in the source and book."""
+        symbols = await sync_to_async(load_symbols)()
+        self.ids = {s.ticker: s.pk for s in symbols}
+        listings = [
+            Listing(s.ticker, float(s.prev_close), float(s.tick_size), s.volatility) for s in symbols
+        ]
+        before = set(self.book.rows)
+        known = (await self.store.load()).rows if not before else {}
+        self.book.set_listings(listings, known, now_ms())
+        self.source.set_listings([item for item, s in zip(listings, symbols, strict=True) if s.active],
+                                 self.book.last_prices())
+        gone = before - set(self.book.rows)
+        self.removed |= gone
+        for sym in gone:
+            self.pending.pop(sym, None)
+        for sym in set(self.book.rows) - before:
+            self.pending[sym] = list(self.book.rows[sym])
+        log.info("feed %s: %d symbols (%d active)", self.epoch, len(symbols), sum(s.active for s in symbols))
+
+    async def publish(self) -> bool:
+        """Write and publish what is pending as the next batch; False (and kept) if that failed."""
+        if not self.pending and not self.removed:
+            return True
+        rows, removed = list(self.pending.values()), sorted(self.removed)
+        seq = self.seq + 1
+        try:
+            await self.store.save(self.epoch, seq, rows, removed)
+            await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(self.epoch, seq, rows, removed))
+        except Exception as exc:
+            log.warning("feed: batch %d not published (%s); keeping %d rows for the next one", seq, exc, len(rows))
+            return False
+        self.seq = seq
+        self.pending.clear()
+        self.removed.clear()
+        self.published_at = time.monotonic()
+        return True
+
+    def take_ticks(self, now: float) -> None:
+        ticks = self.source.ticks(now)
+        if not ticks:
+            return
+        volumes: dict[str, int] = {}
+        for tick in ticks:
+            volumes[tick.symbol] = volumes.get(tick.symbol, 0) + tick.size
+        for row in self.book.apply(ticks, now_ms()):
+            self.pending[row[SYM]] = row
+            self.candles.add(row[SYM], row[LAST], volumes[row[SYM]], row[TS])
+
+    async def flush_candles(self) -> None:
+        bars = self.candles.take_changed()
+        if not bars:
+            return
+        try:
+            await sync_to_async(write_candles)(bars, self.ids)
+        except Exception as exc:
+            log.warning("feed: %d candles not written (%s); retrying", len(bars), exc)
+            for bar in bars:
+                self.candles.changed.setdefault((bar.symbol, bar.start_ms), bar)
+
+    async def _candle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CANDLE_FLUSH_SECONDS)
+            await self.flush_candles()
+
+    async def _control_loop(self) -> None:
+        async for message in bus.Listener([bus.CONTROL_GROUP], self.layer).messages():
+            if message["type"] in (bus.SYMBOLS, bus.REJOINED):
+                try:
+                    await self.reload_symbols()
+                except Exception:
+                    log.exception("feed: could not reload symbols")
+
+    async def start(self) -> None:
+        """Load the symbols and publish the full book as batch 0 of a new epoch."""
+        await self.reload_symbols()
+        while True:
+            try:
+                await self.store.save(self.epoch, 0, list(self.book.rows.values()))
+                break
+            except Exception as exc:
+                log.warning("feed: store unavailable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        self.pending.clear()
+        self.removed.clear()
+        self.published_at = time.monotonic()
+        log.info("feed %s started", self.epoch)
+
+    async def run(self) -> None:
+        """Start, then publish until cancelled or the source ends."""
+        await self.start()
+        await self.publish_forever()
+
+    async def publish_forever(self) -> None:
+        """Publish a batch every ``batch_ms`` (after ``start``) until cancelled or the source ends."""
+        helpers = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._candle_loop())]
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        try:
+            while not getattr(self.source, "finished", False):
+                next_at += self.batch_seconds
+                delay = next_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    next_at = loop.time()  # fell behind: don't burst to catch up
+                self.take_ticks(time.monotonic())
+                await self.publish()
+            await self.flush_candles()
+        finally:
+            for task in helpers:
+                task.cancel()

@@ -1,0 +1,72 @@
+"""What the ticker stores: the symbols an operator manages and the 1-minute candles the feed writes.
+
+Live quotes are not stored here: the tick path never touches the ORM. The feed keeps the
+latest quote of every symbol in the quote store (``ticker.store``) instead.
+"""
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from .protocol import SYMBOL_RE
+
+
+class Symbol(models.Model):
+    """A listed instrument. Pausing one (``active=False``) stops its ticks but keeps it on the board."""
+
+    ticker = models.CharField(
+        max_length=12, unique=True, validators=[RegexValidator(SYMBOL_RE, "Upper-case letters, digits, . or -")]
+    )
+    name = models.CharField(max_length=100)
+    exchange = models.CharField(max_length=16, default="NASDAQ")
+    currency = models.CharField(max_length=3, default="USD")
+    active = models.BooleanField(default=True, help_text="Untick to pause: no ticks until resumed.")
+    tick_size = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("0.01"), validators=[MinValueValidator(Decimal("0.0001"))]
+    )
+    prev_close = models.DecimalField(
+        "previous close", max_digits=12, decimal_places=4, validators=[MinValueValidator(Decimal("0.0001"))]
+    )
+    volatility = models.FloatField(default=0.3, help_text="Annualised volatility of the simulated market.")
+
+    class Meta:
+        ordering = ["ticker"]
+
+    def __str__(self) -> str:
+        return self.ticker
+
+    def save(self, *args, **kwargs) -> None:
+        self.ticker = self.ticker.strip().upper()
+        super().save(*args, **kwargs)
+
+    def as_wire(self) -> dict:
+        """The entry for this symbol in ``hello`` and ``sym`` frames (docs/PROTOCOL.md)."""
+        return {
+            "s": self.ticker,
+            "name": self.name,
+            "ex": self.exchange,
+            "ccy": self.currency,
+            "tick": float(self.tick_size),
+            "prev": float(self.prev_close),
+            "paused": not self.active,
+        }
+
+
+class Candle(models.Model):
+    """One minute of one symbol's published prices (open, high, low, close, volume traded)."""
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="candles")
+    start = models.DateTimeField(db_index=True)
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["symbol", "start"]
+        constraints = [models.UniqueConstraint(fields=["symbol", "start"], name="one_candle_per_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.start:%Y-%m-%d %H:%M}"

@@ -1,0 +1,252 @@
+"""Wire protocol v1: sans-I/O parsing, validation and encoding (docs/PROTOCOL.md).
+
+This module does no I/O and imports neither Django, Channels nor asyncio: the consumer
+feeds it the text of each frame and sends what it gives back. Every rule of the protocol
+that can be checked without a connection is checked here, so tests need no server.
+
+Client → server frames carry an ``op``; server → client frames carry a ``t``.
+Quote rows are positional arrays, not objects, to keep frames small:
+
+- full row (``snap``):  ``[sym, last, prev_close, open, high, low, volume, ts_ms]``
+- short row (``q``):    ``[sym, last, volume, ts_ms]``
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+VERSION = 1
+
+# Limits, announced to every client in ``hello``.
+MAX_FRAME_BYTES = 4096
+MAX_SYMBOLS = 100
+RATE_PER_SECOND = 10.0
+RATE_BURST = 20
+FLOOD_CLOSE_AFTER = 50  # frames refused in a row before the connection is closed
+
+# Close codes (RFC 6455 §7.4.1, and 4000+ for our own reasons).
+WS_1008_POLICY_VIOLATION = 1008
+WS_1009_MESSAGE_TOO_BIG = 1009
+WS_1011_INTERNAL_ERROR = 1011
+WS_1012_SERVICE_RESTART = 1012
+WS_1013_TRY_AGAIN_LATER = 1013
+
+# Error codes sent in ``err`` frames; the connection stays open after each of them.
+ERR_BAD_REQUEST = "bad_request"
+ERR_UNKNOWN_OP = "unknown_op"
+ERR_UNKNOWN_SYMBOL = "unknown_symbol"
+ERR_TOO_MANY_SYMBOLS = "too_many_symbols"
+ERR_RATE_LIMITED = "rate_limited"
+ERR_TOO_BIG = "too_big"  # not sent: the connection is closed with 1009
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,11}$")
+ALL = "*"
+
+# Indexes into a full row.
+SYM, LAST, PREV_CLOSE, OPEN, HIGH, LOW, VOLUME, TS = range(8)
+
+Row = list[Any]  # a full row, see the module docstring
+
+
+class ProtocolError(Exception):
+    """A client frame broke a rule.
+
+    When ``close_code`` is None, send ``encode_err(exc.code, str(exc))`` and keep going;
+    otherwise close the connection with that code.
+    """
+
+    def __init__(self, code: str, msg: str, close_code: int | None = None) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.close_code = close_code
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Add symbols to the connection; ``symbols`` is None for the whole board ("*")."""
+
+    symbols: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Remove symbols from the connection; ``symbols`` is None for all of them."""
+
+    symbols: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Re-subscribe after a reconnect and continue from ``(epoch, seq)`` where possible."""
+
+    epoch: str
+    seq: int
+    symbols: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Ask for a ``pong`` carrying the same ``id``."""
+
+    id: int | str | None
+
+
+ClientMessage = Subscribe | Unsubscribe | Resume | Ping
+
+
+def _symbols(value: Any) -> tuple[str, ...] | None:
+    """Validate a ``symbols`` field: "*" or a list of ticker strings (upper-cased, de-duplicated)."""
+    if value == ALL:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ProtocolError(ERR_BAD_REQUEST, 'symbols must be "*" or a non-empty list of strings')
+    if len(value) > MAX_SYMBOLS:
+        raise ProtocolError(ERR_TOO_MANY_SYMBOLS, f"at most {MAX_SYMBOLS} symbols per connection")
+    out: dict[str, None] = {}
+    for item in value:
+        if not isinstance(item, str):
+            raise ProtocolError(ERR_BAD_REQUEST, "symbols must be strings")
+        sym = item.strip().upper()
+        if not SYMBOL_RE.match(sym):
+            raise ProtocolError(ERR_UNKNOWN_SYMBOL, f"not a ticker: {item[:16]!r}")
+        out[sym] = None
+    return tuple(out)
+
+
+def parse_client_message(data: str | bytes) -> ClientMessage:
+    """Parse and validate one client frame.
+
+    Args:
+        data: the text of a WebSocket text frame.
+
+    Returns:
+        One of ``Subscribe``, ``Unsubscribe``, ``Resume`` or ``Ping``.
+
+    Raises:
+        ProtocolError: the frame is not valid JSON, not an object, has an unknown ``op``
+            or a field of the wrong type (answer with ``err`` and go on), or is larger than
+            ``MAX_FRAME_BYTES`` (close with ``exc.close_code``).
+    """
+    if len(data if isinstance(data, bytes) else data.encode()) > MAX_FRAME_BYTES:
+        raise ProtocolError(ERR_TOO_BIG, f"frame larger than {MAX_FRAME_BYTES} bytes", WS_1009_MESSAGE_TOO_BIG)
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(ERR_BAD_REQUEST, "frame is not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(ERR_BAD_REQUEST, "frame must be a JSON object")
+    op = msg.get("op")
+    if op == "sub":
+        return Subscribe(_symbols(msg.get("symbols")))
+    if op == "unsub":
+        return Unsubscribe(_symbols(msg.get("symbols")))
+    if op == "ping":
+        ping_id = msg.get("id")
+        if not (ping_id is None or isinstance(ping_id, str | int)) or isinstance(ping_id, bool):
+            raise ProtocolError(ERR_BAD_REQUEST, "ping id must be a number or a string")
+        return Ping(ping_id)
+    if op == "resume":
+        epoch, seq = msg.get("epoch"), msg.get("seq")
+        if not isinstance(epoch, str) or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ProtocolError(ERR_BAD_REQUEST, "resume needs a string epoch and a non-negative int seq")
+        return Resume(epoch, seq, _symbols(msg.get("symbols", ALL)))
+    if not isinstance(op, str):
+        raise ProtocolError(ERR_BAD_REQUEST, 'frame needs an "op" string')
+    raise ProtocolError(ERR_UNKNOWN_OP, f"unknown op: {op[:32]!r}")
+
+
+class TokenBucket:
+    """Per-connection rate limit: ``rate`` frames a second with bursts of ``burst``.
+
+    Time is passed in, so the bucket is deterministic and needs no clock.
+    """
+
+    __slots__ = ("burst", "rate", "refused", "stamp", "tokens")
+
+    def __init__(self, rate: float = RATE_PER_SECOND, burst: int = RATE_BURST, now: float = 0.0) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = now
+        self.refused = 0  # frames refused in a row
+
+    def take(self, now: float) -> bool:
+        """Spend one token; False means the frame must be refused."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
+
+    @property
+    def flooding(self) -> bool:
+        """True once the client ignored enough ``rate_limited`` errors to be closed (1008)."""
+        return self.refused >= FLOOD_CLOSE_AFTER
+
+
+# Encoding. Every encoder returns the text of one frame.
+
+
+def _text(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def limits() -> dict[str, Any]:
+    """The limits announced in ``hello``."""
+    return {
+        "max_symbols": MAX_SYMBOLS,
+        "max_frame_bytes": MAX_FRAME_BYTES,
+        "rate": RATE_PER_SECOND,
+        "burst": RATE_BURST,
+    }
+
+
+def encode_hello(epoch: str, seq: int, node: str, symbols: Sequence[Mapping[str, Any]]) -> str:
+    """The first frame on every connection: version, feed epoch, current seq, the symbol list."""
+    return _text(
+        {"t": "hello", "v": VERSION, "epoch": epoch, "seq": seq, "node": node,
+         "symbols": list(symbols), "limits": limits()}
+    )
+
+
+def encode_snap(seq: int, rows: Iterable[Row]) -> str:
+    """Full state of the given symbols; the client replaces what it had for them."""
+    return _text({"t": "snap", "seq": seq, "q": list(rows)})
+
+
+def short_row(row: Row) -> bytes:
+    """The pre-encoded ``q`` fragment of a full row: ``[sym,last,volume,ts_ms]``."""
+    return orjson.dumps([row[SYM], row[LAST], row[VOLUME], row[TS]])
+
+
+def encode_quotes(seq: int, fragments: Iterable[bytes]) -> str:
+    """A coalesced batch from pre-encoded fragments (see ``short_row``): joined, not re-encoded."""
+    return (b'{"t":"q","seq":%d,"q":[%b]}' % (seq, b",".join(fragments))).decode()
+
+
+def encode_symbols(symbols: Sequence[Mapping[str, Any]]) -> str:
+    """The symbol list changed (admin add, pause or delete): the whole new list."""
+    return _text({"t": "sym", "symbols": list(symbols)})
+
+
+def encode_err(code: str, msg: str) -> str:
+    """A recoverable error; the connection stays open."""
+    return _text({"t": "err", "code": code, "msg": msg})
+
+
+def unknown_symbols(symbols: Sequence[str]) -> ProtocolError:
+    """The error for symbols that are not listed (the known ones of the same request still apply)."""
+    return ProtocolError(ERR_UNKNOWN_SYMBOL, "unknown symbol(s): " + ", ".join(symbols[:10]))
+
+
+def encode_pong(ping_id: int | str | None) -> str:
+    """The answer to ``ping``."""
+    return _text({"t": "pong", "id": ping_id})

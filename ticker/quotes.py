@@ -1,0 +1,62 @@
+"""The day's state of every symbol, as published: the full rows of the protocol.
+
+The feed coalesces the ticks of one batch before they become prices: a symbol that traded
+several times in a batch publishes its last price and the summed volume. Open, high and low
+are therefore taken over published prices, so the page, the snapshot and the candles agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from .protocol import HIGH, LAST, LOW, PREV_CLOSE, TS, VOLUME, Row
+from .sources import Listing, Tick
+
+
+def opening_row(listing: Listing, ts_ms: int) -> Row:
+    """A symbol that has not traded yet: everything at its previous close, no volume."""
+    p = listing.prev_close
+    return [listing.ticker, p, p, p, p, p, 0, ts_ms]
+
+
+class QuoteBook:
+    """Latest full row per symbol; ``apply`` turns a batch of ticks into the changed rows."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Row] = {}
+
+    def set_listings(self, listings: Sequence[Listing], known: Mapping[str, Row], ts_ms: int) -> None:
+        """Keep the rows of symbols still listed, take ``known`` rows (from the store) for the
+        others, and open the rest at their previous close. A changed previous close is applied."""
+        rows: dict[str, Row] = {}
+        for listing in listings:
+            row = self.rows.get(listing.ticker) or known.get(listing.ticker) or opening_row(listing, ts_ms)
+            row = list(row)
+            row[PREV_CLOSE] = listing.prev_close
+            rows[listing.ticker] = row
+        self.rows = rows
+
+    def apply(self, ticks: Iterable[Tick], ts_ms: int) -> list[Row]:
+        """Fold one batch of ticks in; return the rows that changed (one per symbol).
+
+        Only the last price of each symbol in the batch is published; volumes add up.
+        """
+        last: dict[str, float] = {}
+        traded: dict[str, int] = {}
+        for tick in ticks:
+            if tick.symbol in self.rows:
+                last[tick.symbol] = tick.price
+                traded[tick.symbol] = traded.get(tick.symbol, 0) + tick.size
+        changed = []
+        for sym, price in last.items():
+            row = self.rows[sym]
+            row[LAST] = price
+            row[HIGH] = max(row[HIGH], price)
+            row[LOW] = min(row[LOW], price)
+            row[VOLUME] += traded[sym]
+            row[TS] = ts_ms
+            changed.append(list(row))
+        return changed
+
+    def last_prices(self) -> dict[str, float]:
+        return {sym: row[LAST] for sym, row in self.rows.items()}

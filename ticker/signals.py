@@ -1,0 +1,19 @@
+"""Admin changes to symbols reach the feed and every open page through the control group."""
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .bus import announce_symbols
+from .models import Symbol
+
+
+def announce_after_commit() -> None:
+    """Send the whole symbol list once the change is committed (so the feed reads it back)."""
+    transaction.on_commit(lambda: announce_symbols([s.as_wire() for s in Symbol.objects.all()]))
+
+
+@receiver(post_save, sender=Symbol)
+@receiver(post_delete, sender=Symbol)
+def symbol_changed(sender, **kwargs) -> None:
+    announce_after_commit()
