@@ -14,12 +14,19 @@ $(UV):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The locked runtime dependencies (uv.lock); --inexact keeps what `make test` added.
-deps: $(UV)
-	$(UV) sync --frozen --inexact --no-dev --quiet
+# The locked dependencies (uv.lock), synced again only when the lock changes. --inexact keeps
+# the dev tools in place for `make run`; bytecode is compiled once here, so that every process
+# starts fast even where PYTHONDONTWRITEBYTECODE is set.
+$(VENV)/.deps: uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --no-dev --compile-bytecode --quiet
+	touch $@
 
-dev-deps: $(UV)
-	$(UV) sync --frozen --inexact --quiet
+$(VENV)/.dev-deps: uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --compile-bytecode --quiet
+	touch $@ $(VENV)/.deps
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
 
 migrate: deps
 	$(PY) manage.py migrate --verbosity 0

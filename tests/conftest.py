@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,11 @@ def fresh_channel_layers() -> Iterator[None]:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -52,42 +59,60 @@ class Site:
         return self.url.replace("http://", "ws://") + "/ws/quotes/"
 
 
-def prepared_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """Environment for a fresh SQLite database under ``tmp``, migrated and seeded."""
-    env = django_env(
+@pytest.fixture(scope="session")
+def seeded_database(tmp_path_factory) -> Path:
+    """A SQLite file migrated and seeded once (`migrate`, `setup_demo`); sites copy it."""
+    tmp = tmp_path_factory.mktemp("seed")
+    env = database_env(tmp)
+    manage(["migrate", "-v0"], env)
+    manage(["setup_demo"], env)
+    return tmp / "db.sqlite3"
+
+
+def database_env(tmp: Path, **extra: str) -> dict[str, str]:
+    return django_env(
         TICKER_VAR_DIR=str(tmp / "var"),
         DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
         DJANGO_SUPERUSER_PASSWORD="test-password",
         **extra,
     )
-    manage(["migrate", "-v0"], env)
-    manage(["setup_demo"], env)
-    return env
+
+
+def prepared_env(seeded: Path, tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for a copy of the seeded database under ``tmp``."""
+    shutil.copyfile(seeded, tmp / "db.sqlite3")
+    return database_env(tmp, **extra)
 
 
 @pytest.fixture(scope="module")
-def embedded_site(tmp_path_factory) -> Iterator[Site]:
+def embedded_site(tmp_path_factory, seeded_database) -> Iterator[Site]:
     """One daphne in the embedded mode: SQLite, in-memory layer, feed in process, no Redis."""
     tmp = tmp_path_factory.mktemp("embedded")
-    env = prepared_env(tmp, TICKER_FEED_RATE="100")
+    env = prepared_env(seeded_database, tmp, TICKER_FEED_RATE="100")
     daphne = start_daphne(tmp / "logs", env)
     yield Site(f"http://127.0.0.1:{daphne.port}", env, {"daphne": daphne}, tmp / "logs")
     daphne.stop()
 
 
-@pytest.fixture(scope="module")
-def redis_site(tmp_path_factory) -> Iterator[Site]:
-    """The scaled mode on one machine: redis-server, one runfeed, two daphne processes."""
-    tmp = tmp_path_factory.mktemp("scaled")
+@contextmanager
+def scaled_site(seeded: Path, tmp: Path, webs: tuple[str, ...] = ("web1", "web2")) -> Iterator[Site]:
+    """The scaled mode on one machine: redis-server, one runfeed, daphne processes named ``webs``."""
     logs = tmp / "logs"
     redis = start_redis(logs)
-    env = prepared_env(tmp, CHANNEL_LAYER_URL=f"redis://127.0.0.1:{redis.port}/0", TICKER_FEED_RATE="100")
+    env = prepared_env(seeded, tmp, CHANNEL_LAYER_URL=f"redis://127.0.0.1:{redis.port}/0", TICKER_FEED_RATE="100")
     procs = {"redis": redis}
     try:
-        procs["feed"] = start_feed(logs, env, "--seed", "7")
-        procs["web1"] = start_daphne(logs, env, name="web1")
-        procs["web2"] = start_daphne(logs, env, name="web2")
-        yield Site(f"http://127.0.0.1:{procs['web1'].port}", env, procs, logs)
+        procs["feed"] = start_feed(logs, env)
+        for name in webs:
+            procs[name] = start_daphne(logs, env, name=name)
+        yield Site(f"http://127.0.0.1:{procs[webs[0]].port}", env, procs, logs)
     finally:
         for proc in reversed(list(procs.values())):
             proc.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_site(tmp_path_factory, seeded_database) -> Iterator[Site]:
+    """Two daphne processes on one real Redis, fed by runfeed."""
+    with scaled_site(seeded_database, tmp_path_factory.mktemp("scaled")) as site:
+        yield site

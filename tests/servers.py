@@ -89,11 +89,12 @@ def _spawn(
     return Proc(name, popen, log, port)
 
 
-def start_redis(logdir: Path) -> Proc:
+def start_redis(logdir: Path, port: int | None = None) -> Proc:
+    """A redis-server without persistence on ``port`` (a free one when None)."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
-    port = free_port()
+    port = port or free_port()
     proc = _spawn(
         f"redis-{port}",
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

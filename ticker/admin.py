@@ -1,11 +1,19 @@
+from django import forms
 from django.contrib import admin, messages
 
 from .models import Candle, Symbol
 from .signals import announce_after_commit
 
 
+class SymbolForm(forms.ModelForm):
+    def clean_ticker(self) -> str:
+        # Upper-case before the model's validators and the uniqueness check see it.
+        return self.cleaned_data["ticker"].strip().upper()
+
+
 @admin.register(Symbol)
 class SymbolAdmin(admin.ModelAdmin):
+    form = SymbolForm
     list_display = ["ticker", "name", "exchange", "currency", "active", "prev_close", "tick_size"]
     list_filter = ["active", "exchange", "currency"]
     search_fields = ["ticker", "name"]

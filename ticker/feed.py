@@ -89,6 +89,7 @@ class Feed:
         self.pending: dict[str, Row] = {}  # changed rows not yet published
         self.removed: set[str] = set()  # deleted symbols not yet published
         self.published_at = 0.0  # monotonic time of the last published batch
+        self.failing = False  # the last publish failed
 
     async def reload_symbols(self) -> None:
         """Read the symbols from the database and start, pause or drop them in the source and book."""
@@ -112,16 +113,24 @@ class Feed:
 
     async def publish(self) -> bool:
         """Write and publish what is pending as the next batch; False (and kept) if that failed."""
-        if not self.pending and not self.removed:
+        if not self.pending and not self.removed and not self.failing:
             return True
-        rows, removed = list(self.pending.values()), sorted(self.removed)
+        # After a failure the store may have lost everything (a Redis restart without
+        # persistence): write every row, not just the changed ones.
+        rows = list((self.book.rows if self.failing else self.pending).values())
+        removed = sorted(self.removed)
         seq = self.seq + 1
         try:
             await self.store.save(self.epoch, seq, rows, removed)
             await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(self.epoch, seq, rows, removed))
         except Exception as exc:
-            log.warning("feed: batch %d not published (%s); keeping %d rows for the next one", seq, exc, len(rows))
+            if not self.failing:
+                log.warning("feed: batch %d not published (%s); keeping the changes for the next one", seq, exc)
+            self.failing = True
             return False
+        if self.failing:
+            log.info("feed: publishing again from batch %d", seq)
+        self.failing = False
         self.seq = seq
         self.pending.clear()
         self.removed.clear()

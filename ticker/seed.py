@@ -5,6 +5,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from .models import Symbol
+from .signals import announce_after_commit
 
 SYMBOLS_CSV = Path(__file__).parent / "data" / "symbols.csv"
 
@@ -14,17 +15,15 @@ def seed_symbols(path: Path = SYMBOLS_CSV) -> int:
 
     Existing symbols are left as the operator edited them.
     """
-    created = 0
+    existing = set(Symbol.objects.values_list("ticker", flat=True))
     with open(path, newline="") as fh:
-        for rec in csv.DictReader(fh):
-            _, made = Symbol.objects.get_or_create(
-                ticker=rec["ticker"],
-                defaults={
-                    "name": rec["name"],
-                    "exchange": rec["exchange"],
-                    "prev_close": Decimal(rec["prev_close"]),
-                    "volatility": float(rec["volatility"]),
-                },
-            )
-            created += made
-    return created
+        new = [
+            Symbol(ticker=rec["ticker"], name=rec["name"], exchange=rec["exchange"],
+                   prev_close=Decimal(rec["prev_close"]), volatility=float(rec["volatility"]))
+            for rec in csv.DictReader(fh)
+            if rec["ticker"] not in existing
+        ]
+    Symbol.objects.bulk_create(new)
+    if new:
+        announce_after_commit()  # bulk_create sends no post_save
+    return len(new)

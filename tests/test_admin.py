@@ -1,0 +1,81 @@
+"""The symbol admin: list, search, add, pause/resume actions, and the announcements they send."""
+
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from ticker import bus
+from ticker.models import Symbol
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def control():
+    """A channel on the (in-memory) layer that has joined the control group; returns a receiver."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(bus.CONTROL_GROUP, channel)
+
+    def receive() -> dict:
+        return async_to_sync(layer.receive)(channel)
+
+    return receive
+
+
+@pytest.fixture
+def symbols():
+    Symbol.objects.create(ticker="AAPL", name="Apple Inc.", prev_close=Decimal("229.87"))
+    Symbol.objects.create(ticker="MSFT", name="Microsoft Corp.", prev_close=Decimal("421.53"))
+
+
+def test_changelist_lists_and_searches(admin_client, symbols):
+    page = admin_client.get("/admin/ticker/symbol/", {"q": "apple"}).content.decode()
+    assert "Apple Inc." in page and "Microsoft" not in page
+
+
+def test_adding_a_symbol_announces_the_new_list(admin_client, control, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/ticker/symbol/add/", {
+            "ticker": "nvda", "name": "NVIDIA", "exchange": "NASDAQ", "currency": "USD", "active": "on",
+            "tick_size": "0.01", "prev_close": "141.98", "volatility": "0.5",
+        })
+    assert response.status_code == 302
+    assert Symbol.objects.get().ticker == "NVDA"  # normalised
+    message = control()
+    assert message["type"] == bus.SYMBOLS
+    assert message["symbols"] == [{"s": "NVDA", "name": "NVIDIA", "ex": "NASDAQ", "ccy": "USD", "tick": 0.01,
+                                   "prev": 141.98, "paused": False}]
+
+
+def test_invalid_ticker_is_refused(admin_client):
+    response = admin_client.post("/admin/ticker/symbol/add/", {
+        "ticker": "no spaces!", "name": "X", "exchange": "X", "currency": "USD",
+        "tick_size": "0.01", "prev_close": "1", "volatility": "0.3",
+    })
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    assert not Symbol.objects.exists()
+
+
+@pytest.mark.parametrize(("action", "active"), [("pause", False), ("resume", True)])
+def test_pause_and_resume_actions_announce(admin_client, symbols, control, django_capture_on_commit_callbacks,
+                                           action, active):
+    Symbol.objects.update(active=not active)
+    ids = list(Symbol.objects.values_list("pk", flat=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post("/admin/ticker/symbol/", {"action": action, "_selected_action": ids})
+    assert set(Symbol.objects.values_list("active", flat=True)) == {active}
+    assert {s["paused"] for s in control()["symbols"]} == {not active}
+
+
+def test_deleting_announces_the_list_without_it(admin_client, symbols, control, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        Symbol.objects.get(ticker="AAPL").delete()
+    assert [s["s"] for s in control()["symbols"]] == ["MSFT"]
+
+
+def test_anonymous_users_cannot_reach_the_admin(client):
+    response = client.get("/admin/ticker/symbol/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

@@ -1,0 +1,65 @@
+"""Faults with real processes: Redis dies and comes back, the feed is killed and restarted.
+
+Clients stay connected to daphne throughout; they must end up with correct, fresh prices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.conftest import Site, scaled_site
+from tests.servers import start_feed, start_redis
+from tests.test_live import Ws, get_json
+
+
+@pytest.fixture
+def site(tmp_path, seeded_database):
+    """A scaled site of its own (one daphne): these tests break it."""
+    with scaled_site(seeded_database, tmp_path, webs=("web",)) as site:
+        yield site
+
+
+async def subscribed(site: Site) -> tuple[Ws, dict]:
+    ws = await Ws.open(site.ws_url)
+    await ws.send({"op": "sub", "symbols": "*"})
+    return ws, await ws.until(lambda f: f["t"] == "snap")
+
+
+async def test_redis_restart_resyncs_connected_clients(site):
+    ws, _ = await subscribed(site)
+    before = await ws.until(lambda f: f["t"] == "q")
+    redis = site.procs["redis"]
+    redis.kill()
+    status, health = await asyncio.to_thread(get_json, site.url + "/healthz")
+    assert status == 503 and health["layer"] == "unreachable"
+    await asyncio.sleep(1.0)  # an outage: the feed keeps its changes, the hub keeps its clients
+    site.procs["redis"] = start_redis(site.logdir, port=redis.port)
+    # The server rejoins its groups and sends a full snapshot; the feed rewrote every row.
+    snap = await ws.until(lambda f: f["t"] == "snap", timeout=10)
+    assert snap["seq"] > before["seq"] and len(snap["q"]) == 42
+    following = await ws.until(lambda f: f["t"] == "q", timeout=5)
+    assert following["seq"] > snap["seq"]
+    await ws.close()
+    assert site.procs["feed"].alive() and site.procs["web"].alive()
+
+
+async def test_a_killed_feed_is_noticed_and_its_successor_starts_a_new_epoch(site):
+    ws, _ = await subscribed(site)
+    site.procs["feed"].kill()
+    await asyncio.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while (await asyncio.to_thread(get_json, site.url + "/healthz"))[0] != 503:
+        assert time.monotonic() < deadline, "healthz still ok with no feed"
+        await asyncio.sleep(0.5)
+    site.procs["feed"] = start_feed(site.logdir, site.env, name="feed2")
+    snap = await ws.until(lambda f: f["t"] == "snap", timeout=15)
+    assert len(snap["q"]) == 42
+    fresh = await Ws.open(site.ws_url)
+    assert fresh.hello["epoch"] != ws.hello["epoch"]  # clients that resume with the old one get a snap
+    await fresh.send({"op": "resume", "epoch": ws.hello["epoch"], "seq": 1, "symbols": "*"})
+    assert (await fresh.until(lambda f: f["t"] in ("snap", "q")))["t"] == "snap"
+    await ws.close()
+    await fresh.close()
