@@ -35,7 +35,7 @@ migrate: deps
 ## Serve the live board on http://$(HOST):$(PORT)/ (embedded mode: SQLite, in-memory layer, feed in process).
 run: migrate
 	@echo "Live board: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
-	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application
+	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket_timeout -1 dashboard.asgi:application
 
 # Debian packages the tests drive for real: redis-server and Chromium.
 system-test-deps:

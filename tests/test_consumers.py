@@ -126,7 +126,8 @@ async def test_resume_after_reconnect_continues_the_seq(runtime):
     comm, hello = await connect()
     await send(comm, {"op": "resume", "epoch": hello["epoch"], "seq": last, "symbols": "*"})
     frame = await receive(comm)
-    assert frame["t"] == "q" and frame["seq"] >= last
+    assert frame["t"] == "snap" and frame["seq"] >= last and frame["epoch"] == hello["epoch"]
+    assert len(frame["q"]) < len(hello["symbols"])  # only what changed since `last`, not the board
     await comm.disconnect()
 
 

@@ -35,8 +35,10 @@ def test_book_high_and_low_follow_published_prices():
 def test_book_keeps_known_rows_and_applies_a_new_previous_close():
     book = QuoteBook()
     known = {"AAA": ["AAA", 12.0, 10.0, 10.0, 12.5, 9.5, 700, 5]}
-    book.set_listings([Listing("AAA", 11.0)], known, 0)
+    assert book.set_listings([Listing("AAA", 11.0)], known, 0) == [["AAA", 12.0, 11.0, 10.0, 12.5, 9.5, 700, 5]]
     assert book.rows["AAA"][LAST] == 12.0 and book.rows["AAA"][PREV_CLOSE] == 11.0
+    assert book.set_listings([Listing("AAA", 11.0)], {}, 0) == []  # nothing changed: nothing to publish
+    assert book.set_listings([Listing("AAA", 11.5)], {}, 0)[0][PREV_CLOSE] == 11.5
 
 
 def test_candles_roll_over_each_minute():

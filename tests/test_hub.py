@@ -151,14 +151,16 @@ async def test_resume_in_the_same_epoch_sends_only_what_changed(setup):
     await settle(hub, 3)
     rec = Recorder(hub)
     frame, _ = hub.resume(rec.client, "e1", 1, None)
-    assert orjson.loads(frame) == {"t": "q", "seq": 3, "q": [["BBB", 12.0, 100, 1], ["AAA", 13.0, 100, 1]]}
+    assert orjson.loads(frame) == {"t": "snap", "epoch": "e1", "seq": 3, "q": [row("AAA", 13.0), row("BBB", 12.0)]}
+    frame, _ = hub.resume(rec.client, "e1", 3, None)
+    assert orjson.loads(frame)["q"] == []  # nothing missed
 
 
-async def test_resume_from_another_epoch_or_too_far_back_gets_a_snapshot(setup):
+async def test_resume_from_another_epoch_or_an_unknown_seq_gets_a_full_snapshot(setup):
     hub, _, _ = setup
     rec = Recorder(hub)
-    assert orjson.loads(hub.resume(rec.client, "old", 1, None)[0])["t"] == "snap"
-    assert orjson.loads(hub.resume(rec.client, "e1", 99, ["AAA"])[0])["t"] == "snap"
+    assert len(orjson.loads(hub.resume(rec.client, "old", 1, None)[0])["q"]) == 3
+    assert len(orjson.loads(hub.resume(rec.client, "e1", 99, None)[0])["q"]) == 3
 
 
 async def test_symbol_changes_go_to_every_client(setup):

@@ -100,15 +100,14 @@ class Feed:
         ]
         before = set(self.book.rows)
         known = (await self.store.load()).rows if not before else {}
-        self.book.set_listings(listings, known, now_ms())
+        changed = self.book.set_listings(listings, known, now_ms())
         self.source.set_listings([item for item, s in zip(listings, symbols, strict=True) if s.active],
                                  self.book.last_prices())
         gone = before - set(self.book.rows)
         self.removed |= gone
         for sym in gone:
             self.pending.pop(sym, None)
-        for sym in set(self.book.rows) - before:
-            self.pending[sym] = list(self.book.rows[sym])
+        self.pending.update((row[SYM], row) for row in changed)
         log.info("feed %s: %d symbols (%d active)", self.epoch, len(symbols), sum(s.active for s in symbols))
 
     async def publish(self) -> bool:

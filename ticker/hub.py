@@ -82,7 +82,7 @@ class Hub:
         self.fragments: dict[str, bytes] = {}
         self.symbols: list[dict[str, Any]] = []
         self.known: set[str] = set()
-        self.recent: deque[tuple[int, dict[str, bytes]]] = deque(maxlen=RECENT_BATCHES)
+        self.recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=RECENT_BATCHES)  # symbols per batch
         self.by_key: dict[frozenset[str] | None, set[Client]] = {}
         self.last_batch_ms = 0
         self.synced = asyncio.Event()
@@ -133,7 +133,7 @@ class Hub:
         for sym in message["removed"]:
             self.rows.pop(sym, None)
             self.fragments.pop(sym, None)
-        self.recent.append((seq, fragments))
+        self.recent.append((seq, frozenset(fragments)))
         await self.fan_out(seq, fragments)
 
     async def on_symbols(self, symbols: list[dict[str, Any]]) -> None:
@@ -209,9 +209,8 @@ class Hub:
 
     def snapshot(self, symbols: frozenset[str] | None) -> str:
         """A ``snap`` of ``symbols`` (None: all) as they are now."""
-        if symbols is None:
-            return encode_snap(self.seq, self.rows.values())
-        return encode_snap(self.seq, [self.rows[s] for s in sorted(symbols) if s in self.rows])
+        rows = self.rows.values() if symbols is None else [self.rows[s] for s in sorted(symbols) if s in self.rows]
+        return encode_snap(self.epoch, self.seq, rows)
 
     def subscribe(self, client: Client, symbols: Iterable[str] | None) -> tuple[str, list[str]]:
         """Add symbols to a client (None: the whole board).
@@ -245,18 +244,17 @@ class Hub:
         self._move(client, current - set(symbols))
 
     def resume(self, client: Client, epoch: str, seq: int, symbols: Iterable[str] | None) -> tuple[str, list[str]]:
-        """Re-subscribe after a reconnect: a ``q`` of what changed since ``seq`` when this hub
-        still holds every batch since then in the same epoch, else a ``snap``."""
+        """Re-subscribe after a reconnect: when this hub still holds every batch after ``seq`` of
+        the same epoch, a ``snap`` of just the subscribed symbols that changed since (full rows,
+        so a high or low reached meanwhile is not missed); else a ``snap`` of all of them."""
         snap, unknown = self.subscribe(client, symbols)
         oldest = self.recent[0][0] if self.recent else self.seq + 1
         if epoch != self.epoch or seq > self.seq or seq + 1 < oldest:
             return snap, unknown
-        key = client.symbols
-        merged: dict[str, bytes] = {}
-        for batch_seq, fragments in self.recent:
-            if batch_seq > seq:
-                merged.update(fragments if key is None else {s: f for s, f in fragments.items() if s in key})
-        return encode_quotes(self.seq, merged.values()), unknown
+        changed = set().union(*(syms for batch_seq, syms in self.recent if batch_seq > seq))
+        if client.symbols is not None:
+            changed &= client.symbols
+        return self.snapshot(frozenset(changed)), unknown
 
     def feed_age(self) -> float | None:
         """Seconds since the newest quote this hub has seen, None before any."""

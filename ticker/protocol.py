@@ -217,9 +217,10 @@ def encode_hello(epoch: str, seq: int, node: str, symbols: Sequence[Mapping[str,
     )
 
 
-def encode_snap(seq: int, rows: Iterable[Row]) -> str:
-    """Full state of the given symbols; the client replaces what it had for them."""
-    return _text({"t": "snap", "seq": seq, "q": list(rows)})
+def encode_snap(epoch: str, seq: int, rows: Iterable[Row]) -> str:
+    """Full state of the given symbols as of batch ``seq`` of ``epoch``; the client replaces what
+    it had for them (and takes ``epoch``: a resync may follow a feed restart)."""
+    return _text({"t": "snap", "epoch": epoch, "seq": seq, "q": list(rows)})
 
 
 def short_row(row: Row) -> bytes:

@@ -25,16 +25,24 @@ class QuoteBook:
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
 
-    def set_listings(self, listings: Sequence[Listing], known: Mapping[str, Row], ts_ms: int) -> None:
+    def set_listings(self, listings: Sequence[Listing], known: Mapping[str, Row], ts_ms: int) -> list[Row]:
         """Keep the rows of symbols still listed, take ``known`` rows (from the store) for the
-        others, and open the rest at their previous close. A changed previous close is applied."""
+        others, and open the rest at their previous close. A changed previous close is applied.
+
+        Returns:
+            The rows to publish: new symbols, and those whose previous close changed.
+        """
         rows: dict[str, Row] = {}
+        changed: list[Row] = []
         for listing in listings:
-            row = self.rows.get(listing.ticker) or known.get(listing.ticker) or opening_row(listing, ts_ms)
-            row = list(row)
+            old = self.rows.get(listing.ticker)
+            row = list(old or known.get(listing.ticker) or opening_row(listing, ts_ms))
             row[PREV_CLOSE] = listing.prev_close
             rows[listing.ticker] = row
+            if old != row:
+                changed.append(list(row))
         self.rows = rows
+        return changed
 
     def apply(self, ticks: Iterable[Tick], ts_ms: int) -> list[Row]:
         """Fold one batch of ticks in; return the rows that changed (one per symbol).
