@@ -140,6 +140,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "ticker": {"handlers": ["console"], "level": os.environ.get("TICKER_LOG_LEVEL", "INFO")},
+        "ticker": {
+            "handlers": ["console"], "level": os.environ.get("TICKER_LOG_LEVEL", "INFO"), "propagate": False,
+        },
     },
 }

@@ -164,7 +164,12 @@ class Feed:
             await self.flush_candles()
 
     async def _control_loop(self) -> None:
+        joins = 0
         async for message in bus.Listener([bus.CONTROL_GROUP], self.layer).messages():
+            if message["type"] == bus.REJOINED:
+                joins += 1
+                if joins == 1:
+                    continue  # ``start`` has just read the symbols
             if message["type"] in (bus.SYMBOLS, bus.REJOINED):
                 try:
                     await self.reload_symbols()
