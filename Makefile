@@ -56,3 +56,6 @@ test: system-test-deps dev-deps lint
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
+
+# Benchmarks (mk/bench.mk) and the scaled topology (mk/cluster.mk) keep their own targets.
+include $(wildcard mk/*.mk)
