@@ -6,6 +6,8 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 HOST ?= 127.0.0.1
 PORT ?= 8000
+ASGI_SERVER ?= daphne
+export ASGI_SERVER
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
 .PHONY: run test lint deps dev-deps system-test-deps migrate clean
@@ -35,7 +37,7 @@ migrate: deps
 ## Serve the live board on http://$(HOST):$(PORT)/ (embedded mode: SQLite, in-memory layer, feed in process).
 run: migrate
 	@echo "Live board: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
-	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket_timeout -1 dashboard.asgi:application
+	exec $(PY) -m dashboard.serve --host $(HOST) --port $(PORT)
 
 # Debian packages the tests drive for real: redis-server and Chromium.
 system-test-deps:

@@ -1,0 +1,53 @@
+"""Start the ASGI server the environment asks for: ``python -m dashboard.serve``.
+
+``ASGI_SERVER=daphne`` (the default: what Channels ships) or ``uvicorn`` (uvloop, httptools
+and the sans-I/O websockets implementation; 3-4x cheaper per frame, DESIGN.md §3). Both get
+the flags this application wants: no 24 h WebSocket cut-off, keepalive pings, no
+permessage-deflate, proxy headers when behind nginx. The process is replaced by the server
+(exec), so its pid is the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+APP = "dashboard.asgi:application"
+SERVERS = ("daphne", "uvicorn")
+
+
+def server_argv(server: str, host: str, port: int, unix_socket: str | None, proxy_headers: bool) -> list[str]:
+    """The command line that runs ``server`` with this application."""
+    if server == "daphne":
+        argv = [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", "--ping-interval", "20",
+                "--ping-timeout", "30"]
+        argv += ["-u", unix_socket] if unix_socket else ["-b", host, "-p", str(port)]
+        if proxy_headers:
+            argv.append("--proxy-headers")
+        return [*argv, APP]
+    if server == "uvicorn":
+        argv = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+                "--ws-per-message-deflate", "false", "--ws-ping-interval", "20", "--ws-ping-timeout", "30",
+                "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+        argv += ["--uds", unix_socket] if unix_socket else ["--host", host, "--port", str(port)]
+        argv += ["--proxy-headers", "--forwarded-allow-ips", "*"] if proxy_headers else ["--no-proxy-headers"]
+        return [*argv, APP]
+    raise ValueError(f"ASGI_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default=os.environ.get("ASGI_SERVER", "daphne"), choices=SERVERS)
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--unix-socket", help="listen on this unix socket instead of host:port")
+    parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-For (behind nginx only)")
+    opts = parser.parse_args(args)
+    argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers)
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()
