@@ -94,6 +94,14 @@ def embedded_site(tmp_path_factory, seeded_database) -> Iterator[Site]:
     daphne.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[Proc]:
+    """One real redis-server for tests that need Redis but not a whole site."""
+    proc = start_redis(tmp_path_factory.mktemp("redis"))
+    yield proc
+    proc.stop()
+
+
 @contextmanager
 def scaled_site(seeded: Path, tmp: Path, webs: tuple[str, ...] = ("web1", "web2")) -> Iterator[Site]:
     """The scaled mode on one machine: redis-server, one runfeed, daphne processes named ``webs``."""

@@ -63,3 +63,23 @@ async def test_a_killed_feed_is_noticed_and_its_successor_starts_a_new_epoch(sit
     assert (await fresh.until(lambda f: f["t"] in ("snap", "q")))["t"] == "snap"
     await ws.close()
     await fresh.close()
+
+
+async def test_a_standby_feed_takes_over_within_3_s_and_clients_resync(site):
+    standby = start_feed(site.logdir, site.env, name="standby")
+    site.procs["standby"] = standby
+    deadline = time.monotonic() + 15
+    while "standby" not in standby.output():
+        assert time.monotonic() < deadline, standby.output()
+        await asyncio.sleep(0.1)
+    ws, snap = await subscribed(site)
+    site.procs["feed"].kill()
+    killed = time.monotonic()
+    fresh = await ws.until(lambda f: f["t"] == "snap" and f["epoch"] != snap["epoch"], timeout=10)
+    took = time.monotonic() - killed
+    assert took < 3.0, f"standby took {took:.2f} s"
+    print(f"standby took over and clients resynced in {took:.2f} s")
+    assert len(fresh["q"]) == 42
+    following = await ws.until(lambda f: f["t"] == "q", timeout=3)
+    assert following["seq"] > fresh["seq"]
+    await ws.close()

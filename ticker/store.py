@@ -17,6 +17,7 @@ import orjson
 import redis.asyncio as redis
 from django.conf import settings
 
+from .lease import FeedLease, LeaseLost
 from .protocol import SYM, Row
 
 
@@ -69,17 +70,33 @@ class MemoryStore:
 
 
 class RedisStore:
-    """The store of the scaled mode: ``<prefix>:quotes`` (symbol → row) and ``<prefix>:feed``."""
+    """The store of the scaled mode: ``<prefix>:quotes`` (symbol → row) and ``<prefix>:feed``.
 
-    def __init__(self, url: str, prefix: str = "ticker") -> None:
+    With ``fence`` (the feed's lease), a write happens only while the lease is held: the lease
+    key is watched, so a write raced by a takeover fails as well (``LeaseLost``).
+    """
+
+    def __init__(self, url: str, prefix: str = "ticker", fence: FeedLease | None = None) -> None:
         self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.quotes_key = f"{prefix}:quotes"
         self.feed_key = f"{prefix}:feed"
+        self.lease_key = f"{prefix}:feed-lease"
+        self.fence = fence
+
+    def lease(self) -> FeedLease:
+        """A lease on this store's feed-lease key, for a feed that will write here."""
+        return FeedLease(self.redis, self.lease_key)
 
     async def save(self, epoch: str, seq: int, rows: Iterable[Row], removed: Iterable[str] = ()) -> None:
         mapping = {row[SYM]: orjson.dumps(row) for row in rows}
         removed = list(removed)
         async with self.redis.pipeline(transaction=True) as pipe:
+            if self.fence is not None:
+                await pipe.watch(self.lease_key)
+                holder = await pipe.get(self.lease_key)
+                if holder is None or holder.decode() != self.fence.owner:
+                    raise LeaseLost(f"not writing batch {seq}: the feed lease is not ours")
+                pipe.multi()
             if seq == 0:  # a new feed run starts from a clean slate
                 pipe.delete(self.quotes_key)
             if removed:
@@ -87,7 +104,10 @@ class RedisStore:
             if mapping:
                 pipe.hset(self.quotes_key, mapping=mapping)
             pipe.hset(self.feed_key, mapping={"epoch": epoch, "seq": seq, "updated_ms": now_ms()})
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except redis.WatchError:
+                raise LeaseLost(f"not writing batch {seq}: the feed lease changed hands") from None
 
     async def load(self) -> Snapshot:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -1,11 +1,13 @@
 import asyncio
-import contextlib
 import logging
+import signal
+from collections.abc import Callable
+from functools import partial
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ticker.feed import Feed
+from ticker.feed import serve
 from ticker.sources import CsvReplay, SimulatedMarket, Source, read_replay
 from ticker.store import make_store
 
@@ -15,7 +17,7 @@ log = logging.getLogger("ticker.feed")
 class Command(BaseCommand):
     help = (
         "Run the price feed: a simulated market (default) or a CSV replay, published in coalesced "
-        "batches on the channel layer. In scaled mode (CHANNEL_LAYER_URL set) run exactly one."
+        "batches on the channel layer. Start two: the second waits as a hot standby (Redis lease)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -23,7 +25,8 @@ class Command(BaseCommand):
                             help="simulated ticks per second over all symbols (default %(default)s)")
         parser.add_argument("--batch-ms", type=int, default=settings.TICKER_FEED_BATCH_MS,
                             help="coalescing window in milliseconds (default %(default)s)")
-        parser.add_argument("--seed", type=int, default=settings.TICKER_FEED_SEED and int(settings.TICKER_FEED_SEED),
+        parser.add_argument("--seed", type=int,
+                            default=settings.TICKER_FEED_SEED and int(settings.TICKER_FEED_SEED),
                             help="random seed, for a reproducible market")
         parser.add_argument("--replay", metavar="FILE", help="replay a CSV file (ts,symbol,price,volume)")
         parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
@@ -35,15 +38,28 @@ class Command(BaseCommand):
                 "runfeed publishes to other processes through Redis: set CHANNEL_LAYER_URL=redis://HOST:PORT/DB. "
                 "(Without it, the server runs the feed itself.)"
             )
-        source: Source
+        if options["batch_ms"] < 10:
+            raise CommandError("--batch-ms must be at least 10")
+        make_source: Callable[[], Source]
         try:
             if options["replay"]:
-                source = CsvReplay(read_replay(options["replay"]), speed=options["speed"], loop=options["loop"])
+                rows = read_replay(options["replay"])
+                make_source = partial(CsvReplay, rows, speed=options["speed"], loop=options["loop"])
             else:
-                source = SimulatedMarket(rate=options["rate"], seed=options["seed"])
-            feed = Feed(source, make_store(), batch_ms=options["batch_ms"])
+                make_source = partial(SimulatedMarket, rate=options["rate"], seed=options["seed"])
+            make_source()  # check the arguments before waiting for the lease
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(feed.run())
-        log.info("feed %s stopped at seq %d", feed.epoch, feed.seq)
+        asyncio.run(self.serve(make_source, options["batch_ms"]))
+
+    @staticmethod
+    async def serve(make_source: Callable[[], Source], batch_ms: int) -> None:
+        # SIGTERM/SIGINT: stop cleanly and hand the lease over at once.
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await serve(make_source, make_store(), batch_ms)
+        except asyncio.CancelledError:
+            log.info("feed stopped")

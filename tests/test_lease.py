@@ -1,0 +1,67 @@
+"""The feed lease and the fenced quote store, on a real redis-server."""
+
+import asyncio
+
+import pytest
+import redis.asyncio as redis
+
+from ticker.lease import FeedLease, LeaseLost
+from ticker.store import RedisStore
+
+
+@pytest.fixture
+async def client(redis_server):
+    conn = redis.Redis(port=redis_server.port)
+    await conn.flushdb()
+    yield conn
+    await conn.aclose()
+
+
+async def test_only_one_holder_at_a_time(client):
+    a, b = FeedLease(client, "lease", "a", ttl=0.4), FeedLease(client, "lease", "b", ttl=0.4)
+    assert await a.try_acquire()
+    assert not await b.try_acquire()
+    assert await a.try_acquire()  # renewing what we hold
+
+
+async def test_a_standby_takes_over_when_the_holder_stops_renewing(client):
+    a, b = FeedLease(client, "lease", "a", ttl=0.4), FeedLease(client, "lease", "b", ttl=0.4)
+    await a.acquire()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(b.acquire(), 2)
+    assert 0.2 < loop.time() - started < 0.4 + 0.2
+
+
+async def test_keep_raises_when_the_lease_is_taken(client):
+    a, b = FeedLease(client, "lease", "a", ttl=0.4), FeedLease(client, "lease", "b", ttl=0.4)
+    await a.acquire()
+    await client.set("lease", "b", px=400)  # taken over behind a's back
+    with pytest.raises(LeaseLost):
+        await asyncio.wait_for(a.keep(), 2)
+    assert await client.get("lease") == b"b"
+    await b.release()
+    assert await client.get("lease") is None
+
+
+async def test_release_leaves_another_holders_lease_alone(client):
+    a, b = FeedLease(client, "lease", "a"), FeedLease(client, "lease", "b")
+    await a.acquire()
+    await b.release()
+    assert await client.get("lease") == b"a"
+
+
+async def test_a_fenced_store_writes_only_while_the_lease_is_held(redis_server, client):
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0")
+    lease = store.lease()
+    store.fence = lease
+    with pytest.raises(LeaseLost):
+        await store.save("e1", 0, [["AAA", 1.0, 1.0, 1.0, 1.0, 1.0, 0, 0]])
+    await lease.acquire()
+    await store.save("e1", 0, [["AAA", 1.0, 1.0, 1.0, 1.0, 1.0, 0, 0]])
+    assert (await store.load()).rows["AAA"][1] == 1.0
+    await client.set(store.lease_key, "someone-else")
+    with pytest.raises(LeaseLost):
+        await store.save("e1", 1, [["AAA", 2.0, 1.0, 1.0, 2.0, 1.0, 0, 0]])
+    assert (await store.load()).seq == 0
+    await store.redis.aclose()
