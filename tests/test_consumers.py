@@ -140,4 +140,4 @@ async def test_disconnect_leaves_nothing_in_the_hub(runtime):
     assert runtime.hub.client_count == 20
     for comm in comms:
         await comm.disconnect()
-    assert runtime.hub.client_count == 0 and runtime.hub.by_key == {}
+    assert runtime.hub.client_count == 0 and runtime.hub.groups == {}

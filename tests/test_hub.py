@@ -1,13 +1,14 @@
 """The hub: fan-out, subscriptions, resync on gaps, resume — on the in-memory layer."""
 
 import asyncio
+import time
 
 import orjson
 import pytest
 from channels.layers import InMemoryChannelLayer
 
 from ticker import bus
-from ticker.hub import Client, Hub
+from ticker.hub import ACK_TIMEOUT, Client, Hub
 from ticker.protocol import MAX_SYMBOLS, ProtocolError
 from ticker.store import MemoryStore
 
@@ -21,13 +22,14 @@ def row(sym, last, ts=1):
 class Recorder:
     """A client that records every frame it is sent, decoded."""
 
-    def __init__(self, hub: Hub, symbols=None):
+    def __init__(self, hub: Hub):
         self.frames: list[dict] = []
         self.client = Client(self.send)
         hub.join(self.client)
 
-    async def send(self, text: str) -> None:
-        self.frames.append(orjson.loads(text))
+    async def send(self, message: dict) -> None:
+        assert message["type"] == "websocket.send"
+        self.frames.append(orjson.loads(message["text"]))
 
     def of(self, kind: str) -> list[dict]:
         return [f for f in self.frames if f["t"] == kind]
@@ -86,7 +88,7 @@ async def test_clients_with_the_same_symbols_share_one_frame(setup):
     a, b = Recorder(hub), Recorder(hub)
     hub.subscribe(a.client, ["AAA", "BBB"])
     hub.subscribe(b.client, ["BBB", "AAA"])
-    assert len(hub.by_key) == 1
+    assert len(hub.groups) == 1
     await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
     assert a.frames[-1] == b.frames[-1]
@@ -180,13 +182,13 @@ async def test_leave_removes_the_client_and_empty_groups(setup):
     rec = Recorder(hub)
     hub.subscribe(rec.client, ["AAA"])
     hub.leave(rec.client)
-    assert hub.by_key == {} and hub.client_count == 0
+    assert hub.groups == {} and hub.client_count == 0
 
 
 async def test_a_failing_client_does_not_stop_the_others(setup):
     hub, layer, store = setup
 
-    async def broken(text):
+    async def broken(message):
         raise ConnectionResetError
 
     bad = Client(broken)
@@ -197,3 +199,56 @@ async def test_a_failing_client_does_not_stop_the_others(setup):
     await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
     assert [f["seq"] for f in good.of("q")] == [1]
+
+
+async def test_a_client_that_stops_acknowledging_is_paused_then_resynced(setup):
+    hub, layer, store = setup
+    slow, fast, silent = Recorder(hub), Recorder(hub), Recorder(hub)
+    for rec in (slow, fast, silent):
+        hub.subscribe(rec.client, None)
+    hub.ack(slow.client, 0)
+    hub.ack(fast.client, 0)
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await settle(hub, 1)
+    sent_at = hub.groups[None].sends[-1][1]
+    hub.ack(fast.client, 1)
+    hub.pause_laggards(sent_at + ACK_TIMEOUT / 2)
+    assert hub.paused == set()  # not overdue yet
+    hub.pause_laggards(sent_at + ACK_TIMEOUT + 0.1)
+    assert hub.paused == {slow.client}  # `fast` acked; `silent` never acks: left to the ping timeout
+    await publish(layer, store, "e1", 2, [row("AAA", 12.0)])
+    await settle(hub, 2)
+    assert [f["seq"] for f in slow.of("q")] == [1]  # nothing more was sent to it
+    assert [f["seq"] for f in fast.of("q")] == [1, 2] == [f["seq"] for f in silent.of("q")]
+    assert hub.ack(slow.client, 0) is None  # still behind what it was sent
+    snap = orjson.loads(hub.ack(slow.client, 1))
+    assert snap["t"] == "snap" and snap["seq"] == 2 and snap["q"][0][:2] == ["AAA", 12.0]
+    await publish(layer, store, "e1", 3, [row("AAA", 13.0)])
+    await settle(hub, 3)
+    assert [f["seq"] for f in slow.of("q")] == [1, 3]
+    assert hub.client_count == 3
+
+
+async def test_a_quiet_watchlist_is_not_mistaken_for_a_slow_client(setup):
+    hub, layer, store = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, ["CCC"])
+    hub.ack(rec.client, 0)
+    for seq in range(1, 4):
+        await publish(layer, store, "e1", seq, [row("AAA", 10.0 + seq)])  # CCC never changes
+    await settle(hub, 3)
+    hub.pause_laggards(time.monotonic() + 60)
+    assert hub.paused == set()
+
+
+async def test_a_paused_client_that_leaves_is_forgotten(setup):
+    hub, layer, store = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, None)
+    hub.ack(rec.client, 0)
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await settle(hub, 1)
+    hub.pause_laggards(time.monotonic() + ACK_TIMEOUT + 1)
+    assert hub.paused == {rec.client}
+    hub.leave(rec.client)
+    assert hub.paused == set() and hub.client_count == 0

@@ -98,6 +98,36 @@ def test_embedded_mode_writes_one_minute_candles(embedded_site):
     assert get_json(embedded_site.url + "/api/candles/NOPE/")[0] == 404
 
 
+async def test_a_client_that_stops_reading_is_paused_and_resynced_when_it_catches_up(embedded_site):
+    from ticker.hub import ACK_TIMEOUT
+
+    ws = await Ws.open(embedded_site.ws_url)
+    await ws.send({"op": "sub", "symbols": "*"})
+    last = (await ws.until(lambda f: f["t"] == "q"))["seq"]
+    await ws.send({"op": "ack", "seq": last})
+    # Stop reading and acknowledging: the server pauses this client instead of buffering for it.
+    deadline = time.monotonic() + ACK_TIMEOUT + 5
+    while (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] != 1:
+        assert time.monotonic() < deadline, "the silent client was never paused"
+        await asyncio.sleep(0.25)
+    # Catch up on what was sent before the pause, then say so: a snapshot, and the stream again.
+    frames = []
+    while True:
+        try:
+            frames.append(await ws.recv(timeout=0.5))
+        except TimeoutError:
+            break
+    got = [f["seq"] for f in frames if f["t"] == "q"]
+    assert got == list(range(last + 1, last + 1 + len(got)))  # nothing lost before the pause
+    await ws.send({"op": "ack", "seq": got[-1] if got else last})
+    snap = await ws.until(lambda f: f["t"] == "snap")
+    assert len(snap["q"]) == 42 and snap["seq"] > (got[-1] if got else last)
+    following = await ws.until(lambda f: f["t"] == "q")
+    assert following["seq"] > snap["seq"]
+    assert (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] == 0
+    await ws.close()
+
+
 # The scaled mode: two daphne processes on one real Redis, fed by runfeed.
 
 

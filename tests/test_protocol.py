@@ -29,6 +29,10 @@ def test_resume_parses_and_defaults_to_all_symbols():
     assert p.parse_client_message('{"op":"resume","epoch":"e1","seq":12}') == p.Resume("e1", 12, None)
 
 
+def test_ack_parses():
+    assert p.parse_client_message('{"op":"ack","seq":41}') == p.Ack(41)
+
+
 @pytest.mark.parametrize("ping_id", [7, "abc", None])
 def test_ping_keeps_its_id(ping_id):
     assert p.parse_client_message(orjson.dumps({"op": "ping", "id": ping_id})) == p.Ping(ping_id)
@@ -39,7 +43,7 @@ def test_ping_keeps_its_id(ping_id):
     ["not json", "[1,2]", '"sub"', "{}", '{"op":5}', '{"op":"sub"}', '{"op":"sub","symbols":[]}',
      '{"op":"sub","symbols":[1]}', '{"op":"sub","symbols":"AAPL"}', '{"op":"ping","id":[1]}',
      '{"op":"ping","id":true}', '{"op":"resume","epoch":1,"seq":1}', '{"op":"resume","epoch":"e","seq":-1}',
-     '{"op":"resume","epoch":"e","seq":"3"}'],
+     '{"op":"resume","epoch":"e","seq":"3"}', '{"op":"ack"}', '{"op":"ack","seq":-2}', '{"op":"ack","seq":1.5}'],
 )
 def test_malformed_frames_are_bad_requests(frame):
     error = assert_error(frame, p.ERR_BAD_REQUEST)

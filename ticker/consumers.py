@@ -42,7 +42,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.hub = (await ensure_started()).hub
         self.bucket = p.TokenBucket(now=time.monotonic())
         await self.accept()
-        self.client = Client(self.send_text)
+        self.client = Client(self.base_send)
         self.hub.join(self.client)
         await self.send_text(self.hub.hello())
 
@@ -79,6 +79,11 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         assert client is not None
         if isinstance(msg, p.Ping):
             await self.send_text(p.encode_pong(msg.id))
+            return
+        if isinstance(msg, p.Ack):
+            snap = self.hub.ack(client, msg.seq)
+            if snap is not None:
+                await self.send_text(snap)
             return
         if isinstance(msg, p.Unsubscribe):
             self.hub.unsubscribe(client, msg.symbols)

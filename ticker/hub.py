@@ -5,16 +5,25 @@ Fan-out policy (DESIGN.md §3):
 - **One subscription per process.** The hub's listener is the only member of the
   ``ticker.quotes`` group in this process; browsers never join a group. The layer fans a
   batch out across processes, the hub fans it out to local connections.
-- **Encode once per batch.** Each changed row is encoded once (orjson) as a ``q`` fragment;
-  connections with the same subscription share one frame built by joining fragments.
-- **Only the latest state matters.** The hub keeps the full row of every symbol, so a new
-  or resuming connection gets a ``snap``; it also keeps the fragments of the last
-  ``RECENT_BATCHES`` batches so a client that reconnects quickly gets just what changed.
+- **Encode once per batch, allocate nothing per recipient.** Each changed row is encoded once
+  (orjson) as a ``q`` fragment; connections with the same subscription form one ``Group`` and
+  share one frame, built by joining fragments, wrapped in one ASGI message that every
+  connection's ``send`` receives as it is. The loop over recipients makes no object.
+- **Only the latest state matters.** The hub keeps the full row of every symbol, so a new,
+  resuming or resynced connection gets a ``snap``; it also remembers which symbols the last
+  ``RECENT_BATCHES`` batches changed, so a quick reconnect gets only those.
 - **Gaps are repaired, not hidden.** A batch whose seq does not follow the last one (a new
   feed epoch, a layer outage, a message the layer dropped) makes the hub reload the quote
   store and send every connection a ``snap``.
-- **No backpressure from the server.** Neither daphne nor uvicorn tells the application how
-  much is buffered for a connection; a send never blocks.
+- **Slow clients are skipped, then resynced.** Neither daphne nor uvicorn tells the
+  application how much is buffered for a connection, and a send never blocks, so the hub
+  cannot see a client that stopped reading. Clients that acknowledge (``ack``, about once a
+  second: the page does) are watched: one that has not acknowledged a frame sent to it for
+  ``ACK_TIMEOUT`` seconds is paused (sent nothing, so the server buffers nothing more for it)
+  until an ``ack`` shows it has read everything sent before the pause; then it gets a ``snap``
+  and goes on. Its state is at most the latest row per symbol: the hub's. Clients that never
+  acknowledge are left to the server's keepalive ping timeout, which closes a connection that
+  stopped reading.
 """
 
 from __future__ import annotations
@@ -48,21 +57,51 @@ from .store import QuoteStore, Snapshot
 log = logging.getLogger(__name__)
 
 RECENT_BATCHES = 600  # one minute at 10 batches a second
+ACK_TIMEOUT = 3.0  # seconds a sent frame may stay unacknowledged before the client is paused
+SWEEP_SECONDS = 0.5
 
-SendText = Callable[[str], Awaitable[None]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Key = frozenset[str] | None  # a subscription: some symbols, or None for the whole board
+NOTHING: frozenset[str] = frozenset()
+
+
+def text_message(frame: str) -> dict[str, Any]:
+    """The ASGI message that sends ``frame``; built once and given to every recipient."""
+    return {"type": "websocket.send", "text": frame}
 
 
 class Client:
-    """A connection as the hub sees it: how to send it text, and what it subscribed to.
+    """A connection as the hub sees it: its ASGI ``send``, its subscription, its acknowledgements."""
 
-    ``symbols`` is None for the whole board, else the set of tickers.
-    """
+    __slots__ = ("acked", "joined", "paused_at", "send", "symbols")
 
-    __slots__ = ("send", "symbols")
-
-    def __init__(self, send: SendText) -> None:
+    def __init__(self, send: Send) -> None:
         self.send = send
-        self.symbols: frozenset[str] | None = frozenset()
+        self.symbols: Key = NOTHING
+        self.acked: int | None = None  # the last seq it acknowledged; None: it does not ack
+        self.joined = 0  # the seq of the snap it got when it joined its group
+        self.paused_at: int | None = None  # the last seq sent to it before it was paused
+
+
+class Group:
+    """The clients with the same subscription, and when recent frames were sent to them."""
+
+    __slots__ = ("clients", "sends")
+
+    def __init__(self) -> None:
+        self.clients: set[Client] = set()
+        self.sends: deque[tuple[int, float]] = deque(maxlen=64)  # (seq, monotonic time) per frame
+
+    @property
+    def sent_seq(self) -> int:
+        return self.sends[-1][0] if self.sends else 0
+
+    def overdue_seq(self, now: float) -> int:
+        """The newest seq sent to this group more than ``ACK_TIMEOUT`` ago (0 if none)."""
+        for seq, at in reversed(self.sends):
+            if now - at > ACK_TIMEOUT:
+                return seq
+        return 0
 
 
 def load_wire_symbols() -> list[dict[str, Any]]:
@@ -79,26 +118,26 @@ class Hub:
         self.epoch = ""
         self.seq = 0
         self.rows: dict[str, Row] = {}
-        self.fragments: dict[str, bytes] = {}
         self.symbols: list[dict[str, Any]] = []
         self.known: set[str] = set()
         self.recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=RECENT_BATCHES)  # symbols per batch
-        self.by_key: dict[frozenset[str] | None, set[Client]] = {}
+        self.groups: dict[Key, Group] = {}
+        self.paused: set[Client] = set()
         self.last_batch_ms = 0
         self.synced = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     # Lifecycle
 
     async def start(self) -> None:
         """Load the symbol list and start listening; the first resync happens on the first join."""
         self.set_symbols(await sync_to_async(load_wire_symbols)())
-        self.task = asyncio.create_task(self.run())
+        self.tasks = [asyncio.create_task(self.run()), asyncio.create_task(self.watch_acks())]
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def run(self) -> None:
         async for message in self.listener.messages():
@@ -128,20 +167,18 @@ class Hub:
         for row in message["rows"]:
             sym = row[SYM]
             self.rows[sym] = row
-            fragments[sym] = self.fragments[sym] = short_row(row)
+            fragments[sym] = short_row(row)
             self.last_batch_ms = row[TS]
         for sym in message["removed"]:
             self.rows.pop(sym, None)
-            self.fragments.pop(sym, None)
         self.recent.append((seq, frozenset(fragments)))
         await self.fan_out(seq, fragments)
 
     async def on_symbols(self, symbols: list[dict[str, Any]]) -> None:
         self.set_symbols(symbols)
-        frame = encode_symbols(symbols)
-        for clients in list(self.by_key.values()):
-            for client in tuple(clients):
-                await self._send(client, frame)
+        message = text_message(encode_symbols(symbols))
+        for group in list(self.groups.values()):
+            await self._send_all(group.clients, message)
 
     async def resync(self) -> None:
         """Reload the store and send every client a snapshot of its symbols."""
@@ -153,15 +190,14 @@ class Hub:
             return
         self.apply_snapshot(snap)
         self.synced.set()
-        for key, clients in list(self.by_key.items()):
-            if clients and key != frozenset():
-                frame = self.snapshot(key)
-                for client in tuple(clients):
-                    await self._send(client, frame)
+        now = time.monotonic()
+        for key, group in list(self.groups.items()):
+            if key != NOTHING:
+                group.sends.append((self.seq, now))
+                await self._send_all(group.clients, text_message(self.snapshot(key)))
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.epoch, self.seq, self.rows = snap.epoch, snap.seq, snap.rows
-        self.fragments = {sym: short_row(row) for sym, row in self.rows.items()}
         self.recent.clear()
         self.last_batch_ms = snap.updated_ms
 
@@ -173,24 +209,67 @@ class Hub:
 
     async def fan_out(self, seq: int, fragments: dict[str, bytes]) -> None:
         """Send batch ``seq`` to every client whose symbols changed, one frame per subscription."""
-        for key, clients in list(self.by_key.items()):
-            if not clients:
-                continue
+        now = time.monotonic()
+        for key, group in list(self.groups.items()):
             if key is None:
                 parts: Iterable[bytes] = fragments.values()
             else:
                 parts = [frag for sym, frag in fragments.items() if sym in key]
                 if not parts:
                     continue
-            frame = encode_quotes(seq, parts)
-            for client in tuple(clients):
-                await self._send(client, frame)
+            group.sends.append((seq, now))
+            await self._send_all(group.clients, text_message(encode_quotes(seq, parts)))
 
-    async def _send(self, client: Client, frame: str) -> None:
-        try:
-            await client.send(frame)
-        except Exception:  # the connection is going away; its consumer will leave
-            log.debug("hub: send failed", exc_info=True)
+    @staticmethod
+    async def _send_all(clients: set[Client], message: dict[str, Any]) -> None:
+        # A plain loop: gather() or a task per client costs more and daphne's send never
+        # suspends anyway (DESIGN.md §3). A failing send means the connection is going away:
+        # its consumer will leave.
+        for client in tuple(clients):
+            try:
+                await client.send(message)
+            except Exception:
+                log.debug("hub: send failed", exc_info=True)
+
+    # Slow clients
+
+    async def watch_acks(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            self.pause_laggards(time.monotonic())
+
+    def pause_laggards(self, now: float) -> None:
+        """Pause every acknowledging client that sat on a frame for over ``ACK_TIMEOUT``.
+
+        A client lags when a frame newer than both its last ack and its joining snap was sent
+        to it more than ``ACK_TIMEOUT`` ago: one comparison per client per sweep.
+        """
+        for group in list(self.groups.values()):
+            overdue = group.overdue_seq(now)
+            if not overdue:
+                continue
+            lagging = [c for c in group.clients if c.acked is not None and overdue > max(c.acked, c.joined)]
+            for client in lagging:
+                self._take_out(client)
+                client.paused_at = group.sent_seq
+                self.paused.add(client)
+            if lagging:
+                log.info("hub: paused %d client(s) that stopped reading", len(lagging))
+
+    def ack(self, client: Client, seq: int) -> str | None:
+        """Record that ``client`` applied everything up to ``seq``.
+
+        Returns:
+            A ``snap`` to send when this ack shows a paused client has read all it was sent
+            before the pause: it is filed back and goes on from there. Else None.
+        """
+        client.acked = seq
+        if client.paused_at is None or seq < client.paused_at:
+            return None
+        client.paused_at = None
+        self.paused.discard(client)
+        self._file(client)
+        return self.snapshot(client.symbols)
 
     # What consumers call
 
@@ -201,13 +280,10 @@ class Hub:
         self._file(client)
 
     def leave(self, client: Client) -> None:
-        clients = self.by_key.get(client.symbols)
-        if clients is not None:
-            clients.discard(client)
-            if not clients:
-                del self.by_key[client.symbols]
+        self.paused.discard(client)
+        self._take_out(client)
 
-    def snapshot(self, symbols: frozenset[str] | None) -> str:
+    def snapshot(self, symbols: Key) -> str:
         """A ``snap`` of ``symbols`` (None: all) as they are now."""
         rows = self.rows.values() if symbols is None else [self.rows[s] for s in sorted(symbols) if s in self.rows]
         return encode_snap(self.epoch, self.seq, rows)
@@ -238,7 +314,7 @@ class Hub:
         """Remove symbols from a client (None: all of them). From the whole board, "*" minus
         some symbols becomes the explicit list of the others."""
         if symbols is None:
-            self._move(client, frozenset())
+            self._move(client, NOTHING)
             return
         current = client.symbols if client.symbols is not None else frozenset(self.known)
         self._move(client, current - set(symbols))
@@ -262,12 +338,25 @@ class Hub:
 
     @property
     def client_count(self) -> int:
-        return sum(len(c) for c in self.by_key.values())
+        return sum(len(g.clients) for g in self.groups.values()) + len(self.paused)
 
     def _file(self, client: Client) -> None:
-        self.by_key.setdefault(client.symbols, set()).add(client)
+        if client.paused_at is not None:
+            return  # filed again when an ack un-pauses it
+        client.joined = self.seq  # it gets (or got) a snap as of now
+        group = self.groups.get(client.symbols)
+        if group is None:
+            group = self.groups[client.symbols] = Group()
+        group.clients.add(client)
 
-    def _move(self, client: Client, symbols: frozenset[str] | None) -> None:
-        self.leave(client)
+    def _take_out(self, client: Client) -> None:
+        group = self.groups.get(client.symbols)
+        if group is not None:
+            group.clients.discard(client)
+            if not group.clients:
+                del self.groups[client.symbols]
+
+    def _move(self, client: Client, symbols: Key) -> None:
+        self._take_out(client)
         client.symbols = symbols
         self._file(client)

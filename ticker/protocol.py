@@ -90,13 +90,22 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
+class Ack:
+    """The client has applied every frame up to ``seq`` (send about once a second while frames
+    arrive). Opting in lets the server pause a client that stopped reading instead of
+    buffering for it, and resync it with a ``snap`` once it has caught up."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """Ask for a ``pong`` carrying the same ``id``."""
 
     id: int | str | None
 
 
-ClientMessage = Subscribe | Unsubscribe | Resume | Ping
+ClientMessage = Subscribe | Unsubscribe | Resume | Ack | Ping
 
 
 def _symbols(value: Any) -> tuple[str, ...] | None:
@@ -125,7 +134,7 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
         data: the text of a WebSocket text frame.
 
     Returns:
-        One of ``Subscribe``, ``Unsubscribe``, ``Resume`` or ``Ping``.
+        One of ``Subscribe``, ``Unsubscribe``, ``Resume``, ``Ack`` or ``Ping``.
 
     Raises:
         ProtocolError: the frame is not valid JSON, not an object, has an unknown ``op``
@@ -145,6 +154,11 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
         return Subscribe(_symbols(msg.get("symbols")))
     if op == "unsub":
         return Unsubscribe(_symbols(msg.get("symbols")))
+    if op == "ack":
+        seq = msg.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ProtocolError(ERR_BAD_REQUEST, "ack needs a non-negative int seq")
+        return Ack(seq)
     if op == "ping":
         ping_id = msg.get("id")
         if not (ping_id is None or isinstance(ping_id, str | int)) or isinstance(ping_id, bool):

@@ -99,6 +99,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         "epoch": runtime.hub.epoch,
         "seq": runtime.hub.seq,
         "clients": runtime.hub.client_count,
+        "paused": len(runtime.hub.paused),
         "node": runtime.hub.node,
     }
     return JsonResponse(body, status=200 if ok else 503)

@@ -8,6 +8,7 @@ plain sync functions: the sync API must not run inside an asyncio loop.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -138,6 +139,17 @@ def test_last_prices_change(board):
         arg=before,
     )
     assert board.state("seq") > seq
+
+
+def test_page_acknowledges_about_once_a_second(board):
+    """The page acks the seq it applied, so the server can tell a frozen tab from a live one."""
+    board.wait_state("live")
+    board.page.wait_for_function("() => window.tickerState.seq > 0")
+    count = len([f for f in board.sent if '"op":"ack"' in f])
+    board.page.wait_for_timeout(2500)  # the cadence itself is what is checked here
+    acks = [json.loads(f) for f in board.sent if '"op":"ack"' in f]
+    assert 1 <= len(acks) - count <= 4
+    assert all(a["seq"] <= board.state("seq") for a in acks) and acks == sorted(acks, key=lambda a: a["seq"])
     # Changes are coloured by sign against the previous close.
     board.page.wait_for_selector("#board td.pct.up, #board td.pct.down")
 

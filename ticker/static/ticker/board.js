@@ -397,7 +397,19 @@
       return;
     }
     handleFrame(msg);
+    acknowledge();
     refreshState();
+  }
+
+  /** Tell the server, about once a second, the last seq we applied (docs/PROTOCOL.md, `ack`):
+   *  a tab that stops reading (a frozen page) is then paused by the server instead of
+   *  buffered for, and resynced with a snapshot once it reads again. */
+  const ACK_EVERY_MS = 1000;
+  let lastAck = {at: 0, seq: -1};
+  function acknowledge() {
+    const now = performance.now();
+    if (stats.seq === lastAck.seq || now - lastAck.at < ACK_EVERY_MS) return;
+    if (send({op: 'ack', seq: stats.seq})) lastAck = {at: now, seq: stats.seq};
   }
 
   function handleFrame(msg) {
@@ -439,7 +451,9 @@
   }
 
   function send(obj) {
-    if (link.ws && link.ws.readyState === WebSocket.OPEN) link.ws.send(JSON.stringify(obj));
+    if (!link.ws || link.ws.readyState !== WebSocket.OPEN) return false;
+    link.ws.send(JSON.stringify(obj));
+    return true;
   }
 
   function onClose(event) {
