@@ -141,3 +141,34 @@ async def test_disconnect_leaves_nothing_in_the_hub(runtime):
     for comm in comms:
         await comm.disconnect()
     assert runtime.hub.client_count == 0 and runtime.hub.groups == {}
+
+
+async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(runtime):
+    import asyncio
+    import gc
+    import tracemalloc
+
+    from channels.layers import get_channel_layer
+
+    async def cycle(i: int) -> None:
+        comm, _ = await connect()
+        await send(comm, {"op": "sub", "symbols": "*" if i % 2 else ["AAPL", "MSFT"]})
+        await receive_kind(comm, "snap")
+        await comm.disconnect()
+
+    layer = get_channel_layer()
+    for i in range(50):  # warm up: imports, caches, first-use allocations
+        await cycle(i)
+    gc.collect()
+    tasks, groups = len(asyncio.all_tasks()), {g: set(m) for g, m in layer.groups.items()}
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(1000):
+        await cycle(i)
+    gc.collect()
+    grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    assert runtime.hub.client_count == 0 and runtime.hub.groups == {} and runtime.hub.paused == set()
+    assert len(asyncio.all_tasks()) == tasks
+    assert {g: set(m) for g, m in layer.groups.items()} == groups  # only the hub's and the feed's channels
+    assert grown < 256 * 1024, f"{grown} bytes still allocated after 1000 cycles"
