@@ -84,14 +84,34 @@ def prepared_env(seeded: Path, tmp: Path, **extra: str) -> dict[str, str]:
     return database_env(tmp, **extra)
 
 
+@contextmanager
+def embedded(seeded: Path, tmp: Path, server: str = "daphne", **extra: str) -> Iterator[Site]:
+    """One app server in the embedded mode: SQLite, in-memory layer, feed in process, no Redis."""
+    env = prepared_env(seeded, tmp, TICKER_FEED_RATE="100", **extra)
+    web = start_daphne(tmp / "logs", env, server=server)
+    try:
+        yield Site(f"http://127.0.0.1:{web.port}", env, {"web": web}, tmp / "logs")
+    finally:
+        web.stop()
+
+
 @pytest.fixture(scope="module")
 def embedded_site(tmp_path_factory, seeded_database) -> Iterator[Site]:
-    """One daphne in the embedded mode: SQLite, in-memory layer, feed in process, no Redis."""
-    tmp = tmp_path_factory.mktemp("embedded")
-    env = prepared_env(seeded_database, tmp, TICKER_FEED_RATE="100")
-    daphne = start_daphne(tmp / "logs", env)
-    yield Site(f"http://127.0.0.1:{daphne.port}", env, {"daphne": daphne}, tmp / "logs")
-    daphne.stop()
+    """daphne with its fast path (the default)."""
+    with embedded(seeded_database, tmp_path_factory.mktemp("embedded"), TICKER_SOCKET_SNDBUF="16384") as site:
+        yield site
+
+
+@pytest.fixture(scope="module", params=["daphne-asgi", "uvicorn"])
+def other_embedded_site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
+    """The other ways to serve: daphne with every send through ASGI, and uvicorn."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "uvicorn":
+        with embedded(seeded_database, tmp, server="uvicorn") as site:
+            yield site
+    else:
+        with embedded(seeded_database, tmp, TICKER_DAPHNE_FAST_PATH="0") as site:
+            yield site
 
 
 @pytest.fixture(scope="session")

@@ -128,11 +128,12 @@ def manage(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne") -> Proc:
+def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne", server: str = "daphne") -> Proc:
+    """An app server (daphne unless ``server`` says uvicorn) through ``python -m dashboard.serve``."""
     port = free_port()
     proc = _spawn(
         f"{name}-{port}",
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
+        [PYTHON, "-m", "dashboard.serve", "--server", server, "--port", str(port)],
         logdir,
         env=env,
         port=port,
@@ -154,3 +155,31 @@ def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne") -> Pro
 
 def start_feed(logdir: Path, env: dict[str, str], *args: str, name: str = "feed") -> Proc:
     return _spawn(name, [PYTHON, "manage.py", "runfeed", *args], logdir, env=env)
+
+
+def start_nginx(logdir: Path, upstreams: list[str], static_root: Path, port: int | None = None) -> Proc:
+    """nginx on ``port`` (a free one when None) in front of app servers at ``upstreams``
+    (``host:port`` or ``unix:/path``), configured from the template `make cluster` renders
+    (deploy/nginx/nginx.conf.in); its files live under ``logdir``."""
+    from deploy import cluster
+
+    port = port or free_port()
+    prefix = logdir / f"nginx-{port}"
+    conf = cluster.write_nginx_conf(
+        prefix, listen=f"127.0.0.1:{port}", upstreams=upstreams, static_root=static_root, log_dir=prefix
+    )
+    proc = _spawn(f"nginx-{port}", cluster.nginx_argv(prefix, conf), logdir, port=port)
+
+    def ready() -> bool:
+        if not proc.alive():
+            errors = prefix / "nginx-error.log"
+            raise RuntimeError(f"nginx exited:\n{proc.output()}\n{errors.read_text() if errors.exists() else ''}")
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    try:
+        wait_until(ready, timeout=10, what=f"nginx on {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return proc

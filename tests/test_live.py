@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import urllib.request
 
@@ -98,9 +99,66 @@ def test_embedded_mode_writes_one_minute_candles(embedded_site):
     assert get_json(embedded_site.url + "/api/candles/NOPE/")[0] == 404
 
 
-async def test_a_client_that_stops_reading_is_paused_and_resynced_when_it_catches_up(embedded_site):
+async def test_other_servers_stream_quotes_too(other_embedded_site):
+    await assert_live_stream(other_embedded_site.ws_url)
+    status, health = await asyncio.to_thread(get_json, other_embedded_site.url + "/healthz")
+    assert status == 200 and health["direct"] == 0  # no fast path: every frame through ASGI send
+
+
+async def test_daphne_serves_clients_on_its_fast_path(embedded_site):
+    ws = await Ws.open(embedded_site.ws_url)
+    await ws.send({"op": "sub", "symbols": "*"})
+    await ws.until(lambda f: f["t"] == "q")
+    status, health = await asyncio.to_thread(get_json, embedded_site.url + "/healthz")
+    assert status == 200 and health["direct"] >= 1
+    await ws.close()
+
+
+async def test_on_the_fast_path_a_client_that_stops_reading_is_skipped_then_resynced(embedded_site):
+    """Twisted's own backpressure: a full send buffer pauses the client; draining it resyncs."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window fills fast
+    sock.connect(("127.0.0.1", int(embedded_site.url.rsplit(":", 1)[1])))
+    conn = await websockets.connect(embedded_site.ws_url, sock=sock, max_queue=1, open_timeout=10)
+    hello = json.loads(await conn.recv())
+    # Ask for whole-board snapshots (3-4 KB each) at the allowed rate and read nothing.
+    deadline = time.monotonic() + 20
+    while (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] != 1:
+        assert time.monotonic() < deadline, "the server never noticed the client stopped reading"
+        await conn.send(json.dumps({"op": "sub", "symbols": "*"}))
+        await asyncio.sleep(1 / 9)
+    await asyncio.sleep(1.0)  # stay blocked for ten batches
+    # Read it all: once drained, it is back, with a snapshot of the whole board first.
+    frames: list[dict] = []
+
+    async def read() -> None:
+        while True:
+            frames.append(json.loads(await conn.recv()))
+
+    reader = asyncio.create_task(read())
+    deadline = time.monotonic() + 20
+    while (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] != 0:
+        assert time.monotonic() < deadline, "the client never came back"
+        await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while not any(f["t"] == "q" for f in frames[-3:]) or frames[-1]["t"] != "q":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    reader.cancel()
+    last_snap = max(i for i, f in enumerate(frames) if f["t"] == "snap")
+    skipped_to = frames[last_snap]["seq"]
+    before = [f["seq"] for f in frames[:last_snap] if f["t"] == "q"]
+    after = [f["seq"] for f in frames[last_snap + 1:] if f["t"] == "q"]
+    assert len(frames[last_snap]["q"]) == len(hello["symbols"])
+    assert before and skipped_to > before[-1] + 1  # batches were skipped while it was blocked...
+    assert after == list(range(skipped_to + 1, skipped_to + 1 + len(after)))  # ...then it goes on
+    await conn.close()
+
+
+async def test_a_client_that_stops_acking_is_paused_and_resynced_when_it_catches_up(other_embedded_site):
     from ticker.hub import ACK_TIMEOUT
 
+    embedded_site = other_embedded_site
     ws = await Ws.open(embedded_site.ws_url)
     await ws.send({"op": "sub", "symbols": "*"})
     last = (await ws.until(lambda f: f["t"] == "q"))["seq"]

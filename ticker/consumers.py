@@ -16,6 +16,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import protocol as p
+from .fastpath import direct_link
 from .hub import Client, Hub
 from .runtime import ensure_started
 
@@ -42,7 +43,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.hub = (await ensure_started()).hub
         self.bucket = p.TokenBucket(now=time.monotonic())
         await self.accept()
-        self.client = Client(self.base_send)
+        self.client = Client(self.base_send, direct_link(self.base_send))
         self.hub.join(self.client)
         await self.send_text(self.hub.hello())
 

@@ -38,6 +38,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import bus
+from .fastpath import DirectLink, text_frame
 from .models import Symbol
 from .protocol import (
     ERR_TOO_MANY_SYMBOLS,
@@ -71,12 +72,14 @@ def text_message(frame: str) -> dict[str, Any]:
 
 
 class Client:
-    """A connection as the hub sees it: its ASGI ``send``, its subscription, its acknowledgements."""
+    """A connection as the hub sees it: its ASGI ``send`` (or, on daphne's fast path, its
+    ``DirectLink``), its subscription, its acknowledgements."""
 
-    __slots__ = ("acked", "joined", "paused_at", "send", "symbols")
+    __slots__ = ("acked", "joined", "link", "paused_at", "send", "symbols")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, link: DirectLink | None = None) -> None:
         self.send = send
+        self.link = link
         self.symbols: Key = NOTHING
         self.acked: int | None = None  # the last seq it acknowledged; None: it does not ack
         self.joined = 0  # the seq of the snap it got when it joined its group
@@ -84,12 +87,16 @@ class Client:
 
 
 class Group:
-    """The clients with the same subscription, and when recent frames were sent to them."""
+    """The clients with the same subscription, and when recent frames were sent to them.
 
-    __slots__ = ("clients", "sends")
+    ``clients`` get frames through ASGI ``send``; ``direct`` ones through their ``DirectLink``.
+    """
+
+    __slots__ = ("clients", "direct", "sends")
 
     def __init__(self) -> None:
         self.clients: set[Client] = set()
+        self.direct: set[Client] = set()
         self.sends: deque[tuple[int, float]] = deque(maxlen=64)  # (seq, monotonic time) per frame
 
     @property
@@ -176,9 +183,9 @@ class Hub:
 
     async def on_symbols(self, symbols: list[dict[str, Any]]) -> None:
         self.set_symbols(symbols)
-        message = text_message(encode_symbols(symbols))
+        frame = encode_symbols(symbols)
         for group in list(self.groups.values()):
-            await self._send_all(group.clients, message)
+            await self._deliver(group, frame)
 
     async def resync(self) -> None:
         """Reload the store and send every client a snapshot of its symbols."""
@@ -194,7 +201,7 @@ class Hub:
         for key, group in list(self.groups.items()):
             if key != NOTHING:
                 group.sends.append((self.seq, now))
-                await self._send_all(group.clients, text_message(self.snapshot(key)))
+                await self._deliver(group, self.snapshot(key))
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.epoch, self.seq, self.rows = snap.epoch, snap.seq, snap.rows
@@ -218,18 +225,25 @@ class Hub:
                 if not parts:
                     continue
             group.sends.append((seq, now))
-            await self._send_all(group.clients, text_message(encode_quotes(seq, parts)))
+            await self._deliver(group, encode_quotes(seq, parts))
 
     @staticmethod
-    async def _send_all(clients: set[Client], message: dict[str, Any]) -> None:
-        # A plain loop: gather() or a task per client costs more and daphne's send never
-        # suspends anyway (DESIGN.md §3). A failing send means the connection is going away:
-        # its consumer will leave.
-        for client in tuple(clients):
-            try:
-                await client.send(message)
-            except Exception:
-                log.debug("hub: send failed", exc_info=True)
+    async def _deliver(group: Group, frame: str) -> None:
+        """Send one frame to every client of a group: built once, sent as it is."""
+        if group.clients:
+            # A plain loop: gather() or a task per client costs more and daphne's send never
+            # suspends anyway (DESIGN.md §3). A failing send means the connection is going
+            # away: its consumer will leave.
+            message = text_message(frame)
+            for client in tuple(group.clients):
+                try:
+                    await client.send(message)
+                except Exception:
+                    log.debug("hub: send failed", exc_info=True)
+        if group.direct:
+            data = text_frame(frame.encode())
+            for client in tuple(group.direct):
+                client.link.write(data)  # type: ignore[union-attr]
 
     # Slow clients
 
@@ -277,11 +291,30 @@ class Hub:
         return encode_hello(self.epoch, self.seq, self.node, self.symbols)
 
     def join(self, client: Client) -> None:
+        if client.link is not None:
+            client.link.on_blocked = lambda: self._block(client)
+            client.link.on_drained = lambda: self._drain(client)
         self._file(client)
+
+    def _block(self, client: Client) -> None:
+        """Twisted's buffer for this connection is full: send it nothing until it drains."""
+        self._take_out(client)
+        self.paused.add(client)
+
+    def _drain(self, client: Client) -> None:
+        """The connection has drained: back in its group, with a ``snap`` of what it missed."""
+        if client not in self.paused:
+            return
+        self.paused.discard(client)
+        self._file(client)
+        if client.symbols != NOTHING and client.link is not None:
+            client.link.write(text_frame(self.snapshot(client.symbols).encode()))
 
     def leave(self, client: Client) -> None:
         self.paused.discard(client)
         self._take_out(client)
+        if client.link is not None:
+            client.link.on_blocked = client.link.on_drained = None
 
     def snapshot(self, symbols: Key) -> str:
         """A ``snap`` of ``symbols`` (None: all) as they are now."""
@@ -338,22 +371,28 @@ class Hub:
 
     @property
     def client_count(self) -> int:
-        return sum(len(g.clients) for g in self.groups.values()) + len(self.paused)
+        return sum(len(g.clients) + len(g.direct) for g in self.groups.values()) + len(self.paused)
+
+    @property
+    def direct_count(self) -> int:
+        """Clients on daphne's fast path (``ticker.fastpath``)."""
+        return sum(len(g.direct) for g in self.groups.values())
 
     def _file(self, client: Client) -> None:
-        if client.paused_at is not None:
-            return  # filed again when an ack un-pauses it
+        if client.paused_at is not None or (client.link is not None and client.link.blocked):
+            return  # filed again when it catches up
         client.joined = self.seq  # it gets (or got) a snap as of now
         group = self.groups.get(client.symbols)
         if group is None:
             group = self.groups[client.symbols] = Group()
-        group.clients.add(client)
+        (group.clients if client.link is None else group.direct).add(client)
 
     def _take_out(self, client: Client) -> None:
         group = self.groups.get(client.symbols)
         if group is not None:
             group.clients.discard(client)
-            if not group.clients:
+            group.direct.discard(client)
+            if not group.clients and not group.direct:
                 del self.groups[client.symbols]
 
     def _move(self, client: Client, symbols: Key) -> None:

@@ -100,6 +100,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         "seq": runtime.hub.seq,
         "clients": runtime.hub.client_count,
         "paused": len(runtime.hub.paused),
+        "direct": runtime.hub.direct_count,
         "node": runtime.hub.node,
     }
     return JsonResponse(body, status=200 if ok else 503)
