@@ -1,0 +1,1 @@
+"""Benchmarks: the WebSocket load client, the matrix runner and the baseline servers."""

@@ -1,0 +1,157 @@
+"""Baseline (c), the ceiling: plain ``websockets`` with the market in process, no Channels.
+
+What is the least a Python server can spend to fan ticks out? One process, the batched
+market of ``market.py`` in the same event loop, every batch encoded once and written to
+every whole-board connection with ``websockets.asyncio.server.broadcast`` (a synchronous
+write to each transport: no task, no queue, no await per client). Custom watchlists get a
+frame filtered from the batch's pre-encoded rows; connections with the same subscription set
+share it. No channel layer, no Redis, no ASGI. This is deliberately the cheapest correct
+design, the figure the other paths are measured against, not a tutorial's code.
+
+Frames are protocol v1 (docs/PROTOCOL.md): ``hello`` on connect, then ``q`` batches; a new
+connection gets the whole board until it sends ``{"op":"sub","symbols":[...]}``, and
+``{"op":"sub","symbols":"*"}`` puts it back on the whole board. No ``snap`` is sent, and no
+limits are enforced.
+
+Run: ``python -m benchmarks.baseline.plain_ws --port P --symbols 50 --rate 200 --batch-ms 100``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+
+import orjson
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+from .market import (
+    DEFAULT_BATCH_MS,
+    DEFAULT_RATE,
+    DEFAULT_SEED,
+    DEFAULT_SYMBOLS,
+    Batch,
+    BatchedMarket,
+    hello_message,
+    node_name,
+)
+
+log = logging.getLogger("plain_ws")
+
+
+class PlainServer:
+    """Whole-board connections in one set; watchlist connections grouped by subscription set."""
+
+    def __init__(self, market: BatchedMarket) -> None:
+        self.market = market
+        self.node = node_name("plain_ws")
+        self.known = {s.ticker for s in market.symbols}
+        self.board: set[ServerConnection] = set()
+        self.watch: dict[ServerConnection, frozenset[str]] = {}
+        self.watch_groups: dict[frozenset[str], set[ServerConnection]] = {}
+
+    def publish(self, batch: Batch) -> None:
+        """Send one batch: one frame to the whole board, one per distinct watchlist that it touches."""
+        if self.board:
+            broadcast(self.board, batch.frame)
+        for symbols, conns in self.watch_groups.items():
+            frame = batch.frame_for(symbols)
+            if frame is not None:
+                broadcast(conns, frame)
+
+    def _leave_watchlist(self, ws: ServerConnection) -> None:
+        symbols = self.watch.pop(ws, None)
+        if symbols is not None:
+            group = self.watch_groups[symbols]
+            group.discard(ws)
+            if not group:
+                del self.watch_groups[symbols]
+
+    def subscribe(self, ws: ServerConnection, symbols: object) -> None:
+        """Apply a ``sub``: "*" is the whole board, a list replaces the watchlist."""
+        if symbols == "*":
+            self._leave_watchlist(ws)
+            self.board.add(ws)
+            return
+        if not isinstance(symbols, list):
+            return
+        wanted = frozenset(str(s).upper() for s in symbols) & self.known
+        if not wanted:
+            return
+        self.board.discard(ws)
+        self._leave_watchlist(ws)
+        self.watch[ws] = wanted
+        self.watch_groups.setdefault(wanted, set()).add(ws)
+
+    async def handler(self, ws: ServerConnection) -> None:
+        """One connection: hello, whole board, then obey ``sub`` and ``ping`` until it closes."""
+        hello = orjson.dumps(hello_message(self.market.epoch, self.market.seq, self.node, self.market.symbols))
+        # No await between reading seq and joining the board, and send() writes before it
+        # suspends: the first q this client gets is seq + 1, after the hello.
+        self.board.add(ws)
+        try:
+            await ws.send(hello.decode())
+            async for message in ws:
+                try:
+                    msg = orjson.loads(message)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                if msg.get("op") == "sub":
+                    self.subscribe(ws, msg.get("symbols"))
+                elif msg.get("op") == "ping":
+                    await ws.send(orjson.dumps({"t": "pong", "id": msg.get("id")}).decode())
+        except ConnectionClosed:
+            pass
+        finally:
+            self.board.discard(ws)
+            self._leave_watchlist(ws)
+
+
+async def serve_market(host: str, port: int, symbols: int, rate: float, batch_ms: int, seed: int) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    market = BatchedMarket(symbols, rate, seed)
+    server = PlainServer(market)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(server.handler, host, port, compression=None):
+        log.warning("plain_ws: %d symbols at %g ticks/s in %d ms batches on ws://%s:%d/",
+                    symbols, rate, batch_ms, host, port)
+        feed = asyncio.create_task(market.run(server.publish, batch_ms))
+        await stop.wait()
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--symbols", type=int, default=DEFAULT_SYMBOLS)
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="ticks per second, whole market")
+    parser.add_argument("--batch-ms", type=int, default=DEFAULT_BATCH_MS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="event loop (no measurable difference: broadcast writes synchronously)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    coro = serve_market(args.host, args.port, args.symbols, args.rate, args.batch_ms, args.seed)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main()
