@@ -16,6 +16,7 @@ Nothing here imports Django, Channels or a server library.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import os
@@ -208,3 +209,15 @@ class BatchedMarket(_Market):
                 result = publish(batch)
                 if result is not None:
                     await result
+
+
+def batched_market_parser(description: str, port: int) -> argparse.ArgumentParser:
+    """The command line shared by the servers that run a ``BatchedMarket`` in process."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--symbols", type=int, default=DEFAULT_SYMBOLS)
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="ticks per second, whole market")
+    parser.add_argument("--batch-ms", type=int, default=DEFAULT_BATCH_MS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    return parser

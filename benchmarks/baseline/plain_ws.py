@@ -18,7 +18,6 @@ Run: ``python -m benchmarks.baseline.plain_ws --port P --symbols 50 --rate 200 -
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -30,12 +29,9 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 from .market import (
-    DEFAULT_BATCH_MS,
-    DEFAULT_RATE,
-    DEFAULT_SEED,
-    DEFAULT_SYMBOLS,
     Batch,
     BatchedMarket,
+    batched_market_parser,
     hello_message,
     node_name,
 )
@@ -132,14 +128,7 @@ async def serve_market(host: str, port: int, symbols: int, rate: float, batch_ms
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--symbols", type=int, default=DEFAULT_SYMBOLS)
-    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="ticks per second, whole market")
-    parser.add_argument("--batch-ms", type=int, default=DEFAULT_BATCH_MS)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser = batched_market_parser(__doc__.splitlines()[0], port=8765)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                         help="event loop (no measurable difference: broadcast writes synchronously)")
     args = parser.parse_args(argv)

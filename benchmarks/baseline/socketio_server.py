@@ -22,7 +22,6 @@ Run: ``python -m benchmarks.baseline.socketio_server --port P --symbols 50 --rat
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -34,12 +33,9 @@ import uvicorn
 import uvloop
 
 from .market import (
-    DEFAULT_BATCH_MS,
-    DEFAULT_RATE,
-    DEFAULT_SEED,
-    DEFAULT_SYMBOLS,
     Batch,
     BatchedMarket,
+    batched_market_parser,
     hello_message,
     node_name,
 )
@@ -109,14 +105,7 @@ async def serve(host: str, port: int, symbols: int, rate: float, batch_ms: int, 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--symbols", type=int, default=DEFAULT_SYMBOLS)
-    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="ticks per second, whole market")
-    parser.add_argument("--batch-ms", type=int, default=DEFAULT_BATCH_MS)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser = batched_market_parser(__doc__.splitlines()[0], port=8001)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # uvicorn.run(app, loop="uvloop", ...) would do the same, but the market must run in the
