@@ -65,3 +65,19 @@ async def test_a_fenced_store_writes_only_while_the_lease_is_held(redis_server, 
         await store.save("e1", 1, [["AAA", 2.0, 1.0, 1.0, 2.0, 1.0, 0, 0]])
     assert (await store.load()).seq == 0
     await store.redis.aclose()
+
+
+async def test_renewing_the_lease_never_fails_the_holders_writes(redis_server, client):
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0")
+    lease = FeedLease(store.redis, store.lease_key, ttl=0.2)  # renewed every 50 ms
+    store.fence = lease
+    await lease.acquire()
+    keeper = asyncio.create_task(lease.keep())
+    try:
+        for seq in range(200):  # about a second of back-to-back writes across ~20 renewals
+            await store.save("e1", seq, [["AAA", float(seq), 1.0, 1.0, 1.0, 1.0, 0, 0]])
+            await asyncio.sleep(0.005)
+    finally:
+        keeper.cancel()
+    assert (await store.load()).seq == 199
+    await store.redis.aclose()

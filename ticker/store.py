@@ -69,11 +69,34 @@ class MemoryStore:
         return True
 
 
+# One batch, written atomically, and only by the lease holder when a fence is given.
+# KEYS: lease, quotes, feed. ARGV: owner ("" for no fence), epoch, seq, updated_ms,
+# the number of removed symbols, the removed symbols, then symbol/row pairs.
+_SAVE = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('DEL', KEYS[2])
+end
+local removed = tonumber(ARGV[5])
+for i = 6, 5 + removed do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+end
+for i = 6 + removed, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('HSET', KEYS[3], 'epoch', ARGV[2], 'seq', ARGV[3], 'updated_ms', ARGV[4])
+return 1
+"""
+
+
 class RedisStore:
     """The store of the scaled mode: ``<prefix>:quotes`` (symbol → row) and ``<prefix>:feed``.
 
-    With ``fence`` (the feed's lease), a write happens only while the lease is held: the lease
-    key is watched, so a write raced by a takeover fails as well (``LeaseLost``).
+    Each batch is one Lua script: atomic, and with ``fence`` (the feed's lease) applied only
+    while the lease is ours, checked inside the script, so a takeover cannot slip in between
+    the check and the write (``LeaseLost``).
     """
 
     def __init__(self, url: str, prefix: str = "ticker", fence: FeedLease | None = None) -> None:
@@ -82,32 +105,20 @@ class RedisStore:
         self.feed_key = f"{prefix}:feed"
         self.lease_key = f"{prefix}:feed-lease"
         self.fence = fence
+        self.save_script = self.redis.register_script(_SAVE)
 
     def lease(self) -> FeedLease:
         """A lease on this store's feed-lease key, for a feed that will write here."""
         return FeedLease(self.redis, self.lease_key)
 
     async def save(self, epoch: str, seq: int, rows: Iterable[Row], removed: Iterable[str] = ()) -> None:
-        mapping = {row[SYM]: orjson.dumps(row) for row in rows}
         removed = list(removed)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if self.fence is not None:
-                await pipe.watch(self.lease_key)
-                holder = await pipe.get(self.lease_key)
-                if holder is None or holder.decode() != self.fence.owner:
-                    raise LeaseLost(f"not writing batch {seq}: the feed lease is not ours")
-                pipe.multi()
-            if seq == 0:  # a new feed run starts from a clean slate
-                pipe.delete(self.quotes_key)
-            if removed:
-                pipe.hdel(self.quotes_key, *removed)
-            if mapping:
-                pipe.hset(self.quotes_key, mapping=mapping)
-            pipe.hset(self.feed_key, mapping={"epoch": epoch, "seq": seq, "updated_ms": now_ms()})
-            try:
-                await pipe.execute()
-            except redis.WatchError:
-                raise LeaseLost(f"not writing batch {seq}: the feed lease changed hands") from None
+        args: list[str | bytes | int] = [self.fence.owner if self.fence else "", epoch, seq, now_ms(), len(removed)]
+        args += removed
+        for row in rows:
+            args += (row[SYM], orjson.dumps(row))
+        if not await self.save_script(keys=[self.lease_key, self.quotes_key, self.feed_key], args=args):
+            raise LeaseLost(f"not writing batch {seq}: the feed lease is not ours")
 
     async def load(self) -> Snapshot:
         async with self.redis.pipeline(transaction=True) as pipe:
