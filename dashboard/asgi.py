@@ -7,6 +7,7 @@ works the same under daphne and uvicorn (see ``ticker.runtime``).
 
 import os
 
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
@@ -30,7 +31,7 @@ router = ProtocolTypeRouter(
 )
 
 
-async def application(scope, receive, send):
+async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     if scope["type"] in ("http", "websocket"):
         await ensure_started()
     await router(scope, receive, send)

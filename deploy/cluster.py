@@ -41,6 +41,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.in"
@@ -582,12 +583,12 @@ class Cluster:
             self.stop_all()
         return status
 
-    def _on_stop(self, signum, frame) -> None:
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
             say(f"{signal.Signals(signum).name}: stopping")
         self.stopping = True
 
-    def _on_restart(self, signum, frame) -> None:
+    def _on_restart(self, signum: int, frame: FrameType | None) -> None:
         self.restart_requested = True
 
     def watch(self) -> bool:

@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from .models import Candle, Symbol
 from .signals import announce_after_commit
@@ -21,14 +23,14 @@ class SymbolAdmin(admin.ModelAdmin):
     actions = ["pause", "resume"]
 
     @admin.action(description="Pause selected symbols (stop their ticks)")
-    def pause(self, request, queryset) -> None:
+    def pause(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
         self._set_active(request, queryset, False)
 
     @admin.action(description="Resume selected symbols")
-    def resume(self, request, queryset) -> None:
+    def resume(self, request: HttpRequest, queryset: QuerySet[Symbol]) -> None:
         self._set_active(request, queryset, True)
 
-    def _set_active(self, request, queryset, active: bool) -> None:
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[Symbol], active: bool) -> None:
         # update() sends no post_save, so announce the change ourselves.
         count = queryset.update(active=active)
         announce_after_commit()

@@ -2,6 +2,7 @@
 
 from urllib.parse import ParseResult
 
+from asgiref.typing import ASGIApplication
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
@@ -15,7 +16,7 @@ class BrowserOriginValidator(OriginValidator):
     a visitor's cookies: allowed (Channels' own validator refuses it).
     """
 
-    def __init__(self, application) -> None:
+    def __init__(self, application: ASGIApplication) -> None:
         super().__init__(application, settings.ALLOWED_HOSTS)
 
     def valid_origin(self, parsed_origin: ParseResult | None) -> bool:

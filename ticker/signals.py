@@ -15,5 +15,5 @@ def announce_after_commit() -> None:
 
 @receiver(post_save, sender=Symbol)
 @receiver(post_delete, sender=Symbol)
-def symbol_changed(sender, **kwargs) -> None:
+def symbol_changed(sender: type[Symbol], **kwargs: object) -> None:
     announce_after_commit()

@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from . import protocol as p
+from .hub import Hub
 from .models import Candle, Symbol
 from .runtime import ensure_started
 
@@ -18,7 +19,7 @@ MAX_CANDLES = 1440
 STALE_FEED_SECONDS = 5.0
 
 
-def _rows(hub, wanted: set[str] | None) -> list[p.Row]:
+def _rows(hub: Hub, wanted: set[str] | None) -> list[p.Row]:
     return [row for sym, row in sorted(hub.rows.items()) if wanted is None or sym in wanted]
 
 

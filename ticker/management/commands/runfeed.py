@@ -5,7 +5,7 @@ from collections.abc import Callable
 from functools import partial
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ticker.feed import serve
 from ticker.sources import CsvReplay, SimulatedMarket, Source, read_replay
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         "batches on the channel layer. Start two: the second waits as a hot standby (Redis lease)."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--rate", type=float, default=settings.TICKER_FEED_RATE,
                             help="simulated ticks per second over all symbols (default %(default)s)")
         parser.add_argument("--batch-ms", type=int, default=settings.TICKER_FEED_BATCH_MS,
