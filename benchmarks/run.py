@@ -1,0 +1,662 @@
+"""The fan-out benchmark: every server path under the same market and the same load client.
+
+``make bench`` (``python -m benchmarks.run``) starts what each path needs on free loopback
+ports (redis-server without persistence, a feed, one server process), waits until it answers,
+loads it with ``benchmarks.loadclient`` at each client count, stops everything it started (by
+pid, also on Ctrl-C or an error), appends every run to ``benchmarks/results/<date>.jsonl`` and
+regenerates ``docs/PERFORMANCE.md`` with ``docs/perf-fanout.png`` from this session's runs.
+
+The market is the same for every path: 50 symbols, 200 ticks a second, 100 ms batches where
+the path batches at all. Paths:
+
+- ``ours-daphne``, ``ours-uvicorn``: this project (``runfeed`` + ``dashboard.serve``), Redis layer;
+- ``stock-channels``: the tutorial Channels path (``benchmarks/baseline/stock_*``), one message per tick;
+- ``plain-websockets``: ``websockets.broadcast`` with the market in process, the ceiling;
+- ``socketio``: python-socketio under uvicorn, room emits.
+
+Cases: the whole board at each N (stopping for a path once it clearly collapses), a watchlist
+(10 of the 50 symbols per client) at a couple of N, and for ours a slow-consumer run (5 % of
+the clients stop reading for 30 s) with its reference run (same N, same acks, nobody slow).
+``--quick`` runs a small matrix in a minute or two and writes under ``var/bench/`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+EXTRA_SYMBOLS = ROOT / "benchmarks" / "extra_symbols.csv"
+
+SYMBOLS, RATE, BATCH_MS = 50, 200, 100  # the market, for every path
+HOLD_P99_MS = 250  # a path holds at N when p99 freshness ≤ this, no gaps, every client connected
+COLLAPSE_P99_MS = 2000  # ... and has clearly collapsed beyond this (or < 90 % connected)
+PACKAGES = ("django", "channels", "daphne", "twisted", "autobahn", "channels-redis", "redis", "orjson", "uvicorn",
+            "uvloop", "httptools", "websockets", "python-socketio", "python-engineio", "psutil")
+
+
+# Processes
+
+
+class Proc:
+    """A process this runner started, with its log; ``stop()`` ends exactly it (by pid)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log = logdir / f"{name}.log"
+        with open(self.log, "ab") as fh:
+            self.popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                          start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(proc: Proc, check: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
+    """Poll ``check`` until it holds; fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited while starting:\n{proc.tail()}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {timeout:.0f}s:\n{proc.tail()}")
+        time.sleep(0.2)
+
+
+def redis_ready(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        return resp.status == 200
+
+
+def ws_first_message(url: str, dialect: str) -> bool:
+    """A WebSocket opens and says hello (v1) or sends the Engine.IO open packet (socketio)."""
+    from websockets.sync.client import connect
+
+    if dialect == "socketio":
+        url = url.rstrip("/") + "/socket.io/?EIO=4&transport=websocket"
+    with connect(url, open_timeout=3, close_timeout=1, compression=None) as ws:
+        first = ws.recv(timeout=3)
+    first = first if isinstance(first, str) else first.decode()
+    return first.startswith("0{") if dialect == "socketio" else json.loads(first).get("t") == "hello"
+
+
+def rss_tree(pid: int) -> int:
+    import psutil
+
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+
+
+# Paths
+
+
+@dataclass
+class Deployment:
+    """A server ready for load: where to connect, which pid to watch, what to stop afterwards."""
+
+    url: str
+    server: Proc
+    aux: list[Proc] = field(default_factory=list)
+
+
+class Bench:
+    """One session: a scratch directory, the processes started, the prepared database."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="ticker-bench-"))
+        self.logdir = logdir
+        self.procs: list[Proc] = []
+        self.db_ready = False
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(name, argv, env or base_env(), self.logdir)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, *procs: Proc) -> None:
+        for proc in procs:
+            proc.stop()
+            if proc in self.procs:
+                self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        self.stop(*reversed(self.procs))
+
+    def cleanup(self) -> None:
+        self.stop_all()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def redis(self) -> tuple[Proc, str]:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        port = free_port()
+        proc = self.start(f"redis-{port}", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                            "--appendonly", "no"])
+        wait_ready(proc, lambda: redis_ready(port), f"redis on {port}")
+        return proc, f"redis://127.0.0.1:{port}/0"
+
+    def ours_env(self, redis_url: str) -> dict[str, str]:
+        env = base_env()
+        env.update(CHANNEL_LAYER_URL=redis_url, DATABASE_URL=f"sqlite:///{self.tmp / 'db.sqlite3'}",
+                   TICKER_VAR_DIR=str(self.tmp / "var"), DJANGO_SUPERUSER_PASSWORD="x", TICKER_LOG_LEVEL="WARNING")
+        return env
+
+    def prepare_database(self, env: dict[str, str]) -> None:
+        """Migrate and seed the 50-symbol market once per session: the 42 demo symbols plus 8."""
+        if self.db_ready:
+            return
+        seed = ("from pathlib import Path; from ticker.seed import seed_symbols; from ticker.models import Symbol; "
+                f"seed_symbols(Path({str(EXTRA_SYMBOLS)!r})); print(Symbol.objects.filter(active=True).count())")
+        for args in (["migrate", "-v0"], ["setup_demo"], ["shell", "-c", seed]):
+            done = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=180)
+            if done.returncode:
+                raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+        count = int(done.stdout.split()[-1])
+        if count != SYMBOLS:
+            raise RuntimeError(f"the benchmark market needs {SYMBOLS} active symbols, the database has {count}")
+        self.db_ready = True
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TICKER_", "CHANNEL_LAYER", "DATABASE_URL"))}
+    env.update(DJANGO_SETTINGS_MODULE="dashboard.settings", PYTHONUNBUFFERED="1")
+    return env
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """A server path: how to start its infrastructure (once) and its server (once per run)."""
+
+    name: str
+    dialect: str
+    needs: tuple[str, ...]  # baseline modules that must exist
+    start_infra: Callable[[Bench], tuple[list[Proc], dict[str, str]]]
+    start_server: Callable[[Bench, dict[str, str]], Deployment]
+
+    def missing(self) -> list[str]:
+        return [m for m in self.needs if not (ROOT / "benchmarks" / "baseline" / f"{m}.py").exists()]
+
+
+def ours_infra(bench: Bench) -> tuple[list[Proc], dict[str, str]]:
+    redis, url = bench.redis()
+    env = bench.ours_env(url)
+    bench.prepare_database(env)
+    feed = bench.start(f"runfeed-{redis.name}", [PY, "manage.py", "runfeed", "--rate", str(RATE), "--batch-ms",
+                                                 str(BATCH_MS), "--seed", "1"], env)
+    return [redis, feed], env
+
+
+def ours_server(server: str) -> Callable[[Bench, dict[str, str]], Deployment]:
+    def start(bench: Bench, env: dict[str, str]) -> Deployment:
+        port = free_port()
+        proc = bench.start(f"ours-{server}-{port}", [PY, "-m", "dashboard.serve", "--server", server, "--host",
+                                                     "127.0.0.1", "--port", str(port)], env)
+        wait_ready(proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), f"{server} on {port}")
+        return Deployment(f"ws://127.0.0.1:{port}/ws/quotes/", proc)
+
+    return start
+
+
+def stock_infra(bench: Bench) -> tuple[list[Proc], dict[str, str]]:
+    redis, url = bench.redis()
+    feed = bench.start(f"stock_feed-{redis.name}", [PY, "-m", "benchmarks.baseline.stock_feed", "--redis", url,
+                                                    "--symbols", str(SYMBOLS), "--rate", str(RATE)])
+    return [redis, feed], {"redis": url}
+
+
+def stock_server(bench: Bench, infra: dict[str, str]) -> Deployment:
+    port = free_port()
+    proc = bench.start(f"stock-{port}", [PY, "-m", "benchmarks.baseline.stock_server", "--redis", infra["redis"],
+                                         "--port", str(port), "--symbols", str(SYMBOLS)])
+    url = f"ws://127.0.0.1:{port}/ws/quotes/"
+    wait_ready(proc, lambda: ws_first_message(url, "v1"), f"stock server on {port}")
+    return Deployment(url, proc)
+
+
+def no_infra(bench: Bench) -> tuple[list[Proc], dict[str, str]]:
+    return [], {}
+
+
+def in_process_server(module: str, dialect: str) -> Callable[[Bench, dict[str, str]], Deployment]:
+    def start(bench: Bench, infra: dict[str, str]) -> Deployment:
+        port = free_port()
+        proc = bench.start(f"{module}-{port}", [PY, "-m", f"benchmarks.baseline.{module}", "--port", str(port),
+                                                "--symbols", str(SYMBOLS), "--rate", str(RATE), "--batch-ms",
+                                                str(BATCH_MS)])
+        url = f"ws://127.0.0.1:{port}/" if dialect == "socketio" else f"ws://127.0.0.1:{port}/ws/quotes/"
+        wait_ready(proc, lambda: ws_first_message(url, dialect), f"{module} on {port}")
+        return Deployment(url, proc)
+
+    return start
+
+
+PATHS = {
+    spec.name: spec
+    for spec in (
+        PathSpec("ours-daphne", "v1", (), ours_infra, ours_server("daphne")),
+        PathSpec("ours-uvicorn", "v1", (), ours_infra, ours_server("uvicorn")),
+        PathSpec("stock-channels", "v1", ("stock_feed", "stock_server"), stock_infra, stock_server),
+        PathSpec("plain-websockets", "v1", ("plain_ws",), no_infra, in_process_server("plain_ws", "v1")),
+        PathSpec("socketio", "socketio", ("socketio_server",), no_infra,
+                 in_process_server("socketio_server", "socketio")),
+    )
+}
+OURS = ("ours-daphne", "ours-uvicorn")
+
+
+# The matrix
+
+
+@dataclass
+class Run:
+    """One load run of the plan."""
+
+    path: str
+    case: str  # board | watchlist | ack (reference of the slow run) | slow
+    clients: int
+    duration: float
+    repeat: int = 0
+    extra: list[str] = field(default_factory=list)
+
+    def estimate(self, connect_rate: float) -> float:
+        """Seconds at most: start a server, ramp, warm up, measure, close."""
+        return 6 + self.clients / connect_rate + 2 + self.duration + 4
+
+
+def plan(opts: argparse.Namespace, paths: list[str]) -> list[Run]:
+    """Every run, in order: per path, the whole board by rising N, watchlists, then the slow case."""
+    runs: list[Run] = []
+    for path in paths:
+        for n in opts.clients:
+            runs += [Run(path, "board", n, opts.duration, r) for r in range(opts.repeat)]
+        for n in opts.watchlist_clients:
+            runs += [Run(path, "watchlist", n, opts.duration, r, ["--symbols", str(opts.watchlist_symbols)])
+                     for r in range(opts.repeat)]
+        if path in OURS and opts.slow_clients:
+            ack = ["--ack", "1"]
+            slow_duration = opts.slow_after + opts.slow_for + opts.slow_tail
+            slow = [*ack, "--slow-fraction", str(opts.slow_fraction), "--slow-after", str(opts.slow_after),
+                    "--slow-for", str(opts.slow_for)]
+            for r in range(opts.repeat):
+                runs += [Run(path, "ack", opts.slow_clients, opts.duration, r, ack),
+                         Run(path, "slow", opts.slow_clients, slow_duration, r, slow)]
+    return runs
+
+
+def verdict(result: dict[str, Any]) -> tuple[bool, bool]:
+    """(holds, collapsed) for one result."""
+    p99 = result["freshness_ms"]["p99"]
+    all_in = result["connected"] == result["clients"]
+    holds = (all_in and result["errors"]["total"] == 0 and result["gaps"] == 0 and p99 is not None
+             and p99 <= HOLD_P99_MS)
+    collapsed = result["connected"] < 0.9 * result["clients"] or p99 is None or p99 > COLLAPSE_P99_MS
+    return holds, collapsed
+
+
+class Runner:
+    """Executes a plan: infrastructure per path, a fresh server per run, one client per run."""
+
+    def __init__(self, opts: argparse.Namespace, bench: Bench, session: dict[str, Any]) -> None:
+        self.opts = opts
+        self.bench = bench
+        self.session = session
+        self.records: list[dict[str, Any]] = []
+        self.collapsed: dict[tuple[str, str], int] = {}
+
+    def execute(self, runs: list[Run]) -> list[dict[str, Any]]:
+        started = time.monotonic()
+        total = len(runs)
+        current: str | None = None
+        infra: list[Proc] = []
+        infra_env: dict[str, str] = {}
+        try:
+            for i, run in enumerate(runs):
+                left = sum(r.estimate(self.opts.connect_rate) for r in runs[i:]
+                           if (r.path, r.case) not in self.collapsed)
+                header(i, total, run, time.monotonic() - started, left)
+                if (run.path, run.case) in self.collapsed and run.case in ("board", "watchlist"):
+                    at = self.collapsed[(run.path, run.case)]
+                    print(f"    skipped: {run.path} collapsed at {at} clients", file=sys.stderr)
+                    self.keep({**self.session, "path": run.path, "case": run.case, "n": run.clients,
+                               "repeat": run.repeat, "skipped": f"collapsed at {at}", "collapsed_at": at})
+                    continue
+                if run.path != current:
+                    self.bench.stop(*reversed(infra))
+                    infra, infra_env = PATHS[run.path].start_infra(self.bench)
+                    current = run.path
+                self.one(run, infra, infra_env)
+        finally:
+            self.bench.stop(*reversed(infra))
+        return self.records
+
+    def one(self, run: Run, infra: list[Proc], infra_env: dict[str, str]) -> None:
+        spec = PATHS[run.path]
+        deployment: Deployment | None = None
+        cmd: list[str] = []
+        try:
+            deployment = spec.start_server(self.bench, infra_env)
+            time.sleep(1.0)  # let it settle before the idle RSS is read
+            base = rss_tree(deployment.server.pid)
+            cmd = [PY, "-m", "benchmarks.loadclient", "--url", deployment.url, "--clients", str(run.clients),
+                   "--duration", str(run.duration), "--dialect", spec.dialect, "--connect-rate",
+                   str(self.opts.connect_rate), "--server-pid", str(deployment.server.pid), "--server-rss-base",
+                   str(base), "--label", f"{run.path} {run.case} N={run.clients}", *run.extra]
+            if self.opts.procs > 1:
+                cmd += ["--procs", str(self.opts.procs)]
+            for proc in infra:
+                cmd += ["--aux-pid", str(proc.pid)]
+            budget = run.clients / self.opts.connect_rate + 30 + 2 + run.duration + 90
+            result = run_client(cmd, budget)
+            if not deployment.server.alive():
+                raise RuntimeError(f"{deployment.server.name} died during the run:\n{deployment.server.tail()}")
+            holds, collapsed = verdict(result)
+            record = {**self.session, "path": run.path, "case": run.case, "n": run.clients, "repeat": run.repeat,
+                      "holds": holds, "collapsed": collapsed, **result}
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as exc:
+            print(f"    failed: {exc}", file=sys.stderr)
+            record = {**self.session, "path": run.path, "case": run.case, "n": run.clients, "repeat": run.repeat,
+                      "holds": False, "collapsed": True, "failed": str(exc).splitlines()[0][:300]}
+            collapsed = True
+        finally:
+            if deployment:
+                self.bench.stop(deployment.server)
+        record["command"] = shlex.join(["python", *cmd[1:]]) if cmd else ""
+        record["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+        self.keep(record)
+        if collapsed and run.case in ("board", "watchlist"):
+            self.collapsed[(run.path, run.case)] = run.clients
+
+    def keep(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        append_result(self.opts.results_dir, record)
+
+
+def run_client(cmd: list[str], budget: float) -> dict[str, Any]:
+    """Run the load client and return its JSON line. On a timeout or an interrupt it gets SIGTERM
+    (it then stops its own client processes), and SIGKILL if that does not end it."""
+    client = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=base_env())
+    try:
+        out, _ = client.communicate(timeout=budget)
+    except BaseException:
+        client.terminate()
+        try:
+            client.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            client.wait()
+        raise
+    if client.returncode:
+        raise RuntimeError(f"load client exited with {client.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def header(i: int, total: int, run: Run, elapsed: float, left: float) -> None:
+    """The matrix's progress line, before each run (the client draws its own bar below it)."""
+    width = 24
+    filled = int(width * i / total)
+    print(f"[{'#' * filled}{'.' * (width - filled)}] {i + 1}/{total}  {run.path} {run.case} N={run.clients}"
+          f"{f' (repeat {run.repeat + 1})' if run.repeat else ''}  {minutes(elapsed)} elapsed, about "
+          f"{minutes(left)} left", file=sys.stderr, flush=True)
+
+
+def shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def results_file(directory: Path, date: str) -> Path:
+    return directory / f"{date[:10]}.jsonl"
+
+
+def append_result(directory: Path, record: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(results_file(directory, record["date"]), "a") as fh:
+        fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+# Machine and session
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, memory, kernel, Python and the versions of what is measured."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=10).stdout
+        versions["redis-server"] = next((w[2:] for w in out.split() if w.startswith("v=")), out.strip())
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**30, 1), "kernel": platform.release(),
+            "python": platform.python_version(), "versions": versions}
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{'+changes' if dirty else ''}" if head else "unknown"
+
+
+# Command line
+
+
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()] if text.strip() else []
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of: " + ", ".join(PATHS))
+    parser.add_argument("--clients", type=int_list, default=None, help="whole-board client counts "
+                        "(default 100,300,1000,2000,5000)")
+    parser.add_argument("--watchlist-clients", type=int_list, default=None,
+                        help="client counts of the watchlist case (default 1000,5000; empty: none)")
+    parser.add_argument("--watchlist-symbols", type=int, default=10, help="symbols per watchlist (default 10)")
+    parser.add_argument("--slow-clients", type=int, default=None,
+                        help="client count of the slow-consumer case, ours only (default 1000; 0: none)")
+    parser.add_argument("--slow-fraction", type=float, default=0.05)
+    parser.add_argument("--slow-after", type=float, default=None, help="seconds (default 5)")
+    parser.add_argument("--slow-for", type=float, default=None, help="seconds (default 30)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the report shows medians")
+    parser.add_argument("--duration", type=float, default=None, help="measure window in seconds (default 20)")
+    parser.add_argument("--connect-rate", type=float, default=500.0, help="new connections a second (default 500)")
+    parser.add_argument("--procs", type=int, default=1, help="load client processes (default 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small matrix (every path and case at 300 clients, 4 s each: about two minutes) "
+                             "for a smoke run; writes under var/bench/")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="where the jsonl goes (default benchmarks/results, var/bench with --quick)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="the Markdown report to regenerate (default docs/PERFORMANCE.md, "
+                             "var/bench/PERFORMANCE.md with --quick); its PNG goes next to it")
+    parser.add_argument("--from-results", type=Path, metavar="JSONL",
+                        help="run nothing: regenerate the report from this file's last session (or --session)")
+    parser.add_argument("--session", help="with --from-results: the session to report, or several (A,B): cells "
+                        "that B ran again replace A's")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
+    opts = parser.parse_args(argv)
+    quick = opts.quick
+    defaults = {
+        "clients": [300] if quick else [100, 300, 1000, 2000, 5000],
+        "watchlist_clients": [300] if quick else [1000, 5000],
+        "slow_clients": 300 if quick else 1000,
+        "slow_after": 2.0 if quick else 5.0,
+        "slow_for": 4.0 if quick else 30.0,
+        "duration": 4.0 if quick else 20.0,
+        "results_dir": ROOT / ("var/bench" if quick else "benchmarks/results"),
+        "report": ROOT / ("var/bench/PERFORMANCE.md" if quick else "docs/PERFORMANCE.md"),
+    }
+    for name, value in defaults.items():
+        if getattr(opts, name) is None:
+            setattr(opts, name, value)
+    opts.slow_tail = 2.0 if quick else 10.0
+    opts.paths = [p.strip() for p in opts.paths.split(",") if p.strip()]
+    unknown = [p for p in opts.paths if p not in PATHS]
+    if unknown:
+        parser.error(f"unknown path(s) {', '.join(unknown)}; known: {', '.join(PATHS)}")
+    if opts.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return opts
+
+
+def load_sessions(path: Path, sessions: str | None) -> list[dict[str, Any]]:
+    """The records of the last session in ``path``, or of the given comma-separated sessions: each
+    later one replaces the cells (path, case, N) it ran again in the earlier ones."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not records:
+        raise SystemExit(f"{path}: no records")
+    wanted = sessions.split(",") if sessions else [records[-1]["session"]]
+    merged: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for session in wanted:
+        mine = [r for r in records if r.get("session") == session]
+        if not mine:
+            raise SystemExit(f"{path}: no session {session!r}")
+        fresh: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        for r in mine:
+            fresh.setdefault((r["path"], r["case"], r["n"]), []).append(r)
+        merged.update(fresh)
+    return [r for cell in merged.values() for r in cell]
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) unwind like Ctrl-C, so that ``finally`` stops what was started."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    from benchmarks.report import write_report
+
+    if opts.from_results:
+        records = load_sessions(opts.from_results, opts.session)
+        write_report(records, opts.report)
+        print(f"report: {shown(opts.report)} ({len(records)} runs)", file=sys.stderr)
+        return 0
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers inherit it: 5,000 sockets each
+    paths = []
+    for name in opts.paths:
+        missing = PATHS[name].missing()
+        if missing:
+            print(f"skipping {name}: benchmarks/baseline/{missing[0]}.py does not exist yet", file=sys.stderr)
+        else:
+            paths.append(name)
+    now = dt.datetime.now(dt.UTC)
+    session = {
+        "session": now.strftime("%Y%m%dT%H%M%SZ"), "date": now.isoformat(timespec="seconds"),
+        "git": git_commit(), "machine": machine_info(),
+        "bench_command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
+        "market": {"symbols": SYMBOLS, "rate": RATE, "batch_ms": BATCH_MS},
+        "settings": {"repeat": opts.repeat, "duration": opts.duration, "connect_rate": opts.connect_rate,
+                     "procs": opts.procs, "quick": opts.quick, "slow_fraction": opts.slow_fraction,
+                     "slow_after": opts.slow_after, "slow_for": opts.slow_for},
+        "results": shown(results_file(opts.results_dir, now.isoformat())),
+    }
+    runs = plan(opts, paths)
+    estimate = sum(r.estimate(opts.connect_rate) for r in runs)
+    print(f"{len(runs)} runs over {', '.join(paths)}; at most about {minutes(estimate)} "
+          f"(less where a path collapses); session {session['session']}", file=sys.stderr)
+    if opts.dry_run:
+        for run in runs:
+            print(f"  {run.path:<17} {run.case:<9} N={run.clients:<5} {run.duration:>4.0f} s  {' '.join(run.extra)}")
+        return 0
+    logdir = ROOT / "var" / "bench" / "logs" / session["session"]
+    logdir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(logdir)
+    records: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        with terminated_as_interrupt():
+            records = Runner(opts, bench, session).execute(runs)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping what was started", file=sys.stderr)
+        bench.cleanup()
+        return 130
+    finally:
+        bench.cleanup()
+    write_report(records, opts.report)
+    print(f"done in {minutes(time.monotonic() - started)}: {len(records)} runs in {session['results']}; report "
+          f"{shown(opts.report)}; logs {shown(logdir)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
