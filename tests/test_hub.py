@@ -8,7 +8,8 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 
 from ticker import bus
-from ticker.hub import ACK_TIMEOUT, Client, Hub
+from ticker.delivery import ACK_TIMEOUT, Client
+from ticker.hub import Hub
 from ticker.protocol import MAX_SYMBOLS, ProtocolError
 from ticker.store import MemoryStore
 
@@ -220,9 +221,11 @@ async def test_a_client_that_stops_acknowledging_is_paused_then_resynced(setup):
     await settle(hub, 2)
     assert [f["seq"] for f in slow.of("q")] == [1]  # nothing more was sent to it
     assert [f["seq"] for f in fast.of("q")] == [1, 2] == [f["seq"] for f in silent.of("q")]
-    assert hub.ack(slow.client, 0) is None  # still behind what it was sent
-    snap = orjson.loads(hub.ack(slow.client, 1))
-    assert snap["t"] == "snap" and snap["seq"] == 2 and snap["q"][0][:2] == ["AAA", 12.0]
+    hub.ack(slow.client, 0)  # still behind what it was sent
+    assert slow.of("snap") == [] and hub.paused == {slow.client}
+    hub.ack(slow.client, 1)
+    snap = slow.of("snap")[-1]
+    assert snap["seq"] == 2 and snap["q"][0][:2] == ["AAA", 12.0] and hub.paused == set()
     await publish(layer, store, "e1", 3, [row("AAA", 13.0)])
     await settle(hub, 3)
     assert [f["seq"] for f in slow.of("q")] == [1, 3]
@@ -252,3 +255,53 @@ async def test_a_paused_client_that_leaves_is_forgotten(setup):
     assert hub.paused == {rec.client}
     hub.leave(rec.client)
     assert hub.paused == set() and hub.client_count == 0
+
+
+class FlowControlled(Recorder):
+    """A client whose server suspends a send while its buffer is full, as uvicorn does."""
+
+    def __init__(self, hub: Hub):
+        super().__init__(hub)
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    async def send(self, message: dict) -> None:
+        await self.writable.wait()
+        await super().send(message)
+
+
+async def test_a_send_the_server_suspends_never_holds_up_the_others(setup):
+    hub, layer, store = setup
+    stuck, other = FlowControlled(hub), Recorder(hub)
+    for rec in (stuck, other):
+        hub.subscribe(rec.client, None)
+    stuck.writable.clear()  # its buffer is full
+    for seq in range(1, 4):
+        await publish(layer, store, "e1", seq, [row("AAA", 10.0 + seq)])
+    await settle(hub, 3)
+    assert [f["seq"] for f in other.of("q")] == [1, 2, 3]
+    assert hub.paused == {stuck.client} and stuck.frames == []  # one send waits; no more are queued
+    stuck.writable.set()  # it drained
+    for _ in range(100):
+        if stuck.of("snap"):
+            break
+        await asyncio.sleep(0.01)
+    assert [f["seq"] for f in stuck.of("q")] == [1]  # the send that waited, then...
+    assert stuck.of("snap")[-1]["seq"] == 3  # ...a snapshot of what it missed
+    await publish(layer, store, "e1", 4, [row("AAA", 14.0)])
+    await settle(hub, 4)
+    assert [f["seq"] for f in stuck.of("q")] == [1, 4] and hub.paused == set()
+
+
+async def test_a_client_that_leaves_while_a_send_waits_is_forgotten(setup):
+    hub, layer, store = setup
+    stuck = FlowControlled(hub)
+    hub.subscribe(stuck.client, None)
+    stuck.writable.clear()
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await settle(hub, 1)
+    task = stuck.client.stall
+    assert task is not None
+    hub.leave(stuck.client)
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and hub.paused == set() and hub.client_count == 0

@@ -82,9 +82,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             await self.send_text(p.encode_pong(msg.id))
             return
         if isinstance(msg, p.Ack):
-            snap = self.hub.ack(client, msg.seq)
-            if snap is not None:
-                await self.send_text(snap)
+            self.hub.ack(client, msg.seq)
             return
         if isinstance(msg, p.Unsubscribe):
             self.hub.unsubscribe(client, msg.symbols)

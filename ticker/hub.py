@@ -15,15 +15,14 @@ Fan-out policy (DESIGN.md §3):
 - **Gaps are repaired, not hidden.** A batch whose seq does not follow the last one (a new
   feed epoch, a layer outage, a message the layer dropped) makes the hub reload the quote
   store and send every connection a ``snap``.
-- **Slow clients are skipped, then resynced.** Neither daphne nor uvicorn tells the
-  application how much is buffered for a connection, and a send never blocks, so the hub
-  cannot see a client that stopped reading. Clients that acknowledge (``ack``, about once a
-  second: the page does) are watched: one that has not acknowledged a frame sent to it for
-  ``ACK_TIMEOUT`` seconds is paused (sent nothing, so the server buffers nothing more for it)
-  until an ``ack`` shows it has read everything sent before the pause; then it gets a ``snap``
-  and goes on. Its state is at most the latest row per symbol: the hub's. Clients that never
-  acknowledge are left to the server's keepalive ping timeout, which closes a connection that
-  stopped reading.
+- **Nobody waits for a slow client.** A send never makes the loop wait (``ticker.delivery``).
+  A client whose server-side buffer is full (a send the server suspended, or Twisted's buffer
+  on daphne's fast path) is held: sent nothing, so nothing piles up for it, its state being at
+  most the hub's latest row per symbol; once it drains it gets a ``snap`` and goes on.
+  Clients that acknowledge (``ack``; the page does) are also held when they sit on a frame for
+  ``ACK_TIMEOUT``, before any buffer fills, and caught up by the ``ack`` that shows they read
+  everything sent before. Clients that do neither are left to the server's keepalive ping
+  timeout, which closes a connection that stopped reading.
 """
 
 from __future__ import annotations
@@ -32,13 +31,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
 from . import bus
-from .fastpath import DirectLink, text_frame
+from .delivery import NOTHING, Client, Group, Key, finish, send_now, text_message
+from .fastpath import text_frame
 from .models import Symbol
 from .protocol import (
     ERR_TOO_MANY_SYMBOLS,
@@ -58,57 +58,7 @@ from .store import QuoteStore, Snapshot
 log = logging.getLogger(__name__)
 
 RECENT_BATCHES = 600  # one minute at 10 batches a second
-ACK_TIMEOUT = 3.0  # seconds a sent frame may stay unacknowledged before the client is paused
 SWEEP_SECONDS = 0.5
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Key = frozenset[str] | None  # a subscription: some symbols, or None for the whole board
-NOTHING: frozenset[str] = frozenset()
-
-
-def text_message(frame: str) -> dict[str, Any]:
-    """The ASGI message that sends ``frame``; built once and given to every recipient."""
-    return {"type": "websocket.send", "text": frame}
-
-
-class Client:
-    """A connection as the hub sees it: its ASGI ``send`` (or, on daphne's fast path, its
-    ``DirectLink``), its subscription, its acknowledgements."""
-
-    __slots__ = ("acked", "joined", "link", "paused_at", "send", "symbols")
-
-    def __init__(self, send: Send, link: DirectLink | None = None) -> None:
-        self.send = send
-        self.link = link
-        self.symbols: Key = NOTHING
-        self.acked: int | None = None  # the last seq it acknowledged; None: it does not ack
-        self.joined = 0  # the seq of the snap it got when it joined its group
-        self.paused_at: int | None = None  # the last seq sent to it before it was paused
-
-
-class Group:
-    """The clients with the same subscription, and when recent frames were sent to them.
-
-    ``clients`` get frames through ASGI ``send``; ``direct`` ones through their ``DirectLink``.
-    """
-
-    __slots__ = ("clients", "direct", "sends")
-
-    def __init__(self) -> None:
-        self.clients: set[Client] = set()
-        self.direct: set[Client] = set()
-        self.sends: deque[tuple[int, float]] = deque(maxlen=64)  # (seq, monotonic time) per frame
-
-    @property
-    def sent_seq(self) -> int:
-        return self.sends[-1][0] if self.sends else 0
-
-    def overdue_seq(self, now: float) -> int:
-        """The newest seq sent to this group more than ``ACK_TIMEOUT`` ago (0 if none)."""
-        for seq, at in reversed(self.sends):
-            if now - at > ACK_TIMEOUT:
-                return seq
-        return 0
 
 
 def load_wire_symbols() -> list[dict[str, Any]]:
@@ -129,7 +79,7 @@ class Hub:
         self.known: set[str] = set()
         self.recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=RECENT_BATCHES)  # symbols per batch
         self.groups: dict[Key, Group] = {}
-        self.paused: set[Client] = set()
+        self.paused: set[Client] = set()  # held clients (see ticker.delivery)
         self.last_batch_ms = 0
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -153,7 +103,7 @@ class Hub:
                 if kind == bus.BATCH:
                     await self.on_batch(message)
                 elif kind == bus.SYMBOLS:
-                    await self.on_symbols(message["symbols"])
+                    self.on_symbols(message["symbols"])
                 elif kind == bus.REJOINED:
                     await self.resync()
             except Exception:
@@ -179,13 +129,13 @@ class Hub:
         for sym in message["removed"]:
             self.rows.pop(sym, None)
         self.recent.append((seq, frozenset(fragments)))
-        await self.fan_out(seq, fragments)
+        self.fan_out(seq, fragments)
 
-    async def on_symbols(self, symbols: list[dict[str, Any]]) -> None:
+    def on_symbols(self, symbols: list[dict[str, Any]]) -> None:
         self.set_symbols(symbols)
         frame = encode_symbols(symbols)
         for group in list(self.groups.values()):
-            await self._deliver(group, frame)
+            group.deliver(frame, self._stalled)
 
     async def resync(self) -> None:
         """Reload the store and send every client a snapshot of its symbols."""
@@ -201,7 +151,7 @@ class Hub:
         for key, group in list(self.groups.items()):
             if key != NOTHING:
                 group.sends.append((self.seq, now))
-                await self._deliver(group, self.snapshot(key))
+                group.deliver(self.snapshot(key), self._stalled)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.epoch, self.seq, self.rows = snap.epoch, snap.seq, snap.rows
@@ -214,7 +164,7 @@ class Hub:
 
     # Fan-out
 
-    async def fan_out(self, seq: int, fragments: dict[str, bytes]) -> None:
+    def fan_out(self, seq: int, fragments: dict[str, bytes]) -> None:
         """Send batch ``seq`` to every client whose symbols changed, one frame per subscription."""
         now = time.monotonic()
         for key, group in list(self.groups.items()):
@@ -225,25 +175,7 @@ class Hub:
                 if not parts:
                     continue
             group.sends.append((seq, now))
-            await self._deliver(group, encode_quotes(seq, parts))
-
-    @staticmethod
-    async def _deliver(group: Group, frame: str) -> None:
-        """Send one frame to every client of a group: built once, sent as it is."""
-        if group.clients:
-            # A plain loop: gather() or a task per client costs more and daphne's send never
-            # suspends anyway (DESIGN.md §3). A failing send means the connection is going
-            # away: its consumer will leave.
-            message = text_message(frame)
-            for client in tuple(group.clients):
-                try:
-                    await client.send(message)
-                except Exception:
-                    log.debug("hub: send failed", exc_info=True)
-        if group.direct:
-            data = text_frame(frame.encode())
-            for client in tuple(group.direct):
-                client.link.write(data)  # type: ignore[union-attr]
+            group.deliver(encode_quotes(seq, parts), self._stalled)
 
     # Slow clients
 
@@ -253,7 +185,7 @@ class Hub:
             self.pause_laggards(time.monotonic())
 
     def pause_laggards(self, now: float) -> None:
-        """Pause every acknowledging client that sat on a frame for over ``ACK_TIMEOUT``.
+        """Hold every acknowledging client that sat on a frame for over ``ACK_TIMEOUT``.
 
         A client lags when a frame newer than both its last ack and its joining snap was sent
         to it more than ``ACK_TIMEOUT`` ago: one comparison per client per sweep.
@@ -262,28 +194,55 @@ class Hub:
             overdue = group.overdue_seq(now)
             if not overdue:
                 continue
-            lagging = [c for c in group.clients if c.acked is not None and overdue > max(c.acked, c.joined)]
+            lagging = [
+                c for clients in (group.clients, group.direct) for c in clients
+                if c.acked is not None and overdue > max(c.acked, c.joined)
+            ]
             for client in lagging:
-                self._take_out(client)
                 client.paused_at = group.sent_seq
-                self.paused.add(client)
+                self._hold(client)
             if lagging:
                 log.info("hub: paused %d client(s) that stopped reading", len(lagging))
 
-    def ack(self, client: Client, seq: int) -> str | None:
-        """Record that ``client`` applied everything up to ``seq``.
-
-        Returns:
-            A ``snap`` to send when this ack shows a paused client has read all it was sent
-            before the pause: it is filed back and goes on from there. Else None.
-        """
+    def ack(self, client: Client, seq: int) -> None:
+        """Record that ``client`` applied everything up to ``seq``; if it was paused for lagging
+        and has now read all it was sent before the pause, it catches up (a ``snap``)."""
         client.acked = seq
-        if client.paused_at is None or seq < client.paused_at:
-            return None
-        client.paused_at = None
+        if client.paused_at is not None and seq >= client.paused_at:
+            client.paused_at = None
+            self._catch_up(client)
+
+    def _stalled(self, client: Client, step: Coroutine[Any, Any, None], awaited: Any) -> None:
+        """The server suspended a send to ``client``: hold it until that send completes."""
+        client.stall = asyncio.create_task(self._finish_stalled(client, step, awaited))
+        self._hold(client)
+
+    async def _finish_stalled(self, client: Client, step: Coroutine[Any, Any, None], awaited: Any) -> None:
+        try:
+            await finish(step, awaited)
+        except Exception:
+            return  # the connection is gone; its consumer leaves
+        finally:
+            client.stall = None
+        self._catch_up(client)
+
+    def _hold(self, client: Client) -> None:
+        self._take_out(client)
+        self.paused.add(client)
+
+    def _catch_up(self, client: Client) -> None:
+        """A held client may take frames again: back in its group, with a ``snap``."""
+        if client.held or client not in self.paused:
+            return
         self.paused.discard(client)
         self._file(client)
-        return self.snapshot(client.symbols)
+        if client.symbols == NOTHING:
+            return
+        frame = self.snapshot(client.symbols)
+        if client.link is not None:
+            client.link.write(text_frame(frame.encode()))
+        else:
+            send_now(client, text_message(frame), self._stalled)
 
     # What consumers call
 
@@ -291,30 +250,18 @@ class Hub:
         return encode_hello(self.epoch, self.seq, self.node, self.symbols)
 
     def join(self, client: Client) -> None:
-        if client.link is not None:
-            client.link.on_blocked = lambda: self._block(client)
-            client.link.on_drained = lambda: self._drain(client)
+        if client.link is not None:  # Twisted's buffer full, then drained
+            client.link.on_blocked = lambda: self._hold(client)
+            client.link.on_drained = lambda: self._catch_up(client)
         self._file(client)
-
-    def _block(self, client: Client) -> None:
-        """Twisted's buffer for this connection is full: send it nothing until it drains."""
-        self._take_out(client)
-        self.paused.add(client)
-
-    def _drain(self, client: Client) -> None:
-        """The connection has drained: back in its group, with a ``snap`` of what it missed."""
-        if client not in self.paused:
-            return
-        self.paused.discard(client)
-        self._file(client)
-        if client.symbols != NOTHING and client.link is not None:
-            client.link.write(text_frame(self.snapshot(client.symbols).encode()))
 
     def leave(self, client: Client) -> None:
         self.paused.discard(client)
         self._take_out(client)
         if client.link is not None:
             client.link.on_blocked = client.link.on_drained = None
+        if client.stall is not None:
+            client.stall.cancel()
 
     def snapshot(self, symbols: Key) -> str:
         """A ``snap`` of ``symbols`` (None: all) as they are now."""
@@ -379,7 +326,7 @@ class Hub:
         return sum(len(g.direct) for g in self.groups.values())
 
     def _file(self, client: Client) -> None:
-        if client.paused_at is not None or (client.link is not None and client.link.blocked):
+        if client.held:
             return  # filed again when it catches up
         client.joined = self.seq  # it gets (or got) a snap as of now
         group = self.groups.get(client.symbols)
