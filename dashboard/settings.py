@@ -135,8 +135,9 @@ TICKER_FEED_SEED = os.environ.get("TICKER_FEED_SEED")
 TICKER_SERVE_STATIC = env_bool("TICKER_SERVE_STATIC", True)
 # Under daphne, write pre-built frames straight to each connection's transport (ticker.fastpath).
 TICKER_DAPHNE_FAST_PATH = env_bool("TICKER_DAPHNE_FAST_PATH", True)
-# On that path, cap each connection's kernel send buffer (bytes; 0 leaves the OS's autotuning).
-TICKER_SOCKET_SNDBUF = int(os.environ.get("TICKER_SOCKET_SNDBUF", "0"))
+# On that path, cap each connection's kernel send buffer (bytes; 0 leaves the OS's autotuning,
+# which lets a stalled reader's buffer grow to megabytes). 64 KiB holds seconds of quotes.
+TICKER_SOCKET_SNDBUF = int(os.environ.get("TICKER_SOCKET_SNDBUF", "65536"))
 
 LOGGING = {
     "version": 1,

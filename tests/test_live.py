@@ -103,6 +103,9 @@ async def test_other_servers_stream_quotes_too(other_embedded_site):
     await assert_live_stream(other_embedded_site.ws_url)
     status, health = await asyncio.to_thread(get_json, other_embedded_site.url + "/healthz")
     assert status == 200 and health["direct"] == 0  # no fast path: every frame through ASGI send
+    ws = await Ws.open(other_embedded_site.ws_url)
+    assert ws.hello["limits"]["ack_ms"] > 0  # so the server asks clients to acknowledge
+    await ws.close()
 
 
 async def test_daphne_serves_clients_on_its_fast_path(embedded_site):
@@ -111,6 +114,7 @@ async def test_daphne_serves_clients_on_its_fast_path(embedded_site):
     await ws.until(lambda f: f["t"] == "q")
     status, health = await asyncio.to_thread(get_json, embedded_site.url + "/healthz")
     assert status == 200 and health["direct"] >= 1
+    assert ws.hello["limits"]["ack_ms"] == 0  # Twisted reports its buffer: no acks needed
     await ws.close()
 
 

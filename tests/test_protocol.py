@@ -77,9 +77,10 @@ def test_frame_size_is_counted_in_bytes_not_characters():
 
 
 def test_hello_announces_version_epoch_seq_node_symbols_and_limits():
-    hello = orjson.loads(p.encode_hello("e1", 5, "web1:1", [{"s": "AAPL"}]))
+    hello = orjson.loads(p.encode_hello("e1", 5, "web1:1", [{"s": "AAPL"}], 2000))
     assert hello == {"t": "hello", "v": 1, "epoch": "e1", "seq": 5, "node": "web1:1",
-                     "symbols": [{"s": "AAPL"}], "limits": p.limits()}
+                     "symbols": [{"s": "AAPL"}], "limits": p.limits(2000)}
+    assert hello["limits"]["ack_ms"] == 2000
 
 
 def test_quotes_frame_joins_pre_encoded_fragments_into_valid_json():

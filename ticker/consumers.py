@@ -45,7 +45,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.client = Client(self.base_send, direct_link(self.base_send))
         self.hub.join(self.client)
-        await self.send_text(self.hub.hello())
+        await self.send_text(self.hub.hello(self.client))
 
     async def disconnect(self, code: int) -> None:
         if self.client is not None:

@@ -26,7 +26,8 @@ from .fastpath import DirectLink, text_frame
 
 log = logging.getLogger(__name__)
 
-ACK_TIMEOUT = 3.0  # seconds a sent frame may stay unacknowledged before the client is paused
+ACK_INTERVAL_MS = 2000  # how often a client that acks is asked to (hello.limits.ack_ms)
+ACK_TIMEOUT = 5.0  # seconds a sent frame may stay unacknowledged before the client is paused
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Key = frozenset[str] | None  # a subscription: some symbols, or None for the whole board

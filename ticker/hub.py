@@ -37,7 +37,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import bus
-from .delivery import NOTHING, Client, Group, Key, finish, send_now, text_message
+from .delivery import ACK_INTERVAL_MS, NOTHING, Client, Group, Key, finish, send_now, text_message
 from .fastpath import text_frame
 from .models import Symbol
 from .protocol import (
@@ -246,8 +246,11 @@ class Hub:
 
     # What consumers call
 
-    def hello(self) -> str:
-        return encode_hello(self.epoch, self.seq, self.node, self.symbols)
+    def hello(self, client: Client) -> str:
+        """The ``hello`` for ``client``: acks are asked of it unless its server already reports
+        its buffer (daphne's fast path: Twisted's backpressure)."""
+        ack_ms = 0 if client.link is not None else ACK_INTERVAL_MS
+        return encode_hello(self.epoch, self.seq, self.node, self.symbols, ack_ms)
 
     def join(self, client: Client) -> None:
         if client.link is not None:  # Twisted's buffer full, then drained

@@ -213,21 +213,22 @@ def _text(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-def limits() -> dict[str, Any]:
-    """The limits announced in ``hello``."""
+def limits(ack_ms: int) -> dict[str, Any]:
+    """The limits announced in ``hello``; ``ack_ms``: how often to ``ack`` (0: don't)."""
     return {
         "max_symbols": MAX_SYMBOLS,
         "max_frame_bytes": MAX_FRAME_BYTES,
         "rate": RATE_PER_SECOND,
         "burst": RATE_BURST,
+        "ack_ms": ack_ms,
     }
 
 
-def encode_hello(epoch: str, seq: int, node: str, symbols: Sequence[Mapping[str, Any]]) -> str:
+def encode_hello(epoch: str, seq: int, node: str, symbols: Sequence[Mapping[str, Any]], ack_ms: int) -> str:
     """The first frame on every connection: version, feed epoch, current seq, the symbol list."""
     return _text(
         {"t": "hello", "v": VERSION, "epoch": epoch, "seq": seq, "node": node,
-         "symbols": list(symbols), "limits": limits()}
+         "symbols": list(symbols), "limits": limits(ack_ms)}
     )
 
 

@@ -397,18 +397,18 @@
       return;
     }
     handleFrame(msg);
-    acknowledge();
     refreshState();
   }
 
-  /** Tell the server, about once a second, the last seq we applied (docs/PROTOCOL.md, `ack`):
-   *  a tab that stops reading (a frozen page) is then paused by the server instead of
-   *  buffered for, and resynced with a snapshot once it reads again. */
-  const ACK_EVERY_MS = 1000;
+  /** Tell the server the last seq we applied, every `limits.ack_ms` of its `hello` (0 or
+   *  absent: it does not want acks) when it moved (docs/PROTOCOL.md, "Slow clients"): a tab
+   *  that stops reading (a frozen page) is then held by the server instead of buffered for,
+   *  and resynced with a snapshot once it reads again. On a timer, not per frame, so the ack
+   *  that shows we caught up is sent even when no frame follows it. */
+  let ackEveryMs = 0;
   let lastAck = {at: 0, seq: -1};
-  function acknowledge() {
-    const now = performance.now();
-    if (stats.seq === lastAck.seq || now - lastAck.at < ACK_EVERY_MS) return;
+  function acknowledge(now) {
+    if (!ackEveryMs || stats.seq === lastAck.seq || now - lastAck.at < ackEveryMs) return;
     if (send({op: 'ack', seq: stats.seq})) lastAck = {at: now, seq: stats.seq};
   }
 
@@ -425,6 +425,8 @@
   }
 
   function onHello(msg) {
+    ackEveryMs = (msg.limits && msg.limits.ack_ms) || 0;
+    lastAck = {at: 0, seq: -1};
     if (stats.epoch && msg.epoch !== stats.epoch) forgetState();
     const canResume = link.resumable && stats.epoch === msg.epoch && stats.seq > 0;
     stats.epoch = msg.epoch;
@@ -600,6 +602,7 @@
   function tick() {
     const now = performance.now();
     checkLiveness(now);
+    acknowledge(now);
     refreshState();
     renderAge(now);
     renderWire(now);
