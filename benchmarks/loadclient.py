@@ -80,6 +80,7 @@ class Worker:
         self.connect_ms: list[float] = []
         self.connect_errors: dict[str, int] = {}
         self.notes: dict[str, int] = {}
+        self.nodes: dict[str, int] = {}  # the server process each connection landed on (``node`` in hello)
         self.slow_set = slow_clients(opts.clients, opts.slow_fraction)
         self.all_lost: asyncio.Event | None = None
 
@@ -100,6 +101,10 @@ class Worker:
 
     def note(self, what: str) -> None:
         self.notes[what] = self.notes.get(what, 0) + 1
+
+    def landed(self, node: Any) -> None:
+        if node is not None:
+            self.nodes[str(node)] = self.nodes.get(str(node), 0) + 1
 
     # Phases
 
@@ -230,7 +235,7 @@ class Worker:
         window, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         stats = {"window_s": window, "cpu_s": cpu, "fast": self.fast.summary(), "slow": self.slow.summary(),
                  "connect_ms": self.connect_ms, "connect_errors": self.connect_errors, "notes": self.notes,
-                 "open": len(self.conns)}
+                 "nodes": self.nodes, "open": len(self.conns)}
         await self.close_all()
         self.send("stats", stats)
 
@@ -328,14 +333,24 @@ class ServerWatch:
         return out
 
     def cpu(self) -> float:
-        total = 0.0
-        for proc in self._tree():
-            try:
-                t = proc.cpu_times()
-            except Exception:
-                continue
-            total += t.user + t.system + (t.children_user + t.children_system if proc in self.procs else 0.0)
-        return total
+        return sum(self.cpu_each())
+
+    def cpu_each(self) -> list[float]:
+        """CPU seconds of each watched process with its children, in ``pids`` order."""
+        out = []
+        for root in self.procs:
+            tree = [root]
+            with contextlib.suppress(Exception):  # it may have exited
+                tree += root.children(recursive=True)
+            total = 0.0
+            for proc in tree:
+                try:
+                    t = proc.cpu_times()
+                except Exception:
+                    continue
+                total += t.user + t.system + (t.children_user + t.children_system if proc is root else 0.0)
+            out.append(total)
+        return out
 
     def rss(self) -> int:
         total = 0
@@ -459,8 +474,8 @@ class Coordinator:
                 time.sleep(min(0.25, max(0.0, warm_end - time.monotonic())))
             if self.watch:
                 self.watch.peak = 0
-                rss0, cpu0 = self.watch.rss(), self.watch.cpu()
-            aux0 = self.aux.cpu() if self.aux else 0.0
+                rss0, cpu0 = self.watch.rss(), self.watch.cpu_each()
+            aux0 = self.aux.cpu_each() if self.aux else []
             own0, t0 = cpu_seconds(), time.monotonic()
             self.broadcast("measure")
             end = t0 + opts.duration
@@ -478,10 +493,10 @@ class Coordinator:
             window = time.monotonic() - t0
             server = None
             if self.watch:
-                cpu1, rss1 = self.watch.cpu(), self.watch.rss()
-                server = {"cpu0": cpu0, "cpu1": cpu1, "rss0": rss0, "rss1": rss1, "peak": self.watch.peak,
-                          "base": base}
-            aux = self.aux.cpu() - aux0 if self.aux else None
+                cpu1, rss1 = self.watch.cpu_each(), self.watch.rss()
+                server = {"cpu": [b - a for a, b in zip(cpu0, cpu1, strict=True)], "rss0": rss0, "rss1": rss1,
+                          "peak": self.watch.peak, "base": base}
+            aux = [b - a for a, b in zip(aux0, self.aux.cpu_each(), strict=True)] if self.aux else None
             own = cpu_seconds() - own0
             self.bar.done()
             stats = self.wait_for("stats", CLOSE_TIMEOUT + 20)
@@ -499,7 +514,7 @@ class Coordinator:
                     self.progress[i] = data
 
     def result(self, stats: list[dict[str, Any]], window: float, own_cpu: float, server: dict[str, Any] | None,
-               aux_cpu: float | None, ramp_s: float) -> dict[str, Any]:
+               aux_cpu: list[float] | None, ramp_s: float) -> dict[str, Any]:
         """The JSON line: every worker's counts merged, rates over the measure window."""
         opts = self.opts
         fast, slow = merge([s["fast"] for s in stats]), merge([s["slow"] for s in stats])
@@ -510,9 +525,12 @@ class Coordinator:
             for k, v in s["connect_errors"].items():
                 connect_errors[k] = connect_errors.get(k, 0) + v
         notes: dict[str, int] = {}
+        nodes: dict[str, int] = {}
         for s in stats:
             for k, v in s["notes"].items():
                 notes[k] = notes.get(k, 0) + v
+            for k, v in s["nodes"].items():
+                nodes[k] = nodes.get(k, 0) + v
         client_cpu = sum(s["cpu_s"] for s in stats) + own_cpu
         connected = len(connect_ms)
         closes = everyone["closes"]
@@ -526,6 +544,7 @@ class Coordinator:
             "freshness_ms": freshness(fast),
             "gaps": everyone["gaps"], "missed_batches": everyone["missed"], "reorders": everyone["reorders"],
             "resyncs": everyone["resyncs"],
+            "frames": everyone["frames"], "rows": everyone["rows"],
             "frames_per_s": round(everyone["frames"] / window, 1),
             "ticks_per_s": round(everyone["rows"] / window, 1),
             "bytes_per_s": round(everyone["bytes"] / window, 1),
@@ -536,13 +555,18 @@ class Coordinator:
         }
         if notes:
             out["notes"] = notes
+        if nodes:  # connections per server process, by the node name its hello gave
+            out["nodes"] = dict(sorted(nodes.items()))
         if aux_cpu is not None:
-            out["aux"] = {"pids": opts.aux_pid, "cpu_s": round(aux_cpu, 3), "cpu_pct": round(100 * aux_cpu / window, 1)}
+            total = sum(aux_cpu)
+            out["aux"] = {"pids": opts.aux_pid, "cpu_s": round(total, 3), "cpu_pct": round(100 * total / window, 1),
+                          "each": cpu_each(opts.aux_pid, aux_cpu, window)}
         if server:
-            cpu = server["cpu1"] - server["cpu0"]
+            cpu = sum(server["cpu"])
             base = server["base"]
             out["server"] = {
                 "pids": opts.server_pid, "cpu_s": round(cpu, 3), "cpu_pct": round(100 * cpu / window, 1),
+                "each": cpu_each(opts.server_pid, server["cpu"], window),
                 "us_per_frame": round(1e6 * cpu / everyone["frames"], 2) if everyone["frames"] else None,
                 "us_per_tick": round(1e6 * cpu / everyone["rows"], 3) if everyone["rows"] else None,
                 "rss_base_mb": mb(base), "rss_start_mb": mb(server["rss0"]), "rss_end_mb": mb(server["rss1"]),
@@ -557,6 +581,12 @@ class Coordinator:
             }
             out["fast"] = group_summary(fast, window)
         return out
+
+
+def cpu_each(pids: Sequence[int], cpu: Sequence[float], window: float) -> list[dict[str, Any]]:
+    """Per watched process (with its children): CPU seconds and % over the measure window."""
+    return [{"pid": pid, "cpu_s": round(c, 3), "cpu_pct": round(100 * c / window, 1)}
+            for pid, c in zip(pids, cpu, strict=True)]
 
 
 def merge(groups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -649,7 +679,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-pid", type=int, action="append", default=[],
                         help="server process to watch (CPU, RSS); repeatable")
     parser.add_argument("--aux-pid", type=int, action="append", default=[],
-                        help="another process whose CPU to report apart (Redis, the feed); repeatable")
+                        help="another process whose CPU to report apart (Redis, the feed, a proxy), in total and "
+                        "per pid; repeatable")
     parser.add_argument("--server-rss-base", type=int, default=0,
                         help="the server's idle RSS in bytes (default: measured before connecting)")
     parser.add_argument("--procs", type=int, default=1, help="client processes (default %(default)s)")

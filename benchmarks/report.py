@@ -415,32 +415,169 @@ def write_plot(s: Session, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(records: list[Record], report: Path) -> None:
-    """Regenerate the generated part of ``report`` (and its PNG) from one session's records."""
-    if not records:
-        return
-    s = Session(records)
-    plot = report.with_name("perf-fanout.png")
-    write_plot(s, plot)
-    body = [
-        *header_section(s, report, plot),
-        *targets_section(s),
-        *side_by_side(s),
-        *detail_section(s, "board", "Whole board", "Every client subscribes to `\"*\"` (all 50 symbols)."),
-        *detail_section(s, "watchlist", "Watchlists",
-                        "Every client subscribes to 10 of the 50 symbols, picked at random (seeded) per client."),
-        *slow_section(s),
-        METHOD,
+# The cluster comparison (`make bench-cluster`): its own section, between its own markers.
+
+CLUSTER_ORDER = ("ours-daphne", "cluster-1", "cluster-2", "ours-uvicorn", "cluster-uvicorn-1", "cluster-uvicorn-2")
+CLUSTER_TITLES = {
+    "ours-daphne": "daphne, direct (no nginx)",
+    "cluster-1": "nginx → 1 daphne",
+    "cluster-2": "nginx → 2 daphne",
+    "ours-uvicorn": "uvicorn, direct (no nginx)",
+    "cluster-uvicorn-1": "nginx → 1 uvicorn",
+    "cluster-uvicorn-2": "nginx → 2 uvicorn",
+}
+
+
+def per_worker(c: Cell) -> str:
+    """Clients per app server (the ``node`` of their hello) with its CPU %, from the last run of the cell."""
+    r = c.ok[-1]
+    nodes = r.get("nodes") or {}
+    pids = (r.get("deployment") or {}).get("nodes") or {}
+    cpu = {e["pid"]: e["cpu_pct"] for e in get(r, "server.each") or []}
+    if not pids:  # one server, direct: its node name is host:pid
+        return fmt(sum(nodes.values())) if nodes else "–"
+    return " · ".join(f"{node} {fmt(nodes.get(node, 0))} ({fmt(cpu.get(pid))} %)" for node, pid in pids.items())
+
+
+def cluster_rows(s: Session, paths: list[str]) -> list[list[str]]:
+    rows = []
+    for path in paths:
+        for n in s.ns("board", path):
+            c = s.cell(path, "board", n)
+            assert c is not None
+            title = CLUSTER_TITLES.get(path, path)
+            if not c:
+                rows.append([title, fmt(n), "failed", *["–"] * 13, c.failure or ""])
+                continue
+            proxied = c.med("proxy.cpu_s") is not None
+            aux = c.med("aux.cpu_pct")
+            others = aux - c.med("proxy.cpu_pct") if proxied and aux is not None else aux
+            total = c.med("proxy.total_us_per_frame") if proxied else c.med("server.us_per_frame")
+            rows.append([
+                title, fmt(n), held(c), fmt(c.med("connected")), per_worker(c),
+                fmt(c.med("freshness_ms.p50")), fmt(c.med("freshness_ms.p99")), fmt(c.med("freshness_ms.max")),
+                fmt(c.med("gaps")), fmt(c.med("frames_per_s")), fmt(c.med("server.cpu_pct")),
+                fmt(c.med("proxy.cpu_pct")) if proxied else "–", fmt(c.med("server.us_per_frame"), 1),
+                fmt(c.med("proxy.us_per_frame"), 1) if proxied else "–", fmt(total, 1), fmt(others),
+                fmt(c.med("client_cpu_pct")),
+            ])
+    return rows
+
+
+def cluster_summary(s: Session, paths: list[str]) -> list[str]:
+    """Per path: the largest N that holds."""
+    out = []
+    for path in paths:
+        cells = {n: c for n in s.ns("board", path) if (c := s.cell(path, "board", n))}
+        holds = [n for n, c in cells.items() if c.holds]
+        tried = sorted(cells) + sorted(r["n"] for r in s.skipped if r["path"] == path and r["case"] == "board")
+        verdict_text = f"holds up to {fmt(max(holds))} clients" if holds else "holds at no N tried"
+        listed = ", ".join(fmt(n) for n in tried)
+        out.append(f"- **{CLUSTER_TITLES.get(path, path)}**: {verdict_text} (tried {listed}).")
+    return out
+
+
+CLUSTER_METHOD = """- **App servers CPU** is summed over every app server (each pid passed with `--server-pid`);
+  **nginx CPU** is nginx's master and workers, which the load client reports among its `--aux-pid`
+  processes, per pid; **Redis + feed** is the rest of those. **µs/frame with nginx** = (app
+  servers + nginx) CPU over the measure window ÷ frames delivered. Freshness, holds and gaps as
+  in the fan-out benchmark above.
+- **Clients per worker**: each connection counts the `node` its `hello` named (`web1`, `web2`);
+  the app server's CPU % over the window is in brackets."""
+
+
+def cluster_section(s: Session) -> list[str]:
+    paths = [p for p in CLUSTER_ORDER if p in s.paths] + [p for p in s.paths if p not in CLUSTER_ORDER]
+    m = s.first["machine"]
+    market = s.first["market"]
+    deployed = next((r["deployment"] for r in s.records if r.get("deployment")), {})
+    nginx = deployed.get("nginx", {})
+    cores = m["cores"]
+    loads = [(r["n"], r["client_cpu_pct"]) for r in s.records if r.get("client_cpu_pct") is not None]
+    busiest = max(loads, default=None, key=lambda x: (x[0], x[1]))
+    return [
+        "## 1 worker vs 2 workers behind nginx",
+        "",
+        f"- **Command**: `make bench-cluster`, that is `{s.first['bench_command']}`; every run's command line "
+        f"and full result are in `{s.first.get('results', 'benchmarks/results/')}` (session `{s.first['session']}`).",
+        f"- **Date**: {s.first['date']}; **commit** `{s.first['git']}`.",
+        f"- **Machine**: {m['cpu']}, {cores} cores, {m['mem_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
+        f"nginx {m['versions'].get('nginx', '(Debian)')}, daphne {m['versions'].get('daphne', '?')}, "
+        f"redis-server {m['versions'].get('redis-server', '?')}.",
+        f"- **Topology**, per run: one redis-server and one `runfeed` ({market['symbols']} symbols, "
+        f"{market['rate']} ticks/s, {market['batch_ms']} ms batches) for the path; 1 or 2 app servers "
+        "(`python -m dashboard.serve --server daphne --proxy-headers --unix-socket …`, `TICKER_SERVE_STATIC=0`, "
+        "named `web1`, `web2`); nginx in front on a loopback port, its configuration rendered by "
+        "`deploy/cluster.py` from `deploy/nginx/nginx.conf.in` as `make cluster` does (`least_conn`, "
+        f"`worker_processes {nginx.get('worker_processes', 'auto')}`, `worker_connections "
+        f"{nginx.get('worker_connections', '?')}`). The load client connects to nginx's ws URL. "
+        "\"direct\" is the same server without nginx, in the same session.",
+        f"- Every client takes the whole board. Measure window {fmt(s.first['settings']['duration'])} s after a "
+        f"2 s warm-up; clients connect at {fmt(s.first['settings']['connect_rate'])}/s. "
+        + (f"Each cell is the median of {s.repeats} runs." if s.repeats > 1 else "Each cell is one run."),
+        "",
+        f"**Caveat.** The load client, nginx, Redis, the feed and every app server share the same {cores} "
+        f"cores, so 2 workers cannot show a 2× gain here: there is no idle core for the second app server"
+        + (f" (at {fmt(busiest[0])} clients the load client alone took {fmt(busiest[1])} % of a core)"
+           if busiest else "")
+        + ". What this comparison shows is the cost of the proxy hop (nginx's CPU per frame and the "
+        "freshness it adds, against the direct server) and that nginx spreads the clients over the "
+        "workers. What two workers give with a core each is not measured here.",
+        "",
+        *cluster_summary(s, paths),
+        "",
+        *table(["path", "N", "holds", "connected", "clients per worker (CPU %)", "p50 ms", "p99 ms", "max ms", "gaps",
+                "frames/s", "app servers CPU %", "nginx CPU %", "µs/frame app servers", "µs/frame nginx",
+                "µs/frame with nginx", "Redis + feed CPU %", "client CPU %"], cluster_rows(s, paths)),
+        CLUSTER_METHOD,
+        "",
     ]
-    generated = "\n".join([BEGIN, *body, END])
-    if report.exists():
-        text = report.read_text()
-        if BEGIN in text and END in text:
-            before, rest = text.split(BEGIN, 1)
-            after = rest.split(END, 1)[1]
-            report.write_text(before + generated + after)
-            return
+
+
+CLUSTER_BEGIN = ("<!-- bench-cluster:begin: generated by `python -m benchmarks.run --paths …,cluster-1,cluster-2`; "
+                 "edit outside these markers -->")
+CLUSTER_END = "<!-- bench-cluster:end -->"
+INTRO = ("# Performance\n\nHow many clients one server process holds, what each delivered update costs, and how "
+         "this project compares with the usual alternatives on the same machine (issue 4, DESIGN.md §3).\n\n")
+
+
+def replace_section(report: Path, begin: str, end: str, body: list[str], after: str | None = None) -> None:
+    """Put ``body`` between ``begin`` and ``end`` in ``report``, keeping everything else. Where the
+    markers are not there yet: right after the ``after`` marker if present, else at the end."""
+    generated = "\n".join([begin, *body, end])
+    text = report.read_text() if report.exists() else INTRO
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        text = before + generated + rest.split(end, 1)[1]
+    elif after and after in text:
+        before, rest = text.split(after, 1)
+        text = before + after + "\n\n" + generated + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + generated + "\n"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text("# Performance\n\nHow many clients one server process holds, what each delivered update "
-                      "costs, and how this project compares with the usual alternatives on the same machine "
-                      "(issue 4, DESIGN.md §3).\n\n" + generated + "\n")
+    report.write_text(text)
+
+
+def write_report(records: list[Record], report: Path) -> None:
+    """Regenerate the generated parts of ``report`` from one session's records: the fan-out part
+    (and its PNG) from a fan-out session, the cluster part from a cluster session (a record's
+    ``suite``); the other part is left as it is."""
+    fanout = [r for r in records if r.get("suite", "fanout") == "fanout"]
+    cluster = [r for r in records if r.get("suite") == "cluster"]
+    if fanout:
+        s = Session(fanout)
+        plot = report.with_name("perf-fanout.png")
+        write_plot(s, plot)
+        body = [
+            *header_section(s, report, plot),
+            *targets_section(s),
+            *side_by_side(s),
+            *detail_section(s, "board", "Whole board", "Every client subscribes to `\"*\"` (all 50 symbols)."),
+            *detail_section(s, "watchlist", "Watchlists",
+                            "Every client subscribes to 10 of the 50 symbols, picked at random (seeded) per client."),
+            *slow_section(s),
+            METHOD,
+        ]
+        replace_section(report, BEGIN, END, body)
+    if cluster:
+        replace_section(report, CLUSTER_BEGIN, CLUSTER_END, cluster_section(Session(cluster)), after=END)

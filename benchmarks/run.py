@@ -12,7 +12,11 @@ the path batches at all. Paths:
 - ``ours-daphne``, ``ours-uvicorn``: this project (``runfeed`` + ``dashboard.serve``), Redis layer;
 - ``stock-channels``: the tutorial Channels path (``benchmarks/baseline/stock_*``), one message per tick;
 - ``plain-websockets``: ``websockets.broadcast`` with the market in process, the ceiling;
-- ``socketio``: python-socketio under uvicorn, room emits.
+- ``socketio``: python-socketio under uvicorn, room emits;
+- ``cluster-1``, ``cluster-2`` (and ``cluster-uvicorn-1``, ``-2``): ours as ``make cluster`` runs
+  it, 1 or 2 app servers on unix sockets behind nginx (``benchmarks/cluster.py``). Not in the
+  default set: ``make bench-cluster`` runs them next to ``ours-daphne`` (the same server without
+  nginx) and writes their own section of the report.
 
 Cases: the whole board at each N (stopping for a path once it clearly collapses), a watchlist
 (10 of the 50 symbols per client) at a couple of N, and for ours a slow-consumer run (5 % of
@@ -33,189 +37,39 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-EXTRA_SYMBOLS = ROOT / "benchmarks" / "extra_symbols.csv"
+from benchmarks.cluster import CLUSTER_PATHS, cluster_server
+from benchmarks.harness import (
+    BATCH_MS,
+    PY,
+    RATE,
+    ROOT,
+    SYMBOLS,
+    Bench,
+    Deployment,
+    Proc,
+    base_env,
+    free_port,
+    http_ok,
+    rss_tree,
+    wait_ready,
+    ws_first_message,
+)
 
-SYMBOLS, RATE, BATCH_MS = 50, 200, 100  # the market, for every path
 HOLD_P99_MS = 250  # a path holds at N when p99 freshness ≤ this, no gaps, every client connected
 COLLAPSE_P99_MS = 2000  # ... and has clearly collapsed beyond this (or < 90 % connected)
 PACKAGES = ("django", "channels", "daphne", "twisted", "autobahn", "channels-redis", "redis", "orjson", "uvicorn",
             "uvloop", "httptools", "websockets", "python-socketio", "python-engineio", "psutil")
 
 
-# Processes
-
-
-class Proc:
-    """A process this runner started, with its log; ``stop()`` ends exactly it (by pid)."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log = logdir / f"{name}.log"
-        with open(self.log, "ab") as fh:
-            self.popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-                                          start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-
-    def tail(self, lines: int = 15) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(proc: Proc, check: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
-    """Poll ``check`` until it holds; fail early if ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited while starting:\n{proc.tail()}")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready after {timeout:.0f}s:\n{proc.tail()}")
-        time.sleep(0.2)
-
-
-def redis_ready(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
-
-
-def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as resp:
-        return resp.status == 200
-
-
-def ws_first_message(url: str, dialect: str) -> bool:
-    """A WebSocket opens and says hello (v1) or sends the Engine.IO open packet (socketio)."""
-    from websockets.sync.client import connect
-
-    if dialect == "socketio":
-        url = url.rstrip("/") + "/socket.io/?EIO=4&transport=websocket"
-    with connect(url, open_timeout=3, close_timeout=1, compression=None) as ws:
-        first = ws.recv(timeout=3)
-    first = first if isinstance(first, str) else first.decode()
-    return first.startswith("0{") if dialect == "socketio" else json.loads(first).get("t") == "hello"
-
-
-def rss_tree(pid: int) -> int:
-    import psutil
-
-    proc = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
-
-
 # Paths
-
-
-@dataclass
-class Deployment:
-    """A server ready for load: where to connect, which pid to watch, what to stop afterwards."""
-
-    url: str
-    server: Proc
-    aux: list[Proc] = field(default_factory=list)
-
-
-class Bench:
-    """One session: a scratch directory, the processes started, the prepared database."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="ticker-bench-"))
-        self.logdir = logdir
-        self.procs: list[Proc] = []
-        self.db_ready = False
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(name, argv, env or base_env(), self.logdir)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, *procs: Proc) -> None:
-        for proc in procs:
-            proc.stop()
-            if proc in self.procs:
-                self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        self.stop(*reversed(self.procs))
-
-    def cleanup(self) -> None:
-        self.stop_all()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def redis(self) -> tuple[Proc, str]:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        port = free_port()
-        proc = self.start(f"redis-{port}", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                            "--appendonly", "no"])
-        wait_ready(proc, lambda: redis_ready(port), f"redis on {port}")
-        return proc, f"redis://127.0.0.1:{port}/0"
-
-    def ours_env(self, redis_url: str) -> dict[str, str]:
-        env = base_env()
-        env.update(CHANNEL_LAYER_URL=redis_url, DATABASE_URL=f"sqlite:///{self.tmp / 'db.sqlite3'}",
-                   TICKER_VAR_DIR=str(self.tmp / "var"), DJANGO_SUPERUSER_PASSWORD="x", TICKER_LOG_LEVEL="WARNING")
-        return env
-
-    def prepare_database(self, env: dict[str, str]) -> None:
-        """Migrate and seed the 50-symbol market once per session: the 42 demo symbols plus 8."""
-        if self.db_ready:
-            return
-        seed = ("from pathlib import Path; from ticker.seed import seed_symbols; from ticker.models import Symbol; "
-                f"seed_symbols(Path({str(EXTRA_SYMBOLS)!r})); print(Symbol.objects.filter(active=True).count())")
-        for args in (["migrate", "-v0"], ["setup_demo"], ["shell", "-c", seed]):
-            done = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=180)
-            if done.returncode:
-                raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        count = int(done.stdout.split()[-1])
-        if count != SYMBOLS:
-            raise RuntimeError(f"the benchmark market needs {SYMBOLS} active symbols, the database has {count}")
-        self.db_ready = True
-
-
-def base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TICKER_", "CHANNEL_LAYER", "DATABASE_URL"))}
-    env.update(DJANGO_SETTINGS_MODULE="dashboard.settings", PYTHONUNBUFFERED="1")
-    return env
 
 
 @dataclass(frozen=True)
@@ -247,7 +101,7 @@ def ours_server(server: str) -> Callable[[Bench, dict[str, str]], Deployment]:
         proc = bench.start(f"ours-{server}-{port}", [PY, "-m", "dashboard.serve", "--server", server, "--host",
                                                      "127.0.0.1", "--port", str(port)], env)
         wait_ready(proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), f"{server} on {port}")
-        return Deployment(f"ws://127.0.0.1:{port}/ws/quotes/", proc)
+        return Deployment(f"ws://127.0.0.1:{port}/ws/quotes/", [proc])
 
     return start
 
@@ -265,7 +119,7 @@ def stock_server(bench: Bench, infra: dict[str, str]) -> Deployment:
                                          "--port", str(port), "--symbols", str(SYMBOLS)])
     url = f"ws://127.0.0.1:{port}/ws/quotes/"
     wait_ready(proc, lambda: ws_first_message(url, "v1"), f"stock server on {port}")
-    return Deployment(url, proc)
+    return Deployment(url, [proc])
 
 
 def no_infra(bench: Bench) -> tuple[list[Proc], dict[str, str]]:
@@ -280,7 +134,7 @@ def in_process_server(module: str, dialect: str) -> Callable[[Bench, dict[str, s
                                                 str(BATCH_MS)])
         url = f"ws://127.0.0.1:{port}/" if dialect == "socketio" else f"ws://127.0.0.1:{port}/ws/quotes/"
         wait_ready(proc, lambda: ws_first_message(url, dialect), f"{module} on {port}")
-        return Deployment(url, proc)
+        return Deployment(url, [proc])
 
     return start
 
@@ -294,9 +148,12 @@ PATHS = {
         PathSpec("plain-websockets", "v1", ("plain_ws",), no_infra, in_process_server("plain_ws", "v1")),
         PathSpec("socketio", "socketio", ("socketio_server",), no_infra,
                  in_process_server("socketio_server", "socketio")),
+        *(PathSpec(name, "v1", (), ours_infra, cluster_server(server, workers))
+          for name, (server, workers) in CLUSTER_PATHS.items()),
     )
 }
 OURS = ("ours-daphne", "ours-uvicorn")
+FANOUT = tuple(p for p in PATHS if p not in CLUSTER_PATHS)  # what `make bench` runs
 
 
 # The matrix
@@ -391,22 +248,29 @@ class Runner:
         try:
             deployment = spec.start_server(self.bench, infra_env)
             time.sleep(1.0)  # let it settle before the idle RSS is read
-            base = rss_tree(deployment.server.pid)
+            base = sum(rss_tree(proc.pid) for proc in deployment.servers)
             cmd = [PY, "-m", "benchmarks.loadclient", "--url", deployment.url, "--clients", str(run.clients),
                    "--duration", str(run.duration), "--dialect", spec.dialect, "--connect-rate",
-                   str(self.opts.connect_rate), "--server-pid", str(deployment.server.pid), "--server-rss-base",
-                   str(base), "--label", f"{run.path} {run.case} N={run.clients}", *run.extra]
+                   str(self.opts.connect_rate), "--server-rss-base", str(base), "--label",
+                   f"{run.path} {run.case} N={run.clients}", *run.extra]
+            for proc in deployment.servers:  # several app servers: their CPU and RSS are summed
+                cmd += ["--server-pid", str(proc.pid)]
             if self.opts.procs > 1:
                 cmd += ["--procs", str(self.opts.procs)]
-            for proc in infra:
+            for proc in [*([deployment.proxy] if deployment.proxy else []), *infra]:
                 cmd += ["--aux-pid", str(proc.pid)]
             budget = run.clients / self.opts.connect_rate + 30 + 2 + run.duration + 90
             result = run_client(cmd, budget)
-            if not deployment.server.alive():
-                raise RuntimeError(f"{deployment.server.name} died during the run:\n{deployment.server.tail()}")
+            dead = [proc for proc in deployment.procs if not proc.alive()]
+            if dead:
+                raise RuntimeError(f"{dead[0].name} died during the run:\n{dead[0].tail()}")
             holds, collapsed = verdict(result)
             record = {**self.session, "path": run.path, "case": run.case, "n": run.clients, "repeat": run.repeat,
                       "holds": holds, "collapsed": collapsed, **result}
+            if deployment.info:
+                record["deployment"] = deployment.info
+            if deployment.proxy:
+                record["proxy"] = proxy_cost(result, deployment.proxy.pid)
         except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as exc:
             print(f"    failed: {exc}", file=sys.stderr)
             record = {**self.session, "path": run.path, "case": run.case, "n": run.clients, "repeat": run.repeat,
@@ -414,7 +278,7 @@ class Runner:
             collapsed = True
         finally:
             if deployment:
-                self.bench.stop(deployment.server)
+                self.bench.stop(*deployment.procs)
         record["command"] = shlex.join(["python", *cmd[1:]]) if cmd else ""
         record["loadavg"] = [round(x, 2) for x in os.getloadavg()]
         self.keep(record)
@@ -424,6 +288,19 @@ class Runner:
     def keep(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         append_result(self.opts.results_dir, record)
+
+
+def proxy_cost(result: dict[str, Any], pid: int) -> dict[str, Any]:
+    """The proxy's CPU over the measure window (the load client reports it among the ``aux`` pids),
+    per delivered frame, and the cost of a frame with it: app servers + proxy."""
+    cpu = next((e["cpu_s"] for e in result.get("aux", {}).get("each", []) if e["pid"] == pid), None)
+    frames, window = result.get("frames"), result.get("duration_s")
+    server_cpu = result.get("server", {}).get("cpu_s")
+    if cpu is None or not frames or not window:
+        return {"pid": pid}
+    return {"pid": pid, "cpu_s": cpu, "cpu_pct": round(100 * cpu / window, 1),
+            "us_per_frame": round(1e6 * cpu / frames, 2),
+            "total_us_per_frame": round(1e6 * (cpu + server_cpu) / frames, 2) if server_cpu is not None else None}
 
 
 def run_client(cmd: list[str], budget: float) -> dict[str, Any]:
@@ -489,6 +366,10 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=10).stdout
         versions["redis-server"] = next((w[2:] for w in out.split() if w.startswith("v=")), out.strip())
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # `nginx -v` answers on stderr
+        out = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10).stderr
+        versions["nginx"] = out.strip().rpartition("/")[2]
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**30, 1), "kernel": platform.release(),
             "python": platform.python_version(), "versions": versions}
@@ -514,7 +395,9 @@ def int_list(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of: " + ", ".join(PATHS))
+    parser.add_argument("--paths", default=",".join(FANOUT),
+                        help="comma-separated subset of: " + ", ".join(PATHS) + " (default: all but the cluster-* "
+                        "paths, which `make bench-cluster` runs)")
     parser.add_argument("--clients", type=int_list, default=None, help="whole-board client counts "
                         "(default 100,300,1000,2000,5000)")
     parser.add_argument("--watchlist-clients", type=int_list, default=None,
@@ -574,14 +457,14 @@ def load_sessions(path: Path, sessions: str | None) -> list[dict[str, Any]]:
     if not records:
         raise SystemExit(f"{path}: no records")
     wanted = sessions.split(",") if sessions else [records[-1]["session"]]
-    merged: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    merged: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
     for session in wanted:
         mine = [r for r in records if r.get("session") == session]
         if not mine:
             raise SystemExit(f"{path}: no session {session!r}")
-        fresh: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        fresh: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
         for r in mine:
-            fresh.setdefault((r["path"], r["case"], r["n"]), []).append(r)
+            fresh.setdefault((r.get("suite", "fanout"), r["path"], r["case"], r["n"]), []).append(r)
         merged.update(fresh)
     return [r for cell in merged.values() for r in cell]
 
@@ -622,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     now = dt.datetime.now(dt.UTC)
     session = {
         "session": now.strftime("%Y%m%dT%H%M%SZ"), "date": now.isoformat(timespec="seconds"),
+        # A session that runs a cluster path reports in the cluster section of the report only
+        # (its ours-* runs are the reference without nginx there); any other in the fan-out part.
+        "suite": "cluster" if any(p in CLUSTER_PATHS for p in paths) else "fanout",
         "git": git_commit(), "machine": machine_info(),
         "bench_command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
         "market": {"symbols": SYMBOLS, "rate": RATE, "batch_ms": BATCH_MS},

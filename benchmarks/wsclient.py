@@ -40,6 +40,8 @@ class Owner(Protocol):
 
     def note(self, what: str) -> None: ...
 
+    def landed(self, node: Any) -> None: ...  # the server's ``node`` from hello
+
 
 def mask_frame(opcode: int, payload: bytes) -> bytes:
     """One final client frame (clients must mask, RFC 6455 §5.3)."""
@@ -393,6 +395,7 @@ class V1Conn(Conn):
             symbols = self.worker.watchlist(self.index, msg.get("symbols") or [])
             self.send_text(orjson.dumps({"op": "sub", "symbols": symbols or "*"}))
             if not self.ready.done():
+                self.worker.landed(msg.get("node"))
                 self.ready.set_result(None)
         elif t == "err":
             self.worker.note(f"err {msg.get('code')}")
@@ -416,6 +419,7 @@ class SocketIOConn(Conn):
                 symbols = self.worker.watchlist(self.index, data.get("symbols") or [])
                 self.send_text(b'42["sub",%b]' % orjson.dumps({"symbols": symbols or "*"}))
                 if not self.ready.done():
+                    self.worker.landed(data.get("node"))
                     self.ready.set_result(None)
         elif payload == b"2":
             self.send_text(b"3")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 APP = "dashboard.asgi:application"
 SERVERS = ("daphne", "uvicorn")
+UNIX_BACKLOG = 2048
 
 
 def server_argv(server: str, host: str, port: int, unix_socket: str | None, proxy_headers: bool) -> list[str]:
@@ -23,7 +24,15 @@ def server_argv(server: str, host: str, port: int, unix_socket: str | None, prox
     if server == "daphne":
         argv = [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", "--ping-interval", "20",
                 "--ping-timeout", "30"]
-        argv += ["-u", unix_socket] if unix_socket else ["-b", host, "-p", str(port)]
+        if unix_socket:
+            # Not daphne's -u: that listens with Twisted's default backlog of 50, and on a unix
+            # socket a full backlog fails connect() at once (EAGAIN), so a burst of connections
+            # through nginx (clients reconnecting after a worker restart) gets 502s. uvicorn's
+            # default backlog is 2048. The path is escaped for Twisted's endpoint syntax.
+            path = unix_socket.replace("\\", "\\\\").replace(":", "\\:")
+            argv += ["-e", f"unix:{path}:backlog={UNIX_BACKLOG}"]
+        else:
+            argv += ["-b", host, "-p", str(port)]
         if proxy_headers:
             argv.append("--proxy-headers")
         return [*argv, APP]

@@ -146,10 +146,18 @@ def local_nginx_user() -> str | None:
 
 
 def write_nginx_conf(
-    prefix: Path, *, listen: str, upstreams: Sequence[str], static_root: Path, log_dir: Path
+    prefix: Path,
+    *,
+    listen: str,
+    upstreams: Sequence[str],
+    static_root: Path,
+    log_dir: Path,
+    worker_connections: int = 4096,
+    worker_rlimit_nofile: int = 8192,
 ) -> Path:
     """Render the config for an unprivileged nginx whose files all live under ``prefix``
-    (temp paths, pid) and ``log_dir`` (error and access logs). Returns the config's path."""
+    (temp paths, pid) and ``log_dir`` (error and access logs). Returns the config's path.
+    Each proxied WebSocket takes two of an nginx worker's ``worker_connections``."""
     prefix.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     (prefix / "temp").mkdir(exist_ok=True)
@@ -164,6 +172,8 @@ def write_nginx_conf(
             access_log=log_dir / "nginx-access.log",
             temp_dir=prefix / "temp",
             user=local_nginx_user(),
+            worker_connections=worker_connections,
+            worker_rlimit_nofile=worker_rlimit_nofile,
         )
     )
     return conf

@@ -1,10 +1,14 @@
 # The fan-out benchmark (issue 4): every server path under the same market and load client.
 # `make bench` runs the full matrix (about 20 minutes) and regenerates docs/PERFORMANCE.md;
 # `make bench-quick` is a smoke run of about two minutes, written under var/bench/.
+# `make bench-cluster` (issue 5): 1 vs 2 daphne workers behind nginx next to daphne without nginx,
+# 1,000-5,000 whole-board clients (about 6 minutes); its own section of docs/PERFORMANCE.md.
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--paths ours-uvicorn --clients 1000,5000".
 BENCH_ARGS ?=
+BENCH_CLUSTER_PATHS ?= ours-daphne,cluster-1,cluster-2
+BENCH_CLUSTER_CLIENTS ?= 1000,2000,5000
 
-.PHONY: bench bench-quick bench-system-deps
+.PHONY: bench bench-quick bench-cluster bench-system-deps
 
 # redis-server from Debian when it is missing (as `make test` does).
 bench-system-deps:
@@ -19,3 +23,9 @@ bench: bench-system-deps dev-deps
 ## A small matrix for a smoke run (var/bench/PERFORMANCE.md).
 bench-quick: bench-system-deps dev-deps
 	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
+
+## 1 vs 2 app servers behind nginx (and without it), same run; its section of docs/PERFORMANCE.md.
+# cluster-uvicorn-1,cluster-uvicorn-2 (with ours-uvicorn) run uvicorn instead: BENCH_CLUSTER_PATHS=...
+bench-cluster: bench-system-deps cluster-system-deps dev-deps
+	$(PY) -m benchmarks.run --paths $(BENCH_CLUSTER_PATHS) --clients $(BENCH_CLUSTER_CLIENTS) \
+		--watchlist-clients= --slow-clients 0 $(BENCH_ARGS)
