@@ -16,7 +16,9 @@ from ticker.store import MemoryStore
 SYMBOLS = [{"s": s, "name": s, "paused": False} for s in ("AAA", "BBB", "CCC")]
 
 
-def row(sym, last, ts=1):
+def row(sym, last, ts=None):
+    """A full row published now (or at ``ts``, epoch ms)."""
+    ts = int(time.time() * 1000) if ts is None else ts
     return [sym, last, 10.0, 10.0, max(10.0, last), min(10.0, last), 100, ts]
 
 
@@ -42,7 +44,7 @@ async def setup():
     await store.save("e1", 0, [row("AAA", 10.0), row("BBB", 10.0), row("CCC", 10.0)])
     hub = Hub(store, "node-1", bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP], layer))
     hub.set_symbols(SYMBOLS)
-    hub.task = asyncio.create_task(hub.run())
+    hub.listen()
     await asyncio.wait_for(hub.synced.wait(), 2)
     yield hub, layer, store
     await hub.stop()
@@ -70,7 +72,7 @@ async def test_whole_board_clients_get_every_batch_in_order(setup):
         await publish(layer, store, "e1", seq, [row("AAA", 10.0 + seq)])
     await settle(hub, 5)
     assert [f["seq"] for f in rec.of("q")] == [1, 2, 3, 4, 5]
-    assert rec.of("q")[-1]["q"] == [["AAA", 15.0, 100, 1]]
+    assert [r[:3] for r in rec.of("q")[-1]["q"]] == [["AAA", 15.0, 100]]
 
 
 async def test_watchlist_clients_get_only_their_symbols_and_nothing_when_they_did_not_change(setup):
@@ -81,7 +83,7 @@ async def test_watchlist_clients_get_only_their_symbols_and_nothing_when_they_di
     await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
     await publish(layer, store, "e1", 2, [row("AAA", 12.0), row("BBB", 9.0)])
     await settle(hub, 2)
-    assert rec.of("q") == [{"t": "q", "seq": 2, "q": [["BBB", 9.0, 100, 1]]}]
+    assert [(f["seq"], [r[:3] for r in f["q"]]) for f in rec.of("q")] == [(2, [["BBB", 9.0, 100]])]
 
 
 async def test_clients_with_the_same_symbols_share_one_frame(setup):
@@ -154,7 +156,9 @@ async def test_resume_in_the_same_epoch_sends_only_what_changed(setup):
     await settle(hub, 3)
     rec = Recorder(hub)
     frame, _ = hub.resume(rec.client, "e1", 1, None)
-    assert orjson.loads(frame) == {"t": "snap", "epoch": "e1", "seq": 3, "q": [row("AAA", 13.0), row("BBB", 12.0)]}
+    snap = orjson.loads(frame)
+    assert (snap["t"], snap["epoch"], snap["seq"]) == ("snap", "e1", 3)
+    assert [r[:7] for r in snap["q"]] == [row("AAA", 13.0)[:7], row("BBB", 12.0)[:7]]
     frame, _ = hub.resume(rec.client, "e1", 3, None)
     assert orjson.loads(frame)["q"] == []  # nothing missed
 
@@ -305,3 +309,39 @@ async def test_a_client_that_leaves_while_a_send_waits_is_forgotten(setup):
     hub.leave(stuck.client)
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled() and hub.paused == set() and hub.client_count == 0
+
+
+async def test_a_hub_that_falls_behind_conflates_batches_into_snapshots(setup):
+    hub, layer, store = setup
+    board, watch = Recorder(hub), Recorder(hub)
+    hub.subscribe(board.client, None)
+    hub.subscribe(watch.client, ["BBB"])
+    stale = int(time.time() * 1000) - 2000  # these batches arrive two seconds late
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0, stale)])
+    await publish(layer, store, "e1", 2, [row("BBB", 12.0, stale)])
+    await publish(layer, store, "e1", 3, [row("AAA", 13.0, stale), row("CCC", 9.0, stale)])
+    await settle(hub, 3)
+    assert [f["seq"] for f in board.of("q")] == [1]  # then held back: behind, and just sent
+    await publish(layer, store, "e1", 4, [row("CCC", 8.0)])  # caught up
+    await settle(hub, 4)
+    snap = board.of("snap")[-1]
+    assert snap["seq"] == 4 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 13.0, "BBB": 12.0, "CCC": 8.0}
+    assert [r[0] for r in watch.of("snap")[-1]["q"]] == ["BBB"] and watch.of("q") == []
+    await publish(layer, store, "e1", 5, [row("AAA", 14.0)])
+    await settle(hub, 5)
+    assert board.of("q")[-1]["seq"] == 5  # back to plain batches
+
+
+async def test_held_back_changes_are_sent_even_if_no_batch_follows(setup):
+    hub, layer, store = setup
+    board = Recorder(hub)
+    hub.subscribe(board.client, None)
+    stale = int(time.time() * 1000) - 2000
+    await publish(layer, store, "e1", 1, [row("AAA", 11.0, stale)])
+    await publish(layer, store, "e1", 2, [row("BBB", 12.0, stale)])
+    await settle(hub, 2)
+    for _ in range(200):  # the hub's sweep flushes them within a second
+        if board.of("snap"):
+            break
+        await asyncio.sleep(0.01)
+    assert board.of("snap")[-1]["seq"] == 2 and [r[0] for r in board.of("snap")[-1]["q"]] == ["BBB"]

@@ -58,6 +58,8 @@ from .store import QuoteStore, Snapshot
 log = logging.getLogger(__name__)
 
 RECENT_BATCHES = 600  # one minute at 10 batches a second
+LAG_MS = 300  # a batch this old on arrival means the hub is behind the feed
+CONFLATE_SECONDS = 0.5  # while behind, send at most this often
 SWEEP_SECONDS = 0.5
 
 
@@ -81,6 +83,8 @@ class Hub:
         self.groups: dict[Key, Group] = {}
         self.paused: set[Client] = set()  # held clients (see ticker.delivery)
         self.last_batch_ms = 0
+        self.behind: frozenset[str] = NOTHING  # symbols changed by batches held back (conflating)
+        self.fanned_at = 0.0  # monotonic time of the last fan-out
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -89,6 +93,11 @@ class Hub:
     async def start(self) -> None:
         """Load the symbol list and start listening; the first resync happens on the first join."""
         self.set_symbols(await sync_to_async(load_wire_symbols)())
+        self.listen()
+
+    def listen(self) -> None:
+        """Start receiving from the layer, and the sweep that holds laggards and flushes
+        conflated changes."""
         self.tasks = [asyncio.create_task(self.run()), asyncio.create_task(self.watch_acks())]
 
     async def stop(self) -> None:
@@ -120,16 +129,34 @@ class Hub:
             await self.resync()
             return
         self.seq = seq
-        fragments: dict[str, bytes] = {}
         for row in message["rows"]:
-            sym = row[SYM]
-            self.rows[sym] = row
-            fragments[sym] = short_row(row)
+            self.rows[row[SYM]] = row
             self.last_batch_ms = row[TS]
         for sym in message["removed"]:
             self.rows.pop(sym, None)
-        self.recent.append((seq, frozenset(fragments)))
-        self.fan_out(seq, fragments)
+        changed = frozenset(row[SYM] for row in message["rows"])
+        self.recent.append((seq, changed))
+        self.behind |= changed
+        if self.conflating(time.time() * 1000 - self.last_batch_ms):
+            return
+        if self.behind == changed:
+            self.fan_out(seq, {row[SYM]: short_row(row) for row in message["rows"]})
+        else:
+            self.fan_out_snapshots(self.behind)
+        self.behind = NOTHING
+        self.fanned_at = time.monotonic()
+
+    def conflating(self, lag_ms: float) -> bool:
+        """True to hold this batch back: the hub is behind and sent something less than
+        ``CONFLATE_SECONDS`` ago.
+
+        A hub that falls behind the feed (batches older than ``LAG_MS`` when they arrive: a
+        burst of connections, a busy core) would otherwise send every backlogged batch to
+        every client and stay behind. Instead it folds them together and sends each client a
+        ``snap`` of what changed, at most every ``CONFLATE_SECONDS``, until it has caught up:
+        fewer, fresher frames, full rows (so no high or low is missed).
+        """
+        return lag_ms > LAG_MS and time.monotonic() - self.fanned_at < CONFLATE_SECONDS
 
     def on_symbols(self, symbols: list[dict[str, Any]]) -> None:
         self.set_symbols(symbols)
@@ -156,6 +183,7 @@ class Hub:
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.epoch, self.seq, self.rows = snap.epoch, snap.seq, snap.rows
         self.recent.clear()
+        self.behind = NOTHING  # every client gets a full snap now
         self.last_batch_ms = snap.updated_ms
 
     def set_symbols(self, symbols: list[dict[str, Any]]) -> None:
@@ -163,6 +191,15 @@ class Hub:
         self.known = {s["s"] for s in symbols}
 
     # Fan-out
+
+    def fan_out_snapshots(self, changed: frozenset[str]) -> None:
+        """Send every client a ``snap`` of its symbols among ``changed`` (conflated batches)."""
+        now = time.monotonic()
+        for key, group in list(self.groups.items()):
+            symbols = changed if key is None else changed & key
+            if symbols:
+                group.sends.append((self.seq, now))
+                group.deliver(self.snapshot(symbols), self._stalled)
 
     def fan_out(self, seq: int, fragments: dict[str, bytes]) -> None:
         """Send batch ``seq`` to every client whose symbols changed, one frame per subscription."""
@@ -182,7 +219,11 @@ class Hub:
     async def watch_acks(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            self.pause_laggards(time.monotonic())
+            now = time.monotonic()
+            self.pause_laggards(now)
+            if self.behind and now - self.fanned_at >= CONFLATE_SECONDS:  # no batch came to flush them
+                self.fan_out_snapshots(self.behind)
+                self.behind, self.fanned_at = NOTHING, now
 
     def pause_laggards(self, now: float) -> None:
         """Hold every acknowledging client that sat on a frame for over ``ACK_TIMEOUT``.
