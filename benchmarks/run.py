@@ -95,11 +95,11 @@ def ours_infra(bench: Bench) -> tuple[list[Proc], dict[str, str]]:
     return [redis, feed], env
 
 
-def ours_server(server: str) -> Callable[[Bench, dict[str, str]], Deployment]:
+def ours_server(server: str, **settings: str) -> Callable[[Bench, dict[str, str]], Deployment]:
     def start(bench: Bench, env: dict[str, str]) -> Deployment:
         port = free_port()
         proc = bench.start(f"ours-{server}-{port}", [PY, "-m", "dashboard.serve", "--server", server, "--host",
-                                                     "127.0.0.1", "--port", str(port)], env)
+                                                     "127.0.0.1", "--port", str(port)], {**env, **settings})
         wait_ready(proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), f"{server} on {port}")
         return Deployment(f"ws://127.0.0.1:{port}/ws/quotes/", [proc])
 
@@ -143,6 +143,7 @@ PATHS = {
     spec.name: spec
     for spec in (
         PathSpec("ours-daphne", "v1", (), ours_infra, ours_server("daphne")),
+        PathSpec("ours-daphne-asgi", "v1", (), ours_infra, ours_server("daphne", TICKER_DAPHNE_FAST_PATH="0")),
         PathSpec("ours-uvicorn", "v1", (), ours_infra, ours_server("uvicorn")),
         PathSpec("stock-channels", "v1", ("stock_feed", "stock_server"), stock_infra, stock_server),
         PathSpec("plain-websockets", "v1", ("plain_ws",), no_infra, in_process_server("plain_ws", "v1")),
@@ -152,7 +153,7 @@ PATHS = {
           for name, (server, workers) in CLUSTER_PATHS.items()),
     )
 }
-OURS = ("ours-daphne", "ours-uvicorn")
+OURS = ("ours-daphne", "ours-daphne-asgi", "ours-uvicorn")
 FANOUT = tuple(p for p in PATHS if p not in CLUSTER_PATHS)  # what `make bench` runs
 
 
@@ -185,7 +186,9 @@ def plan(opts: argparse.Namespace, paths: list[str]) -> list[Run]:
             runs += [Run(path, "watchlist", n, opts.duration, r, ["--symbols", str(opts.watchlist_symbols)])
                      for r in range(opts.repeat)]
         if path in OURS and opts.slow_clients:
-            ack = ["--ack", "1"]
+            # Clients ack as the server's hello asks: not at all on daphne's fast path (Twisted
+            # reports each connection's buffer), every 2 s elsewhere.
+            ack = [] if path == "ours-daphne" else ["--ack", "2"]
             slow_duration = opts.slow_after + opts.slow_for + opts.slow_tail
             slow = [*ack, "--slow-fraction", str(opts.slow_fraction), "--slow-after", str(opts.slow_after),
                     "--slow-for", str(opts.slow_for)]
