@@ -1,7 +1,7 @@
 """Start the ASGI server the environment asks for: ``python -m dashboard.serve``.
 
 ``ASGI_SERVER=daphne`` (the default: what Channels ships) or ``uvicorn`` (uvloop, httptools
-and the sans-I/O websockets implementation; 3-4x cheaper per frame, DESIGN.md §3). Both get
+and the sans-I/O websockets implementation; docs/PERFORMANCE.md compares them). Both get
 the flags this application wants: no 24 h WebSocket cut-off, keepalive pings, no
 permessage-deflate, proxy headers when behind nginx. The process is replaced by the server
 (exec), so its pid is the server's.
