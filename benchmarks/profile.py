@@ -34,7 +34,7 @@ AREAS = (  # first match wins: (label, substring of the frame's file)
     ("channels / asgiref", "/asgiref/"),
     ("redis / channels_redis", "redis"),
     ("asyncio / selectors (event loop)", "/asyncio/"),
-    ("asyncio / selectors (event loop)", "selectors.py"),
+    ("asyncio / selectors (event loop)", "/selectors.py"),
     ("orjson / msgpack", "orjson"),
     ("gc", "<gc>"),
 )
@@ -46,8 +46,9 @@ def own_frame(stack: str) -> str:
 
 
 def area_of(frame: str) -> str:
+    where = "/" + frame.rpartition("(")[2]  # py-spy names files relative to site-packages
     for label, needle in AREAS:
-        if needle in frame:
+        if needle in where:
             return label
     return "other (stdlib, C calls)"
 
