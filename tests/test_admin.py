@@ -79,3 +79,16 @@ def test_deleting_announces_the_list_without_it(admin_client, symbols, control, 
 def test_anonymous_users_cannot_reach_the_admin(client):
     response = client.get("/admin/ticker/symbol/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_a_symbol_change_is_saved_even_when_the_layer_is_unreachable(settings, django_capture_on_commit_callbacks):
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_connect_timeout": 0.5}]},
+    }}
+    channel_layers.backends.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        Symbol.objects.create(ticker="NEW", name="New", prev_close=Decimal("1"))
+    assert Symbol.objects.filter(ticker="NEW").exists()

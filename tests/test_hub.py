@@ -42,7 +42,10 @@ class Recorder:
 async def setup():
     layer, store = InMemoryChannelLayer(), MemoryStore()
     await store.save("e1", 0, [row("AAA", 10.0), row("BBB", 10.0), row("CCC", 10.0)])
-    hub = Hub(store, "node-1", bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP], layer))
+    async def symbols():
+        return SYMBOLS
+
+    hub = Hub(store, "node-1", bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP], layer), symbols)
     hub.set_symbols(SYMBOLS)
     hub.listen()
     await asyncio.wait_for(hub.synced.wait(), 2)

@@ -44,10 +44,16 @@ def announce_symbols(symbols: Sequence[dict[str, Any]]) -> None:
     """Tell the feed and every hub that the symbol list changed (from sync code: admin, signals).
 
     ``async_to_sync`` costs a thread hop per call: fine for admin changes, never for ticks.
+    The change is already saved: if the layer cannot be reached, say so and go on. The feed and
+    the hubs read the symbols again from the database when they rejoin the layer.
     """
     layer = get_channel_layer()
-    if layer is not None:
+    if layer is None:
+        return
+    try:
         async_to_sync(layer.group_send)(CONTROL_GROUP, symbols_message(symbols))
+    except Exception as exc:
+        log.warning("symbol change saved but not announced (channel layer unreachable: %s)", exc)
 
 
 class Listener:

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -70,8 +70,15 @@ def load_wire_symbols() -> list[dict[str, Any]]:
 class Hub:
     """Receives batches and symbol changes from the layer and fans them out to local clients."""
 
-    def __init__(self, store: QuoteStore, node: str, listener: bus.Listener | None = None) -> None:
+    def __init__(
+        self,
+        store: QuoteStore,
+        node: str,
+        listener: bus.Listener | None = None,
+        load_symbols: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+    ) -> None:
         self.store = store
+        self.load_symbols = load_symbols or sync_to_async(load_wire_symbols)
         self.node = node
         self.listener = listener or bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP])
         self.epoch = ""
@@ -92,7 +99,7 @@ class Hub:
 
     async def start(self) -> None:
         """Load the symbol list and start listening; the first resync happens on the first join."""
-        self.set_symbols(await sync_to_async(load_wire_symbols)())
+        self.set_symbols(await self.load_symbols())
         self.listen()
 
     def listen(self) -> None:
@@ -113,7 +120,10 @@ class Hub:
                     await self.on_batch(message)
                 elif kind == bus.SYMBOLS:
                     self.on_symbols(message["symbols"])
-                elif kind == bus.REJOINED:
+                elif kind == bus.REJOINED:  # whatever was sent meanwhile is lost: read it all again
+                    symbols = await self.load_symbols()
+                    if symbols != self.symbols:
+                        self.on_symbols(symbols)
                     await self.resync()
             except Exception:
                 log.exception("hub: could not handle %s", message.get("type"))
