@@ -78,6 +78,16 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def started(proc: Proc, ready, timeout: float, what: str) -> Proc:
+    """Wait until ``ready()`` holds for a process just spawned; stop it and raise if it never does."""
+    try:
+        wait_until(ready, timeout=timeout, what=what)
+    except Exception:
+        proc.stop()
+        raise
+    return proc
+
+
 def _spawn(
     name: str, args: list[str], logdir: Path, env: dict[str, str] | None = None, port: int | None = None
 ) -> Proc:
@@ -145,12 +155,7 @@ def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne", server
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
             return resp.status == 200
 
-    try:
-        wait_until(ready, timeout=30, what=f"{name} on {port}")
-    except Exception:
-        proc.stop()
-        raise
-    return proc
+    return started(proc, ready, 30, f"{name} on {port}")
 
 
 def start_feed(logdir: Path, env: dict[str, str], *args: str, name: str = "feed") -> Proc:
@@ -177,9 +182,4 @@ def start_nginx(logdir: Path, upstreams: list[str], static_root: Path, port: int
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
 
-    try:
-        wait_until(ready, timeout=10, what=f"nginx on {port}")
-    except Exception:
-        proc.stop()
-        raise
-    return proc
+    return started(proc, ready, 10, f"nginx on {port}")

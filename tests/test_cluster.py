@@ -26,7 +26,18 @@ import websockets
 
 from deploy import cluster
 from tests.conftest import prepared_env
-from tests.servers import PYTHON, ROOT, Proc, _spawn, free_port, start_feed, start_nginx, start_redis, wait_until
+from tests.servers import (
+    PYTHON,
+    ROOT,
+    Proc,
+    _spawn,
+    free_port,
+    start_feed,
+    start_nginx,
+    start_redis,
+    started,
+    wait_until,
+)
 from tests.test_live import Ws, get_json
 
 CLIENTS = 200
@@ -149,12 +160,7 @@ def start_app_server(logdir: Path, env: dict[str, str], name: str, address: str,
             raise RuntimeError(f"{name} exited:\n{proc.output()}")
         return cluster.healthy(address)
 
-    try:
-        wait_until(ready, timeout=30, what=f"{name} on {address}")
-    except Exception:
-        proc.stop()
-        raise
-    return proc
+    return started(proc, ready, 30, f"{name} on {address}")
 
 
 def wait_for_log(proc: Proc, text: str, timeout: float) -> bool:
