@@ -25,7 +25,7 @@ import pytest
 import websockets
 
 from deploy import cluster
-from tests.conftest import prepared_env
+from tests.conftest import Site, prepared_env
 from tests.servers import (
     PYTHON,
     ROOT,
@@ -137,17 +137,11 @@ async def stop_all(clients: list[Client]) -> None:
 
 
 @dataclass
-class ClusterSite:
-    url: str
-    env: dict[str, str]
-    logdir: Path
-    procs: dict[str, Proc]
+class ClusterSite(Site):
+    """A site behind nginx: also each app server's address, and whether a standby feed runs."""
+
     addresses: dict[str, str]
     standby: bool
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "/ws/quotes/"
 
 
 def start_app_server(logdir: Path, env: dict[str, str], name: str, address: str, log_name: str = "") -> Proc:
@@ -196,7 +190,7 @@ def site(tmp_path_factory, seeded_database) -> Iterator[ClusterSite]:
         for name, address in addresses.items():
             procs[name] = start_app_server(logs, env, name, address)
         procs["nginx"] = nginx = start_nginx(logs, list(addresses.values()), static)
-        yield ClusterSite(f"http://127.0.0.1:{nginx.port}", env, logs, procs, addresses, standby)
+        yield ClusterSite(f"http://127.0.0.1:{nginx.port}", env, procs, logs, addresses, standby)
     finally:
         for proc in reversed(list(procs.values())):
             proc.stop()

@@ -151,7 +151,10 @@ async def test_feed_follows_admin_changes_from_the_control_group():
     channel = await listen(layer)
     task = asyncio.create_task(feed.run())
     try:
-        await asyncio.sleep(0.1)  # let the control listener join its group
+        for _ in range(200):  # until the feed's control listener has joined its group
+            if layer.groups.get(bus.CONTROL_GROUP):
+                break
+            await asyncio.sleep(0.005)
         await sync_to_async(Symbol.objects.create)(ticker="NEW", name="N", prev_close=5)
         await sync_to_async(Symbol.objects.filter(ticker="AAA").delete)()
         await layer.group_send(bus.CONTROL_GROUP, bus.symbols_message([]))
