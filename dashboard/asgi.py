@@ -1,13 +1,12 @@
 """ASGI entry point: HTTP to Django, ``/ws/…`` to the ticker's consumers.
 
-Every request first makes sure this process's ticker runtime (the hub, and in embedded mode
-the feed) is running: daphne sends no lifespan events, so this is the one start-up path that
-works the same under daphne and uvicorn (see ``ticker.runtime``).
+``make_application(services)`` wraps the router so that every request first makes sure this
+process's services are started and finds them in its scope (``dashboard.services``).
 """
 
 import os
 
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+from asgiref.typing import ASGIApplication, ASGIReceiveCallable, ASGISendCallable, Scope
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
@@ -17,21 +16,29 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from ticker.routing import websocket_urlpatterns  # noqa: E402
-from ticker.runtime import ensure_started  # noqa: E402
-from ticker.security import BrowserOriginValidator  # noqa: E402
+from dashboard.services import Services  # noqa: E402
+from ticker.web.routing import websocket_urlpatterns  # noqa: E402
+from ticker.web.security import BrowserOriginValidator  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.TICKER_SERVE_STATIC else django_asgi_app
 
-router = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns)),
-    }
-)
+
+def make_application(services: Services) -> ASGIApplication:
+    """The ticker's ASGI application, serving with ``services``."""
+    router = ProtocolTypeRouter(
+        {
+            "http": http_app,
+            "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns)),
+        }
+    )
+
+    async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] in ("http", "websocket"):
+            await services.ready()
+            scope = {**scope, "ticker": services}  # type: ignore[misc]
+        await router(scope, receive, send)
+
+    return application  # type: ignore[return-value]
 
 
-async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    if scope["type"] in ("http", "websocket"):
-        await ensure_started()
-    await router(scope, receive, send)
+application = make_application(Services.from_settings())

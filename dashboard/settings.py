@@ -111,6 +111,7 @@ STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"
 # timeout (which kills the layer's blocking receive) and caps a pool at 100 connections
 # (channels_redis#422), so the host is given as a dict that lifts both.
 CHANNEL_LAYER_URL = os.environ.get("CHANNEL_LAYER_URL", "")
+CHANNEL_LAYER_PREFIX = os.environ.get("CHANNEL_LAYER_PREFIX", "ticker")  # also the quote store's key prefix
 if CHANNEL_LAYER_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -119,7 +120,7 @@ if CHANNEL_LAYER_URL:
                 "hosts": [
                     {"address": CHANNEL_LAYER_URL, "socket_timeout": None, "max_connections": 10_000}
                 ],
-                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "ticker"),
+                "prefix": CHANNEL_LAYER_PREFIX,
             },
         }
     }
@@ -133,7 +134,7 @@ TICKER_FEED_RATE = float(os.environ.get("TICKER_FEED_RATE", "50"))
 TICKER_FEED_BATCH_MS = int(os.environ.get("TICKER_FEED_BATCH_MS", "100"))
 TICKER_FEED_SEED = os.environ.get("TICKER_FEED_SEED")
 TICKER_SERVE_STATIC = env_bool("TICKER_SERVE_STATIC", True)
-# Under daphne, write pre-built frames straight to each connection's transport (ticker.fastpath).
+# Under daphne, write pre-built frames straight to each connection's transport (ticker.fanout.fastpath).
 TICKER_DAPHNE_FAST_PATH = env_bool("TICKER_DAPHNE_FAST_PATH", True)
 # On that path, cap each connection's kernel send buffer (bytes; 0 leaves the OS's autotuning,
 # which lets a stalled reader's buffer grow to megabytes). 64 KiB holds seconds of quotes.

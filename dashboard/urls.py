@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from ticker import views
+from ticker.web import views
 
 urlpatterns = [
     path("", views.board, name="board"),

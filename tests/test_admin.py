@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from ticker import bus
+from ticker.layer import bus
 from ticker.models import Symbol
 
 pytestmark = pytest.mark.django_db

@@ -9,161 +9,29 @@ clients connected, stop, and nothing left running.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import random
 import signal
 import statistics
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import websockets
 
 from deploy import cluster
-from tests.conftest import Site, prepared_env
-from tests.servers import (
-    PYTHON,
-    ROOT,
-    Proc,
-    _spawn,
-    free_port,
-    start_feed,
-    start_nginx,
-    start_redis,
-    started,
-    wait_until,
-)
-from tests.test_live import Ws, get_json
+from tests.helpers.clients import Reconnecting, Ws, connect_all, fetch, get_json, stop_all, wait_resynced
+from tests.helpers.procs import PYTHON, ROOT, Proc, free_port, start_feed, start_nginx, start_redis
+from tests.helpers.sites import ClusterSite, prepared_env, start_app_server, wait_for_log
+from tests.helpers.streams import assert_same_stream, q_frames
+from tests.helpers.waiting import wait_until
 
 CLIENTS = 200
 RECOVERY_BUDGET = 5.0  # s: every client of a killed worker is back and resumed
 FAILOVER_BUDGET = 3.0  # s: the standby feed publishes and clients hold the new epoch
 
 
-class Client:
-    """A protocol v1 client that behaves like the page (board.js): whole board, and on any
-    disconnect it reconnects with exponential backoff and full jitter (0.5 s doubling to 15 s),
-    then sends ``resume`` with the epoch and seq it holds. It records what happened."""
-
-    BASE, CAP = 0.5, 15.0
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.epoch, self.seq, self.node = "", 0, ""
-        self.failures = 0
-        self.synced = asyncio.Event()  # holds a snapshot on the current connection
-        self.dropped = asyncio.Event()  # lost a connection at least once
-        self.new_epoch = asyncio.Event()  # a snap moved it onto another epoch
-        self.synced_at = 0.0
-        self.dropped_at: list[float] = []
-        self.drops: list[str] = []  # why each connection ended
-        self.syncs: list[tuple[str, str, dict]] = []  # (op sent, node, the snap that answered it)
-        self.gaps: list[tuple[int, int]] = []
-        self.errors: list[dict] = []
-        self.task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with websockets.connect(self.url, open_timeout=5, close_timeout=1) as ws:
-                    await self.session(ws)
-            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-                self.drops.append(f"{type(exc).__name__}: {exc}")
-            else:
-                self.drops.append("closed")
-            self.synced.clear()
-            self.dropped_at.append(time.monotonic())
-            self.dropped.set()
-            await asyncio.sleep(random.uniform(0, min(self.CAP, self.BASE * 2**self.failures)))
-            self.failures += 1
-
-    async def session(self, ws) -> None:
-        hello = json.loads(await ws.recv())
-        self.node = hello["node"]
-        if self.epoch and hello["epoch"] == self.epoch and self.seq:
-            op = "resume"
-            await ws.send(json.dumps({"op": "resume", "epoch": self.epoch, "seq": self.seq, "symbols": "*"}))
-        else:
-            op = "sub"
-            await ws.send(json.dumps({"op": "sub", "symbols": "*"}))
-        async for raw in ws:
-            frame = json.loads(raw)
-            kind = frame["t"]
-            if kind == "snap":
-                if self.epoch and frame["epoch"] != self.epoch:
-                    self.new_epoch.set()
-                self.epoch, self.seq = frame["epoch"], frame["seq"]
-                if not self.synced.is_set():
-                    self.syncs.append((op, self.node, frame))
-                    self.synced_at = time.monotonic()
-                    self.failures = 0
-                    self.synced.set()
-            elif kind == "q" and self.synced.is_set():
-                if frame["seq"] != self.seq + 1:  # a whole-board client sees every batch
-                    self.gaps.append((self.seq, frame["seq"]))
-                self.seq = frame["seq"]
-            elif kind == "err":
-                self.errors.append(frame)
-
-
-async def connect_all(url: str, n: int, timeout: float = 30.0) -> list[Client]:
-    clients = [Client(url) for _ in range(n)]
-    for i, client in enumerate(clients):
-        client.start()
-        if i % 25 == 24:
-            await asyncio.sleep(0.05)  # let handshakes finish rather than queue 200 at once
-    await asyncio.wait_for(asyncio.gather(*(c.synced.wait() for c in clients)), timeout)
-    return clients
-
-
-async def stop_all(clients: list[Client]) -> None:
-    await asyncio.gather(*(c.stop() for c in clients))
-
-
 # The topology, built from the same pieces as `make cluster` (deploy/cluster.py).
-
-
-@dataclass
-class ClusterSite(Site):
-    """A site behind nginx: also each app server's address, and whether a standby feed runs."""
-
-    addresses: dict[str, str]
-    standby: bool
-
-
-def start_app_server(logdir: Path, env: dict[str, str], name: str, address: str, log_name: str = "") -> Proc:
-    """One app server as `make cluster` runs it (dashboard.serve --proxy-headers, no static)."""
-    Path(address.removeprefix("unix:")).unlink(missing_ok=True)  # a killed server leaves it behind
-    proc = _spawn(log_name or name, cluster.app_server_argv(address), logdir, env=cluster.app_env(env, name))
-
-    def ready() -> bool:
-        if not proc.alive():
-            raise RuntimeError(f"{name} exited:\n{proc.output()}")
-        return cluster.healthy(address)
-
-    return started(proc, ready, 30, f"{name} on {address}")
-
-
-def wait_for_log(proc: Proc, text: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while text not in proc.output():
-        if time.monotonic() > deadline or not proc.alive():
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +64,6 @@ def site(tmp_path_factory, seeded_database) -> Iterator[ClusterSite]:
             proc.stop()
 
 
-def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
-        return resp.status, dict(resp.headers), resp.read()
-
-
 def test_page_static_files_and_health_through_nginx(site):
     status, _, page = fetch(site.url + "/")
     assert status == 200 and b"AAPL" in page and b"/static/ticker/board.js" in page
@@ -223,21 +86,13 @@ async def test_clients_land_on_both_workers_and_see_the_same_seq_stream(site):
     by_node = {ws.hello["node"]: ws for ws in clients}
     assert set(by_node) == {"web1", "web2"}  # least_conn spreads them
     assert len({ws.hello["epoch"] for ws in clients}) == 1
-    streams = []
     for ws in by_node.values():
         await ws.send({"op": "sub", "symbols": "*"})
         await ws.until(lambda f: f["t"] == "snap")
-    for ws in by_node.values():
-        frames = {}
-        while len(frames) < 10:
-            frame = await ws.until(lambda f: f["t"] == "q")
-            frames[frame["seq"]] = frame["q"]
-        streams.append(frames)
+    streams = [await q_frames(ws, 10) for ws in by_node.values()]
     for ws in clients:
         await ws.close()
-    common = set(streams[0]) & set(streams[1])
-    assert len(common) >= 5
-    assert all(streams[0][seq] == streams[1][seq] for seq in common)
+    assert_same_stream(*streams)
 
 
 async def test_killing_a_worker_its_clients_come_back_and_resume_within_5_s(site):
@@ -288,11 +143,6 @@ async def test_killing_a_worker_its_clients_come_back_and_resume_within_5_s(site
         await asyncio.sleep(0.2)
 
 
-async def wait_resynced(client: Client) -> None:
-    await client.dropped.wait()  # cleared `synced` first
-    await client.synced.wait()
-
-
 async def test_killing_the_active_feed_the_standby_takes_over_and_clients_resync(site):
     if not site.standby:
         pytest.skip("runfeed has no standby support: a second runfeed did not log 'standby' within 5 s")
@@ -302,7 +152,7 @@ async def test_killing_the_active_feed_the_standby_takes_over_and_clients_resync
         killed = time.monotonic()
         site.procs["feed1"].kill(signal.SIGKILL)
 
-        async def new_epoch(client: Client) -> float:
+        async def new_epoch(client: Reconnecting) -> float:
             await client.new_epoch.wait()
             return time.monotonic() - killed
 
@@ -342,7 +192,7 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
     out = tmp_path / "cluster.out"
     supervisor = start_supervisor(argv, env, out)
     url = f"http://{listen}"
-    clients: list[Client] = []
+    clients: list[Reconnecting] = []
     try:
         await asyncio.to_thread(
             wait_until, lambda: "up in" in out.read_text() or supervisor.poll() is not None, 60, 0.1, "the cluster"

@@ -4,13 +4,12 @@ import orjson
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from dashboard.asgi import application
 from ticker import protocol as p
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def connect(headers=None) -> tuple[WebsocketCommunicator, dict]:
+async def connect(application, headers=None) -> tuple[WebsocketCommunicator, dict]:
     comm = WebsocketCommunicator(application, "/ws/quotes/", headers=headers or [])
     connected, _ = await comm.connect(timeout=5)
     assert connected
@@ -33,9 +32,9 @@ async def send(comm: WebsocketCommunicator, obj) -> None:
     await comm.send_to(text_data=obj if isinstance(obj, str) else orjson.dumps(obj).decode())
 
 
-async def test_client_gets_hello_then_snap_then_rising_quotes(runtime):
-    comm, hello = await connect()
-    assert hello["t"] == "hello" and hello["v"] == 1 and hello["epoch"] == runtime.hub.epoch
+async def test_client_gets_hello_then_snap_then_rising_quotes(services, application):
+    comm, hello = await connect(application)
+    assert hello["t"] == "hello" and hello["v"] == 1 and hello["epoch"] == services.hub.replica.epoch
     assert {s["s"] for s in hello["symbols"]} >= {"AAPL", "MSFT"}
     await send(comm, {"op": "sub", "symbols": "*"})
     snap = await receive(comm)
@@ -46,8 +45,8 @@ async def test_client_gets_hello_then_snap_then_rising_quotes(runtime):
     await comm.disconnect()
 
 
-async def test_unknown_symbol_gets_err_and_the_connection_lives_on(runtime):
-    comm, _ = await connect()
+async def test_unknown_symbol_gets_err_and_the_connection_lives_on(services, application):
+    comm, _ = await connect(application)
     await send(comm, {"op": "sub", "symbols": ["AAPL", "NOPE"]})
     snap = await receive(comm)
     assert [r[0] for r in snap["q"]] == ["AAPL"]
@@ -62,8 +61,8 @@ async def test_unknown_symbol_gets_err_and_the_connection_lives_on(runtime):
     ("frame", "code"),
     [("{not json", "bad_request"), ('{"op":"fly"}', "unknown_op"), ('{"op":"sub","symbols":7}', "bad_request")],
 )
-async def test_bad_frames_get_err_and_the_connection_stays_open(runtime, frame, code):
-    comm, _ = await connect()
+async def test_bad_frames_get_err_and_the_connection_stays_open(services, application, frame, code):
+    comm, _ = await connect(application)
     await send(comm, frame)
     assert (await receive_kind(comm, "err"))["code"] == code
     await send(comm, {"op": "ping", "id": "still-here"})
@@ -71,15 +70,15 @@ async def test_bad_frames_get_err_and_the_connection_stays_open(runtime, frame, 
     await comm.disconnect()
 
 
-async def test_binary_frame_gets_err(runtime):
-    comm, _ = await connect()
+async def test_binary_frame_gets_err(services, application):
+    comm, _ = await connect(application)
     await comm.send_to(bytes_data=b"\x00\x01")
     assert (await receive_kind(comm, "err"))["code"] == "bad_request"
     await comm.disconnect()
 
 
-async def test_oversized_frame_closes_with_1009(runtime):
-    comm, _ = await connect()
+async def test_oversized_frame_closes_with_1009(services, application):
+    comm, _ = await connect(application)
     await send(comm, "x" * (p.MAX_FRAME_BYTES + 1))
     for _ in range(50):
         out = await comm.receive_output(3)
@@ -90,8 +89,8 @@ async def test_oversized_frame_closes_with_1009(runtime):
         raise AssertionError("not closed")
 
 
-async def test_flood_gets_rate_limited_then_closed_with_1008(runtime):
-    comm, _ = await connect()
+async def test_flood_gets_rate_limited_then_closed_with_1008(services, application):
+    comm, _ = await connect(application)
     for i in range(p.RATE_BURST + p.FLOOD_CLOSE_AFTER + 5):
         await send(comm, {"op": "ping", "id": i})
     kinds, close = [], None
@@ -106,24 +105,24 @@ async def test_flood_gets_rate_limited_then_closed_with_1008(runtime):
     assert len([k for k in kinds if k["t"] == "pong"]) == p.RATE_BURST
 
 
-async def test_foreign_origin_is_refused_at_the_handshake(runtime):
+async def test_foreign_origin_is_refused_at_the_handshake(services, application):
     comm = WebsocketCommunicator(application, "/ws/quotes/", headers=[(b"origin", b"http://evil.example")])
     connected, _ = await comm.connect(timeout=5)
     assert not connected
 
 
-async def test_same_site_origin_is_accepted(runtime):
-    comm, hello = await connect(headers=[(b"origin", b"http://127.0.0.1:8000")])
+async def test_same_site_origin_is_accepted(services, application):
+    comm, hello = await connect(application, headers=[(b"origin", b"http://127.0.0.1:8000")])
     assert hello["t"] == "hello"
     await comm.disconnect()
 
 
-async def test_resume_after_reconnect_continues_the_seq(runtime):
-    comm, hello = await connect()
+async def test_resume_after_reconnect_continues_the_seq(services, application):
+    comm, hello = await connect(application)
     await send(comm, {"op": "sub", "symbols": "*"})
     last = (await receive_kind(comm, "q"))["seq"]
     await comm.disconnect()
-    comm, hello = await connect()
+    comm, hello = await connect(application)
     await send(comm, {"op": "resume", "epoch": hello["epoch"], "seq": last, "symbols": "*"})
     frame = await receive(comm)
     assert frame["t"] == "snap" and frame["seq"] >= last and frame["epoch"] == hello["epoch"]
@@ -131,19 +130,19 @@ async def test_resume_after_reconnect_continues_the_seq(runtime):
     await comm.disconnect()
 
 
-async def test_disconnect_leaves_nothing_in_the_hub(runtime):
+async def test_disconnect_leaves_nothing_in_the_hub(services, application):
     comms = []
     for _ in range(20):
-        comm, _ = await connect()
+        comm, _ = await connect(application)
         await send(comm, {"op": "sub", "symbols": ["AAPL", "MSFT"]})
         comms.append(comm)
-    assert runtime.hub.client_count == 20
+    assert services.hub.client_count == 20
     for comm in comms:
         await comm.disconnect()
-    assert runtime.hub.client_count == 0 and runtime.hub.groups == {}
+    assert services.hub.client_count == 0 and services.hub.registry.groups == {}
 
 
-async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(runtime):
+async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(services, application):
     import asyncio
     import gc
     import tracemalloc
@@ -151,7 +150,7 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(runtime
     from channels.layers import get_channel_layer
 
     async def cycle(i: int) -> None:
-        comm, _ = await connect()
+        comm, _ = await connect(application)
         await send(comm, {"op": "sub", "symbols": "*" if i % 2 else ["AAPL", "MSFT"]})
         await receive_kind(comm, "snap")
         await comm.disconnect()
@@ -168,7 +167,7 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(runtime
     gc.collect()
     grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
-    assert runtime.hub.client_count == 0 and runtime.hub.groups == {} and runtime.hub.paused == set()
+    assert services.hub.client_count == 0 and services.hub.registry.groups == {} and services.hub.parked == set()
     assert len(asyncio.all_tasks()) == tasks
     assert {g: set(m) for g, m in layer.groups.items()} == groups  # only the hub's and the feed's channels
     assert grown < 256 * 1024, f"{grown} bytes still allocated after 1000 cycles"

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.conftest import Site, scaled_site
-from tests.servers import start_feed, start_redis
-from tests.test_live import Ws, get_json
+from tests.helpers.clients import Ws, get_json
+from tests.helpers.procs import start_feed, start_redis
+from tests.helpers.sites import Site, scaled_site
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer
 
-from ticker import bus
-from ticker.candles import MINUTE_MS, CandleBook
-from ticker.feed import Feed, write_candles
+from ticker.feed.candles import MINUTE_MS, CandleBook
+from ticker.feed.publisher import Feed, write_candles
+from ticker.feed.quotes import QuoteBook
+from ticker.feed.sources import Listing, Tick
+from ticker.layer import bus
+from ticker.layer.store import MemoryStore, Snapshot
 from ticker.models import Candle, Symbol
 from ticker.protocol import HIGH, LAST, LOW, OPEN, PREV_CLOSE, VOLUME
-from ticker.quotes import QuoteBook
-from ticker.sources import Listing, Tick
-from ticker.store import MemoryStore, Snapshot
 
 
 def test_book_coalesces_a_batch_to_one_row_per_symbol():

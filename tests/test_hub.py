@@ -1,19 +1,28 @@
-"""The hub: fan-out, subscriptions, resync on gaps, resume — on the in-memory layer."""
+"""The hub: fan-out, subscriptions, resync on gaps, resume, held clients, conflation.
+
+The hub is driven directly: its events come from a queue, its snapshots from a memory store.
+"""
+
+from __future__ import annotations
 
 import asyncio
 import time
 
 import orjson
 import pytest
-from channels.layers import InMemoryChannelLayer
 
-from ticker import bus
-from ticker.delivery import ACK_TIMEOUT, Client
-from ticker.hub import Hub
-from ticker.protocol import MAX_SYMBOLS, ProtocolError
-from ticker.store import MemoryStore
+from tests.helpers.waiting import eventually
+from ticker.fanout.delivery import Outbox, State
+from ticker.fanout.hub import ACK_TIMEOUT, Hub, TooManyKeys
+from ticker.fanout.types import Batch, Catalog, Event, Rejoined
+from ticker.layer.store import MemoryStore
+from ticker.protocol import MAX_SYMBOLS, QuoteCodec
 
 SYMBOLS = [{"s": s, "name": s, "paused": False} for s in ("AAA", "BBB", "CCC")]
+
+
+def catalog(entries) -> Catalog:
+    return Catalog(frozenset(e["s"] for e in entries), entries)
 
 
 def row(sym, last, ts=None):
@@ -22,13 +31,29 @@ def row(sym, last, ts=None):
     return [sym, last, 10.0, 10.0, max(10.0, last), min(10.0, last), 100, ts]
 
 
+class Feed:
+    """Publishes like the real feed: store first, then the event."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def events(self):
+        while True:
+            yield await self.queue.get()
+
+    async def publish(self, epoch, seq, rows, removed=(), ts_ms=None):
+        await self.store.save(epoch, seq, rows, removed)
+        ts_ms = max(r[7] for r in rows) if ts_ms is None and rows else ts_ms or int(time.time() * 1000)
+        await self.queue.put(Batch(epoch, seq, rows, removed, ts_ms))
+
+
 class Recorder:
     """A client that records every frame it is sent, decoded."""
 
     def __init__(self, hub: Hub):
         self.frames: list[dict] = []
-        self.client = Client(self.send)
-        hub.join(self.client)
+        self.client = hub.connect(self.send)
 
     async def send(self, message: dict) -> None:
         assert message["type"] == "websocket.send"
@@ -38,103 +63,117 @@ class Recorder:
         return [f for f in self.frames if f["t"] == kind]
 
 
+class FlowControlled(Recorder):
+    """A client whose server suspends a send while its buffer is full, as uvicorn does."""
+
+    def __init__(self, hub: Hub):
+        self.writable = asyncio.Event()
+        self.writable.set()
+        super().__init__(hub)
+
+    async def send(self, message: dict) -> None:
+        await self.writable.wait()
+        await super().send(message)
+
+
 @pytest.fixture
 async def setup():
-    layer, store = InMemoryChannelLayer(), MemoryStore()
+    store = MemoryStore()
     await store.save("e1", 0, [row("AAA", 10.0), row("BBB", 10.0), row("CCC", 10.0)])
-    async def symbols():
-        return SYMBOLS
+    feed = Feed(store)
+    state = {"catalog": catalog(SYMBOLS)}
 
-    hub = Hub(store, "node-1", bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP], layer), symbols)
-    hub.set_symbols(SYMBOLS)
-    hub.listen()
+    async def load_catalog():
+        return state["catalog"]
+
+    hub = Hub(QuoteCodec("node-1"), store.load, load_catalog, feed.events, max_keys=MAX_SYMBOLS)
+    await hub.start()
+    await feed.queue.put(Rejoined())
     await asyncio.wait_for(hub.synced.wait(), 2)
-    yield hub, layer, store
+    hub.state = state  # lets a test change what the database says
+    yield hub, feed
     await hub.stop()
 
 
-async def publish(layer, store, epoch, seq, rows, removed=()):
-    await store.save(epoch, seq, rows, removed)
-    await layer.group_send(bus.QUOTES_GROUP, bus.batch_message(epoch, seq, rows, removed))
-
-
 async def settle(hub: Hub, seq: int) -> None:
-    for _ in range(200):
-        if hub.seq >= seq:
-            await asyncio.sleep(0)
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"hub stuck at seq {hub.seq}, wanted {seq}")
+    await eventually(lambda: hub.replica.seq >= seq, 2, 0.002, f"seq {seq}")
+    await asyncio.sleep(0)
 
 
 async def test_whole_board_clients_get_every_batch_in_order(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     rec = Recorder(hub)
     hub.subscribe(rec.client, None)
     for seq in range(1, 6):
-        await publish(layer, store, "e1", seq, [row("AAA", 10.0 + seq)])
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq)])
     await settle(hub, 5)
     assert [f["seq"] for f in rec.of("q")] == [1, 2, 3, 4, 5]
     assert [r[:3] for r in rec.of("q")[-1]["q"]] == [["AAA", 15.0, 100]]
 
 
-async def test_watchlist_clients_get_only_their_symbols_and_nothing_when_they_did_not_change(setup):
-    hub, layer, store = setup
+async def test_every_frame_starts_with_hello(setup):
+    hub, _ = setup
     rec = Recorder(hub)
-    snap, unknown = hub.subscribe(rec.client, ["BBB"])
-    assert unknown == [] and [r[0] for r in orjson.loads(snap)["q"]] == ["BBB"]
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
-    await publish(layer, store, "e1", 2, [row("AAA", 12.0), row("BBB", 9.0)])
+    assert rec.frames[0]["t"] == "hello" and rec.frames[0]["limits"]["ack_ms"] > 0
+
+
+async def test_watchlist_clients_get_only_their_symbols_and_nothing_when_they_did_not_change(setup):
+    hub, feed = setup
+    rec = Recorder(hub)
+    assert hub.subscribe(rec.client, ["BBB"]) == []
+    assert [r[0] for r in rec.of("snap")[-1]["q"]] == ["BBB"]
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
+    await feed.publish("e1", 2, [row("AAA", 12.0), row("BBB", 9.0)])
     await settle(hub, 2)
     assert [(f["seq"], [r[:3] for r in f["q"]]) for f in rec.of("q")] == [(2, [["BBB", 9.0, 100]])]
 
 
 async def test_clients_with_the_same_symbols_share_one_frame(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     a, b = Recorder(hub), Recorder(hub)
     hub.subscribe(a.client, ["AAA", "BBB"])
     hub.subscribe(b.client, ["BBB", "AAA"])
-    assert len(hub.groups) == 1
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    assert len([k for k in hub.registry.groups if k]) == 1
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
     assert a.frames[-1] == b.frames[-1]
 
 
 async def test_unknown_symbols_are_reported_and_known_ones_still_subscribed(setup):
-    hub, _, _ = setup
+    hub, _ = setup
     rec = Recorder(hub)
-    _, unknown = hub.subscribe(rec.client, ["AAA", "ZZZ"])
-    assert unknown == ["ZZZ"] and rec.client.symbols == frozenset({"AAA"})
+    assert hub.subscribe(rec.client, ["AAA", "ZZZ"]) == ["ZZZ"]
+    assert rec.client.selection == frozenset({"AAA"})
 
 
 async def test_too_many_symbols_leaves_the_subscription_unchanged(setup):
-    hub, _, _ = setup
-    hub.set_symbols([{"s": f"S{i}"} for i in range(MAX_SYMBOLS + 5)])
+    hub, _ = setup
+    hub.replica.set_catalog(catalog([{"s": f"S{i}"} for i in range(MAX_SYMBOLS + 5)]))
     rec = Recorder(hub)
     hub.subscribe(rec.client, [f"S{i}" for i in range(MAX_SYMBOLS)])
-    with pytest.raises(ProtocolError):
+    with pytest.raises(TooManyKeys):
         hub.subscribe(rec.client, ["S100"])
-    assert len(rec.client.symbols) == MAX_SYMBOLS
+    assert len(rec.client.selection) == MAX_SYMBOLS
 
 
 async def test_unsubscribe_from_the_whole_board_keeps_the_others(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     rec = Recorder(hub)
     hub.subscribe(rec.client, None)
     hub.unsubscribe(rec.client, ["AAA"])
-    assert rec.client.symbols == frozenset({"BBB", "CCC"})
+    assert rec.client.selection == frozenset({"BBB", "CCC"})
     hub.unsubscribe(rec.client, None)
-    await publish(layer, store, "e1", 1, [row("BBB", 11.0)])
+    await feed.publish("e1", 1, [row("BBB", 11.0)])
     await settle(hub, 1)
     assert rec.of("q") == []
 
 
 async def test_a_gap_in_seq_makes_the_hub_resync_and_snapshot_everyone(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     rec = Recorder(hub)
     hub.subscribe(rec.client, None)
-    await store.save("e1", 1, [row("AAA", 11.0)])  # batch 1 never reaches the hub
-    await publish(layer, store, "e1", 2, [row("BBB", 12.0)])
+    await feed.store.save("e1", 1, [row("AAA", 11.0)])  # batch 1 never reaches the hub
+    await feed.publish("e1", 2, [row("BBB", 12.0)])
     await settle(hub, 2)
     snaps = rec.of("snap")
     assert snaps[-1]["seq"] == 2
@@ -142,209 +181,240 @@ async def test_a_gap_in_seq_makes_the_hub_resync_and_snapshot_everyone(setup):
 
 
 async def test_a_new_epoch_replaces_the_state(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     rec = Recorder(hub)
     hub.subscribe(rec.client, None)
-    await store.save("e2", 0, [row("AAA", 50.0)])
-    await publish(layer, store, "e2", 1, [row("AAA", 51.0)])
+    await feed.store.save("e2", 0, [row("AAA", 50.0)])
+    await feed.publish("e2", 1, [row("AAA", 51.0)])
     await settle(hub, 1)
-    assert hub.epoch == "e2" and set(hub.rows) == {"AAA"}
+    assert hub.replica.epoch == "e2" and set(hub.replica.rows) == {"AAA"}
     assert rec.of("snap")[-1]["q"][0][1] == 51.0
 
 
 async def test_resume_in_the_same_epoch_sends_only_what_changed(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     for seq, (sym, last) in enumerate([("AAA", 11.0), ("BBB", 12.0), ("AAA", 13.0)], start=1):
-        await publish(layer, store, "e1", seq, [row(sym, last)])
+        await feed.publish("e1", seq, [row(sym, last)])
     await settle(hub, 3)
     rec = Recorder(hub)
-    frame, _ = hub.resume(rec.client, "e1", 1, None)
-    snap = orjson.loads(frame)
-    assert (snap["t"], snap["epoch"], snap["seq"]) == ("snap", "e1", 3)
+    hub.resume(rec.client, "e1", 1, None)
+    snap = rec.of("snap")[-1]
+    assert (snap["epoch"], snap["seq"]) == ("e1", 3)
     assert [r[:7] for r in snap["q"]] == [row("AAA", 13.0)[:7], row("BBB", 12.0)[:7]]
-    frame, _ = hub.resume(rec.client, "e1", 3, None)
-    assert orjson.loads(frame)["q"] == []  # nothing missed
+    hub.resume(rec.client, "e1", 3, None)
+    assert rec.of("snap")[-1]["q"] == []  # nothing missed
 
 
 async def test_resume_from_another_epoch_or_an_unknown_seq_gets_a_full_snapshot(setup):
-    hub, _, _ = setup
+    hub, _ = setup
     rec = Recorder(hub)
-    assert len(orjson.loads(hub.resume(rec.client, "old", 1, None)[0])["q"]) == 3
-    assert len(orjson.loads(hub.resume(rec.client, "e1", 99, None)[0])["q"]) == 3
+    hub.resume(rec.client, "old", 1, None)
+    assert len(rec.of("snap")[-1]["q"]) == 3
+    hub.resume(rec.client, "e1", 99, ["AAA", "BBB"])
+    assert len(rec.of("snap")[-1]["q"]) == 3  # the whole board it already had, and nothing lost
 
 
 async def test_symbol_changes_go_to_every_client(setup):
-    hub, layer, _ = setup
+    hub, feed = setup
     rec = Recorder(hub)
-    await layer.group_send(bus.CONTROL_GROUP, bus.symbols_message([{"s": "NEW"}]))
-    for _ in range(100):
-        if rec.of("sym"):
-            break
-        await asyncio.sleep(0.01)
+    await feed.queue.put(catalog([{"s": "NEW"}]))
+    await eventually(lambda: rec.of("sym"), 2)
     assert rec.of("sym") == [{"t": "sym", "symbols": [{"s": "NEW"}]}]
-    assert hub.known == {"NEW"}
+    assert hub.replica.catalog.keys == {"NEW"}
 
 
 async def test_leave_removes_the_client_and_empty_groups(setup):
-    hub, _, _ = setup
+    hub, _ = setup
     rec = Recorder(hub)
     hub.subscribe(rec.client, ["AAA"])
     hub.leave(rec.client)
-    assert hub.groups == {} and hub.client_count == 0
+    assert hub.registry.groups == {} and hub.client_count == 0 and rec.client.state is State.CLOSING
 
 
 async def test_a_failing_client_does_not_stop_the_others(setup):
-    hub, layer, store = setup
+    hub, feed = setup
 
     async def broken(message):
         raise ConnectionResetError
 
-    bad = Client(broken)
-    hub.join(bad)
+    bad = hub.connect(broken)
     hub.subscribe(bad, None)
     good = Recorder(hub)
     hub.subscribe(good.client, None)
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
     assert [f["seq"] for f in good.of("q")] == [1]
 
 
-async def test_a_client_that_stops_acknowledging_is_paused_then_resynced(setup):
-    hub, layer, store = setup
+async def test_a_client_that_stops_acknowledging_is_held_then_resynced(setup):
+    hub, feed = setup
     slow, fast, silent = Recorder(hub), Recorder(hub), Recorder(hub)
     for rec in (slow, fast, silent):
         hub.subscribe(rec.client, None)
     hub.ack(slow.client, 0)
     hub.ack(fast.client, 0)
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
-    sent_at = hub.groups[None].sends[-1][1]
+    sent_at = hub.registry.groups[None].log[-1][1]
     hub.ack(fast.client, 1)
-    hub.pause_laggards(sent_at + ACK_TIMEOUT / 2)
-    assert hub.paused == set()  # not overdue yet
-    hub.pause_laggards(sent_at + ACK_TIMEOUT + 0.1)
-    assert hub.paused == {slow.client}  # `fast` acked; `silent` never acks: left to the ping timeout
-    await publish(layer, store, "e1", 2, [row("AAA", 12.0)])
+    hub.hold_laggards(sent_at + ACK_TIMEOUT / 2)
+    assert hub.parked == set()  # not overdue yet
+    hub.hold_laggards(sent_at + ACK_TIMEOUT + 0.1)
+    assert hub.parked == {slow.client} and slow.client.state is State.HELD_ACKS  # `silent` never acks
+    await feed.publish("e1", 2, [row("AAA", 12.0), row("BBB", 12.0)])
     await settle(hub, 2)
     assert [f["seq"] for f in slow.of("q")] == [1]  # nothing more was sent to it
     assert [f["seq"] for f in fast.of("q")] == [1, 2] == [f["seq"] for f in silent.of("q")]
     hub.ack(slow.client, 0)  # still behind what it was sent
-    assert slow.of("snap") == [] and hub.paused == {slow.client}
+    hub.drain()
+    assert slow.of("snap")[-1]["seq"] == 0 and hub.parked == {slow.client}
     hub.ack(slow.client, 1)
+    hub.drain()
     snap = slow.of("snap")[-1]
-    assert snap["seq"] == 2 and snap["q"][0][:2] == ["AAA", 12.0] and hub.paused == set()
-    await publish(layer, store, "e1", 3, [row("AAA", 13.0)])
+    assert snap["seq"] == 2 and [r[:2] for r in snap["q"]] == [["AAA", 12.0], ["BBB", 12.0]]  # only what changed
+    assert hub.parked == set()
+    await feed.publish("e1", 3, [row("AAA", 13.0)])
     await settle(hub, 3)
     assert [f["seq"] for f in slow.of("q")] == [1, 3]
     assert hub.client_count == 3
 
 
+@pytest.mark.parametrize("batch_ms", [50, 20])
+async def test_acks_are_judged_by_age_whatever_the_batch_rate(setup, batch_ms):
+    """More batches than any fixed-size log holds fit in ACK_TIMEOUT at 50 ms or 20 ms."""
+    hub, feed = setup
+    slow = Recorder(hub)
+    hub.subscribe(slow.client, None)
+    hub.ack(slow.client, 0)
+    batches = int(ACK_TIMEOUT * 1000 / batch_ms) + 20
+    for seq in range(1, batches + 1):
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq / 100)])
+    await settle(hub, batches)
+    group = hub.registry.groups[None]
+    first_sent = group.log[0][1]
+    for i, (seq, _) in enumerate(group.log):  # spread the sends over the batch interval
+        group.log[i] = (seq, first_sent + i * batch_ms / 1000)
+    hub.hold_laggards(first_sent + ACK_TIMEOUT + 0.001)
+    assert hub.parked == {slow.client}
+
+
 async def test_a_quiet_watchlist_is_not_mistaken_for_a_slow_client(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     rec = Recorder(hub)
     hub.subscribe(rec.client, ["CCC"])
     hub.ack(rec.client, 0)
     for seq in range(1, 4):
-        await publish(layer, store, "e1", seq, [row("AAA", 10.0 + seq)])  # CCC never changes
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq)])  # CCC never changes
     await settle(hub, 3)
-    hub.pause_laggards(time.monotonic() + 60)
-    assert hub.paused == set()
+    hub.hold_laggards(time.monotonic() + 60)
+    assert hub.parked == set()
 
 
-async def test_a_paused_client_that_leaves_is_forgotten(setup):
-    hub, layer, store = setup
+async def test_a_held_client_that_leaves_is_forgotten(setup):
+    hub, feed = setup
     rec = Recorder(hub)
     hub.subscribe(rec.client, None)
     hub.ack(rec.client, 0)
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
-    hub.pause_laggards(time.monotonic() + ACK_TIMEOUT + 1)
-    assert hub.paused == {rec.client}
+    hub.hold_laggards(time.monotonic() + ACK_TIMEOUT + 1)
+    assert hub.parked == {rec.client}
     hub.leave(rec.client)
-    assert hub.paused == set() and hub.client_count == 0
-
-
-class FlowControlled(Recorder):
-    """A client whose server suspends a send while its buffer is full, as uvicorn does."""
-
-    def __init__(self, hub: Hub):
-        super().__init__(hub)
-        self.writable = asyncio.Event()
-        self.writable.set()
-
-    async def send(self, message: dict) -> None:
-        await self.writable.wait()
-        await super().send(message)
+    assert hub.parked == set() and hub.client_count == 0
 
 
 async def test_a_send_the_server_suspends_never_holds_up_the_others(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     stuck, other = FlowControlled(hub), Recorder(hub)
     for rec in (stuck, other):
         hub.subscribe(rec.client, None)
     stuck.writable.clear()  # its buffer is full
     for seq in range(1, 4):
-        await publish(layer, store, "e1", seq, [row("AAA", 10.0 + seq)])
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq)])
     await settle(hub, 3)
     assert [f["seq"] for f in other.of("q")] == [1, 2, 3]
-    assert hub.paused == {stuck.client} and stuck.frames == []  # one send waits; no more are queued
+    assert hub.parked == {stuck.client} and stuck.client.state is State.HELD_SEND
     stuck.writable.set()  # it drained
-    for _ in range(100):
-        if stuck.of("snap"):
-            break
-        await asyncio.sleep(0.01)
-    assert [f["seq"] for f in stuck.of("q")] == [1]  # the send that waited, then...
-    assert stuck.of("snap")[-1]["seq"] == 3  # ...a snapshot of what it missed
-    await publish(layer, store, "e1", 4, [row("AAA", 14.0)])
+    await eventually(lambda: stuck.of("snap")[-1]["seq"] == 3, 2)
+    assert [f["seq"] for f in stuck.of("q")] == [1]  # the send that waited, then a snap of what it missed
+    assert [r[0] for r in stuck.of("snap")[-1]["q"]] == ["AAA"]
+    await feed.publish("e1", 4, [row("AAA", 14.0)])
     await settle(hub, 4)
-    assert [f["seq"] for f in stuck.of("q")] == [1, 4] and hub.paused == set()
+    assert [f["seq"] for f in stuck.of("q")] == [1, 4] and hub.parked == set()
 
 
-async def test_a_client_that_leaves_while_a_send_waits_is_forgotten(setup):
-    hub, layer, store = setup
+async def test_a_held_client_gets_the_symbol_changes_it_missed_then_its_snap(setup):
+    hub, feed = setup
     stuck = FlowControlled(hub)
     hub.subscribe(stuck.client, None)
     stuck.writable.clear()
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0)])
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
+    await settle(hub, 1)
+    assert hub.parked == {stuck.client}
+    # An operator adds DDD and deletes CCC while the client is held.
+    changed = catalog([{"s": "AAA"}, {"s": "BBB"}, {"s": "DDD"}])
+    hub.state["catalog"] = changed
+    await feed.queue.put(changed)
+    await eventually(lambda: hub.replica.catalog == changed, 2)
+    await feed.publish("e1", 2, [row("DDD", 5.0)], removed=["CCC"])
+    await settle(hub, 2)
+    stuck.writable.set()
+    await eventually(lambda: stuck.of("snap") and stuck.of("snap")[-1]["seq"] == 2, 2)
+    kinds = [f["t"] for f in stuck.frames]
+    assert kinds[-2:] == ["sym", "snap"]  # the list first, so the page knows the rows that follow
+    assert [s["s"] for s in stuck.of("sym")[-1]["symbols"]] == ["AAA", "BBB", "DDD"]
+    assert [r[0] for r in stuck.of("snap")[-1]["q"]] == ["DDD"]
+
+
+async def test_a_client_that_leaves_while_a_send_waits_is_forgotten(setup):
+    hub, feed = setup
+    stuck = FlowControlled(hub)
+    hub.subscribe(stuck.client, None)
+    stuck.writable.clear()
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
     task = stuck.client.stall
     assert task is not None
     hub.leave(stuck.client)
     await asyncio.gather(task, return_exceptions=True)
-    assert task.cancelled() and hub.paused == set() and hub.client_count == 0
+    assert task.cancelled() and hub.parked == set() and hub.client_count == 0
 
 
 async def test_a_hub_that_falls_behind_conflates_batches_into_snapshots(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     board, watch = Recorder(hub), Recorder(hub)
     hub.subscribe(board.client, None)
     hub.subscribe(watch.client, ["BBB"])
     stale = int(time.time() * 1000) - 2000  # these batches arrive two seconds late
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0, stale)])
-    await publish(layer, store, "e1", 2, [row("BBB", 12.0, stale)])
-    await publish(layer, store, "e1", 3, [row("AAA", 13.0, stale), row("CCC", 9.0, stale)])
+    await feed.publish("e1", 1, [row("AAA", 11.0, stale)])
+    await feed.publish("e1", 2, [row("BBB", 12.0, stale)])
+    await feed.publish("e1", 3, [row("AAA", 13.0, stale), row("CCC", 9.0, stale)])
     await settle(hub, 3)
     assert [f["seq"] for f in board.of("q")] == [1]  # then held back: behind, and just sent
-    await publish(layer, store, "e1", 4, [row("CCC", 8.0)])  # caught up
+    await feed.publish("e1", 4, [row("CCC", 8.0)])  # caught up
     await settle(hub, 4)
     snap = board.of("snap")[-1]
     assert snap["seq"] == 4 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 13.0, "BBB": 12.0, "CCC": 8.0}
     assert [r[0] for r in watch.of("snap")[-1]["q"]] == ["BBB"] and watch.of("q") == []
-    await publish(layer, store, "e1", 5, [row("AAA", 14.0)])
+    await feed.publish("e1", 5, [row("AAA", 14.0)])
     await settle(hub, 5)
     assert board.of("q")[-1]["seq"] == 5  # back to plain batches
 
 
 async def test_held_back_changes_are_sent_even_if_no_batch_follows(setup):
-    hub, layer, store = setup
+    hub, feed = setup
     board = Recorder(hub)
     hub.subscribe(board.client, None)
     stale = int(time.time() * 1000) - 2000
-    await publish(layer, store, "e1", 1, [row("AAA", 11.0, stale)])
-    await publish(layer, store, "e1", 2, [row("BBB", 12.0, stale)])
+    await feed.publish("e1", 1, [row("AAA", 11.0, stale)])
+    await feed.publish("e1", 2, [row("BBB", 12.0, stale)])
     await settle(hub, 2)
-    for _ in range(200):  # the hub's sweep flushes them within a second
-        if board.of("snap"):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(board.of("snap")) > 1, 3)  # the hub's sweep flushes them
     assert board.of("snap")[-1]["seq"] == 2 and [r[0] for r in board.of("snap")[-1]["q"]] == ["BBB"]
+
+
+def test_the_outbox_hands_over_each_change_once():
+    outbox = Outbox()
+    outbox.put("a")  # type: ignore[arg-type]
+    outbox.put("b")  # type: ignore[arg-type]
+    assert outbox.take() == ["a", "b"] and outbox.take() == [] and not outbox.ready.is_set()

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 import redis.asyncio as redis
 
-from ticker.lease import FeedLease, LeaseLost
-from ticker.store import RedisStore
+from ticker.layer.lease import FeedLease, LeaseLost
+from ticker.layer.store import RedisStore
 
 
 @pytest.fixture
@@ -54,7 +54,6 @@ async def test_release_leaves_another_holders_lease_alone(client):
 async def test_a_fenced_store_writes_only_while_the_lease_is_held(redis_server, client):
     store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0")
     lease = store.lease()
-    store.fence = lease
     with pytest.raises(LeaseLost):
         await store.save("e1", 0, [["AAA", 1.0, 1.0, 1.0, 1.0, 1.0, 0, 0]])
     await lease.acquire()

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from ticker.sources import CsvReplay, Listing, SimulatedMarket, Tick, read_replay, round_to_tick
+from ticker.feed.sources import CsvReplay, Listing, SimulatedMarket, Tick, read_replay, round_to_tick
 
 LISTINGS = [Listing("AAA", 100.0), Listing("BBB", 20.0, tick_size=0.05), Listing("CCC", 3.0, tick_size=0.0001)]
 
@@ -108,7 +108,7 @@ def test_replay_loops_when_asked(tmp_path):
 
 
 def test_the_shipped_sample_replays(tmp_path):
-    from ticker.sources import SAMPLE_REPLAY
+    from ticker.feed.sources import SAMPLE_REPLAY
 
     rows = read_replay(SAMPLE_REPLAY)
     assert len(rows) > 100

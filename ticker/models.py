@@ -1,10 +1,11 @@
 """What the ticker stores: the symbols an operator manages and the 1-minute candles the feed writes.
 
 Live quotes are not stored here: the tick path never touches the ORM. The feed keeps the
-latest quote of every symbol in the quote store (``ticker.store``) instead.
+latest quote of every symbol in the quote store (``ticker.layer.store``) instead.
 """
 
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -40,7 +41,12 @@ class Symbol(models.Model):
         self.ticker = self.ticker.strip().upper()
         super().save(*args, **kwargs)
 
-    def as_wire(self) -> dict:
+    @classmethod
+    def wire_list(cls) -> list[dict[str, Any]]:
+        """Every symbol's entry, as ``hello`` and ``sym`` frames list them."""
+        return [symbol.as_wire() for symbol in cls.objects.all()]
+
+    def as_wire(self) -> dict[str, Any]:
         """The entry for this symbol in ``hello`` and ``sym`` frames (docs/PROTOCOL.md)."""
         return {
             "s": self.ticker,

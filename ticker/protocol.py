@@ -266,3 +266,18 @@ def unknown_symbols(symbols: Sequence[str]) -> ProtocolError:
 def encode_pong(ping_id: int | str | None) -> str:
     """The answer to ``ping``."""
     return _text({"t": "pong", "id": ping_id})
+
+
+class QuoteCodec:
+    """The fan-out's codec for quotes (``ticker.fanout.types.Codec``): this module's encoders."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def hello(self, epoch: str, seq: int, catalog: Sequence[Mapping[str, Any]], ack_ms: int) -> str:
+        return encode_hello(epoch, seq, self.node, catalog, ack_ms)
+
+    snap = staticmethod(encode_snap)
+    fragment = staticmethod(short_row)
+    delta = staticmethod(encode_quotes)
+    catalog = staticmethod(encode_symbols)

@@ -4,13 +4,13 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .bus import announce_symbols
+from .layer.bus import announce_symbols
 from .models import Symbol
 
 
 def announce_after_commit() -> None:
     """Send the whole symbol list once the change is committed (so the feed reads it back)."""
-    transaction.on_commit(lambda: announce_symbols([s.as_wire() for s in Symbol.objects.all()]))
+    transaction.on_commit(lambda: announce_symbols(Symbol.wire_list()))
 
 
 @receiver(post_save, sender=Symbol)

@@ -1,13 +1,13 @@
 """The benchmark market: the same 50 symbols and the same simulated ticks for every baseline.
 
 Every server compared in the benchmark must carry the same load, so they all build their market
-here, from the pure modules of the application (``ticker.sources.SimulatedMarket`` for the
-ticks, ``ticker.quotes.QuoteBook`` for the day's rows, ``ticker.protocol`` for the row
+here, from the pure modules of the application (``ticker.feed.sources.SimulatedMarket`` for the
+ticks, ``ticker.feed.quotes.QuoteBook`` for the day's rows, ``ticker.protocol`` for the row
 layout): the first 42 listings of ``ticker/data/symbols.csv`` plus 8 made-up ones, one seeded
 random walk. Two ways to consume it:
 
 - ``TickMarket``: one message per tick, what a tutorial feed publishes (the stock Channels path);
-- ``BatchedMarket``: ticks coalesced into ``batch_ms`` batches exactly as ``ticker.feed`` does
+- ``BatchedMarket``: ticks coalesced into ``batch_ms`` batches exactly as ``ticker.feed.publisher`` does
   (the latest row of each symbol that traded, ``seq`` rising by one per batch that changed
   something); the in-process baselines (plain ``websockets`` and python-socketio) share it.
 
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ticker.feed.quotes import QuoteBook
+from ticker.feed.sources import Listing, SimulatedMarket
 from ticker.protocol import LAST, SYM, TS, VOLUME, Row, short_row
-from ticker.quotes import QuoteBook
-from ticker.sources import Listing, SimulatedMarket
 
 SYMBOLS_CSV = Path(__file__).resolve().parents[2] / "ticker" / "data" / "symbols.csv"
 FROM_CSV = 42  # the first 42 listings of the CSV, then made-up ones
@@ -96,7 +96,7 @@ def load_symbols(count: int = DEFAULT_SYMBOLS) -> list[MarketSymbol]:
 
 
 def new_epoch() -> str:
-    """An id for one market run (same shape as ``ticker.feed.new_epoch``)."""
+    """An id for one market run (same shape as ``ticker.feed.publisher.new_epoch``)."""
     return f"{int(time.time()):x}-{secrets.token_hex(3)}"
 
 
@@ -180,7 +180,7 @@ class Batch:
 
 
 class BatchedMarket(_Market):
-    """Ticks coalesced into batches like ``ticker.feed``: ``seq`` rises by one per batch."""
+    """Ticks coalesced into batches like ``ticker.feed.publisher``: ``seq`` rises by one per batch."""
 
     def batch(self, now: float) -> Batch | None:
         """Fold the ticks up to ``now`` (monotonic seconds) in; the next batch, or None if nothing traded."""

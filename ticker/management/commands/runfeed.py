@@ -7,9 +7,9 @@ from functools import partial
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ticker.feed import serve
-from ticker.sources import CsvReplay, SimulatedMarket, Source, read_replay
-from ticker.store import make_store
+from ticker.feed.sources import CsvReplay, SimulatedMarket, Source, read_replay
+from ticker.feed.standby import serve
+from ticker.layer.store import make_store
 
 log = logging.getLogger("ticker.feed")
 
@@ -60,6 +60,6 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            await serve(make_source, make_store(), batch_ms)
+            await serve(make_source, make_store(settings.CHANNEL_LAYER_URL, settings.CHANNEL_LAYER_PREFIX), batch_ms)
         except asyncio.CancelledError:
             log.info("feed stopped")

@@ -6,21 +6,22 @@ never the database; candles come from the database, written by the feed.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from . import protocol as p
-from .hub import Hub
-from .models import Candle, Symbol
-from .runtime import ensure_started
+from .. import protocol as p
+from ..fanout.hub import Hub
+from ..models import Candle, Symbol
 
 MAX_CANDLES = 1440
 STALE_FEED_SECONDS = 5.0
 
 
-def _rows(hub: Hub, wanted: set[str] | None) -> list[p.Row]:
-    return [row for sym, row in sorted(hub.rows.items()) if wanted is None or sym in wanted]
+def _hub(request: HttpRequest) -> Hub:
+    """The process's hub, put in the scope by ``dashboard.asgi``."""
+    return request.scope["ticker"].hub  # type: ignore[attr-defined, no-any-return]
 
 
 def _unknown(symbols: list[str]) -> JsonResponse:
@@ -31,10 +32,10 @@ def _unknown(symbols: list[str]) -> JsonResponse:
 @require_GET
 async def board(request: HttpRequest) -> HttpResponse:
     """The live board, first painted from the hub's current state, then kept live by board.js."""
-    hub = (await ensure_started()).hub
-    meta = {s["s"]: s for s in hub.symbols}
+    hub = _hub(request)
+    meta = {s["s"]: s for s in hub.replica.catalog.entries}
     rows = []
-    for row in _rows(hub, None):
+    for row in hub.rows(None):
         info = meta.get(row[p.SYM], {})
         prev = row[p.PREV_CLOSE]
         change = row[p.LAST] - prev
@@ -43,19 +44,20 @@ async def board(request: HttpRequest) -> HttpResponse:
             "last": row[p.LAST], "prev": prev, "change": change, "pct": change / prev * 100 if prev else 0.0,
             "open": row[p.OPEN], "high": row[p.HIGH], "low": row[p.LOW], "volume": row[p.VOLUME],
         })
-    return render(request, "ticker/board.html", {"rows": rows, "epoch": hub.epoch, "seq": hub.seq})
+    return render(request, "ticker/board.html", {"rows": rows, "epoch": hub.replica.epoch, "seq": hub.replica.seq})
 
 
 @require_GET
 async def quotes(request: HttpRequest) -> JsonResponse:
     """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named)."""
-    hub = (await ensure_started()).hub
+    hub = _hub(request)
     raw = request.GET.get("symbols", "").strip()
-    wanted = {s.strip().upper() for s in raw.split(",") if s.strip()} if raw else None
-    unknown = sorted(wanted - hub.known) if wanted else []
+    wanted = frozenset(s.strip().upper() for s in raw.split(",") if s.strip()) if raw else None
+    unknown = hub.replica.unknown(wanted) if wanted else []
     if unknown:
         return _unknown(unknown)
-    return JsonResponse({"t": "snap", "epoch": hub.epoch, "seq": hub.seq, "q": _rows(hub, wanted)})
+    replica = hub.replica
+    return JsonResponse({"t": "snap", "epoch": replica.epoch, "seq": replica.seq, "q": hub.rows(wanted)})
 
 
 def _candles(symbol: str, limit: int) -> list[list[float | int]] | None:
@@ -89,19 +91,20 @@ def candles(request: HttpRequest, symbol: str) -> JsonResponse:
 
 async def healthz(request: HttpRequest) -> JsonResponse:
     """Process up, layer/store reachable, feed fresh. 200 when all three hold, else 503."""
-    runtime = await ensure_started()
-    reachable = await runtime.store.ping()
-    age = runtime.hub.feed_age()
+    services = request.scope["ticker"]  # type: ignore[attr-defined]
+    hub: Hub = services.hub
+    reachable = await services.store.ping()
+    age = hub.feed_age()
     ok = reachable and age is not None and age < STALE_FEED_SECONDS
     body = {
         "status": "ok" if ok else "degraded",
         "layer": "reachable" if reachable else "unreachable",
         "feed_age_s": None if age is None else round(age, 3),
-        "epoch": runtime.hub.epoch,
-        "seq": runtime.hub.seq,
-        "clients": runtime.hub.client_count,
-        "paused": len(runtime.hub.paused),
-        "direct": runtime.hub.direct_count,
-        "node": runtime.hub.node,
+        "epoch": hub.replica.epoch,
+        "seq": hub.replica.seq,
+        "clients": hub.client_count,
+        "paused": len(hub.parked),
+        "direct": hub.direct_count,
+        "node": settings.TICKER_NODE,
     }
     return JsonResponse(body, status=200 if ok else 503)

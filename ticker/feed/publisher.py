@@ -18,20 +18,19 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from . import bus
+from ..layer import bus
+from ..layer.lease import LeaseLost
+from ..layer.store import QuoteStore, now_ms
+from ..models import Candle, Symbol
+from ..protocol import LAST, SYM, TS, Row
 from .candles import Bar, CandleBook
-from .lease import LeaseLost
-from .models import Candle, Symbol
-from .protocol import LAST, SYM, TS, Row
 from .quotes import QuoteBook
 from .sources import Listing, Source
-from .store import QuoteStore, RedisStore, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class Feed:
         seq = self.seq + 1
         try:
             await self.store.save(self.epoch, seq, rows, removed)
-            await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(self.epoch, seq, rows, removed))
+            await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(self.epoch, seq, rows, removed, now_ms()))
         except LeaseLost:
             raise
         except Exception as exc:
@@ -222,31 +221,3 @@ class Feed:
             for task in helpers:
                 task.cancel()
 
-
-async def serve(make_source: Callable[[], Source], store: QuoteStore, batch_ms: int = 100) -> None:
-    """Run feeds until cancelled: directly on a memory store, behind the lease on Redis.
-
-    With Redis, this process is a hot standby until it holds the lease; each time it gets the
-    lease it starts a new feed run (a new epoch, prices continued from the store), and if it
-    loses the lease it stops publishing at once and waits again.
-    """
-    if not isinstance(store, RedisStore):
-        await Feed(make_source(), store, batch_ms=batch_ms).run()
-        return
-    lease = store.lease()
-    store.fence = lease
-    try:
-        while True:
-            await lease.acquire()
-            feed = Feed(make_source(), store, batch_ms=batch_ms)
-            log.info("feed lease held by %s: active, epoch %s", lease.owner, feed.epoch)
-            try:
-                async with asyncio.TaskGroup() as group:
-                    keeper = group.create_task(lease.keep())
-                    await feed.run()
-                    keeper.cancel()  # a finite source ended
-                return
-            except* LeaseLost as lost:
-                log.warning("feed %s stopped: %s", feed.epoch, lost.exceptions[0])
-    finally:
-        await asyncio.shield(lease.release())

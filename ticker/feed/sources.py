@@ -215,4 +215,4 @@ class CsvReplay:
         return out
 
 
-SAMPLE_REPLAY = Path(__file__).parent / "data" / "sample_replay.csv"
+SAMPLE_REPLAY = Path(__file__).parents[1] / "data" / "sample_replay.csv"

@@ -18,7 +18,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from .protocol import Row
+from ..protocol import Row
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,11 @@ REJOIN_SECONDS = 3600.0  # group membership expires (channels_redis group_expiry
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
-def batch_message(epoch: str, seq: int, rows: Sequence[Row], removed: Iterable[str] = ()) -> dict[str, Any]:
-    return {"type": BATCH, "epoch": epoch, "seq": seq, "rows": list(rows), "removed": list(removed)}
+def batch_message(
+    epoch: str, seq: int, rows: Sequence[Row], removed: Iterable[str] = (), ts_ms: int = 0
+) -> dict[str, Any]:
+    """Batch ``seq`` of feed run ``epoch``, made at ``ts_ms`` (epoch milliseconds)."""
+    return {"type": BATCH, "epoch": epoch, "seq": seq, "rows": list(rows), "removed": list(removed), "ts": ts_ms}
 
 
 def symbols_message(symbols: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -15,10 +15,9 @@ from typing import Protocol
 
 import orjson
 import redis.asyncio as redis
-from django.conf import settings
 
-from .lease import FeedLease, LeaseLost
-from .protocol import SYM, Row
+from ..protocol import SYM, Row
+from .lease import FeedLease, Lease, LeaseLost, NoLease
 
 
 def now_ms() -> int:
@@ -45,6 +44,9 @@ class QuoteStore(Protocol):
     async def ping(self) -> bool:
         """True when the store answers."""
 
+    def lease(self) -> Lease:
+        """The lease a feed must hold to write here; the store's writes are fenced on it."""
+
 
 class MemoryStore:
     """The store of the embedded mode: one per process, shared by the feed and the hub."""
@@ -67,6 +69,10 @@ class MemoryStore:
 
     async def ping(self) -> bool:
         return True
+
+    def lease(self) -> Lease:
+        """One process, one feed: nothing to wait for."""
+        return NoLease()
 
 
 # One batch, written atomically, and only by the lease holder when a fence is given.
@@ -99,17 +105,18 @@ class RedisStore:
     the check and the write (``LeaseLost``).
     """
 
-    def __init__(self, url: str, prefix: str = "ticker", fence: FeedLease | None = None) -> None:
+    def __init__(self, url: str, prefix: str = "ticker") -> None:
         self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.quotes_key = f"{prefix}:quotes"
         self.feed_key = f"{prefix}:feed"
         self.lease_key = f"{prefix}:feed-lease"
-        self.fence = fence
+        self.fence: FeedLease | None = None
         self.save_script = self.redis.register_script(_SAVE)
 
     def lease(self) -> FeedLease:
-        """A lease on this store's feed-lease key, for a feed that will write here."""
-        return FeedLease(self.redis, self.lease_key)
+        """A lease on this store's feed-lease key; from now on every write is fenced on it."""
+        self.fence = FeedLease(self.redis, self.lease_key)
+        return self.fence
 
     async def save(self, epoch: str, seq: int, rows: Iterable[Row], removed: Iterable[str] = ()) -> None:
         removed = list(removed)
@@ -141,11 +148,6 @@ class RedisStore:
             return False
 
 
-_memory_store = MemoryStore()
-
-
-def make_store() -> QuoteStore:
-    """The store for this configuration: Redis when the channel layer is Redis, else process memory."""
-    if settings.CHANNEL_LAYER_URL:
-        return RedisStore(settings.CHANNEL_LAYER_URL, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
-    return _memory_store
+def make_store(url: str, prefix: str) -> QuoteStore:
+    """Redis when the channel layer is Redis (``url``), else process memory."""
+    return RedisStore(url, prefix) if url else MemoryStore()

@@ -1,7 +1,7 @@
-"""Real processes for integration tests: redis-server, daphne, runfeed, on free loopback ports.
+"""Real processes for integration tests: redis-server, daphne, runfeed, nginx, on free loopback ports.
 
 Each helper starts one process, waits until it answers, and returns a handle whose ``stop()``
-ends exactly that process (by pid). Fixtures in ``conftest.py`` use them.
+ends exactly that process (by pid).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
@@ -25,22 +26,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(check, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``check()`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -88,7 +73,7 @@ def started(proc: Proc, ready, timeout: float, what: str) -> Proc:
     return proc
 
 
-def _spawn(
+def spawn(
     name: str, args: list[str], logdir: Path, env: dict[str, str] | None = None, port: int | None = None
 ) -> Proc:
     logdir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +90,7 @@ def start_redis(logdir: Path, port: int | None = None) -> Proc:
     if exe is None:
         raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
     port = port or free_port()
-    proc = _spawn(
+    proc = spawn(
         f"redis-{port}",
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         logdir,
@@ -141,7 +126,7 @@ def manage(args: list[str], env: dict[str, str]) -> str:
 def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne", server: str = "daphne") -> Proc:
     """An app server (daphne unless ``server`` says uvicorn) through ``python -m dashboard.serve``."""
     port = free_port()
-    proc = _spawn(
+    proc = spawn(
         f"{name}-{port}",
         [PYTHON, "-m", "dashboard.serve", "--server", server, "--port", str(port)],
         logdir,
@@ -159,7 +144,7 @@ def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne", server
 
 
 def start_feed(logdir: Path, env: dict[str, str], *args: str, name: str = "feed") -> Proc:
-    return _spawn(name, [PYTHON, "manage.py", "runfeed", *args], logdir, env=env)
+    return spawn(name, [PYTHON, "manage.py", "runfeed", *args], logdir, env=env)
 
 
 def start_nginx(logdir: Path, upstreams: list[str], static_root: Path, port: int | None = None) -> Proc:
@@ -173,7 +158,7 @@ def start_nginx(logdir: Path, upstreams: list[str], static_root: Path, port: int
     conf = cluster.write_nginx_conf(
         prefix, listen=f"127.0.0.1:{port}", upstreams=upstreams, static_root=static_root, log_dir=prefix
     )
-    proc = _spawn(f"nginx-{port}", cluster.nginx_argv(prefix, conf), logdir, port=port)
+    proc = spawn(f"nginx-{port}", cluster.nginx_argv(prefix, conf), logdir, port=port)
 
     def ready() -> bool:
         if not proc.alive():

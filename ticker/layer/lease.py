@@ -3,7 +3,7 @@
 The active feed holds ``<prefix>:feed-lease`` (value: its owner id) and renews it every
 ``ttl / 4``. A standby polls every ``ttl / 8`` and takes the lease as soon as it expires: at
 most ``ttl + ttl / 8`` after the active feed died (2.25 s with the default 2 s). The quote
-store fences every write on the lease (``RedisStore(fence=…)``), so a feed that lost its lease
+store fences every write on the lease it handed out (``RedisStore.lease()``), so a feed that lost its lease
 without noticing (paused, partitioned) can neither write the store nor publish a batch.
 
 A Redis outage does not take the lease away: nobody can take it while Redis is down. If Redis
@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import socket
+from typing import Protocol
 
 import redis.asyncio as redis
 
@@ -46,6 +47,32 @@ return 0
 
 class LeaseLost(Exception):
     """Another feed holds the lease now: stop publishing."""
+
+
+class Lease(Protocol):
+    """What a feed holds while it publishes: ``acquire`` waits for it, ``keep`` raises
+    ``LeaseLost`` when it is gone, ``release`` hands it over."""
+
+    owner: str
+
+    async def acquire(self) -> None: ...
+    async def keep(self) -> None: ...
+    async def release(self) -> None: ...
+
+
+class NoLease:
+    """The lease of a store only one feed can reach (process memory): always held."""
+
+    owner = ""
+
+    async def acquire(self) -> None:
+        pass
+
+    async def keep(self) -> None:
+        await asyncio.Event().wait()  # never lost
+
+    async def release(self) -> None:
+        pass
 
 
 def new_owner() -> str:

@@ -1,10 +1,11 @@
 """The WebSocket endpoint ``/ws/quotes/``: an async adapter between a socket and the hub.
 
-The consumer decodes each client frame with ``ticker.protocol``, asks the process's hub to
-(un)subscribe or resume, and sends back what they return. Quotes do not pass through here:
-the hub sends them straight to the connection. So the consumer has no channel-layer channel
-of its own (``channel_layer_alias = None``) and skips Channels' per-event database cleanup
-hop: it never touches the ORM.
+The consumer decodes each client frame with ``ticker.protocol`` and asks the process's hub
+(``scope["ticker"].hub``) to (un)subscribe, resume or record an ack. Every frame to the
+client, quotes and replies alike, leaves through the hub's one outgoing path for the
+connection (``Client.deliver``). The consumer has no channel-layer channel of its own
+(``channel_layer_alias = None``) and skips Channels' per-event database cleanup hop: it never
+touches the ORM.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import protocol as p
-from .fastpath import direct_link
-from .hub import Client, Hub
-from .runtime import ensure_started
+from .. import protocol as p
+from ..fanout.delivery import Client
+from ..fanout.hub import Hub, TooManyKeys
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,19 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        self.hub = (await ensure_started()).hub
+        self.hub = self.scope["ticker"].hub
         self.bucket = p.TokenBucket(now=time.monotonic())
         await self.accept()
-        self.client = Client(self.base_send, direct_link(self.base_send))
-        self.hub.join(self.client)
-        await self.send_text(self.hub.hello(self.client))
+        self.client = self.hub.connect(self.base_send)
 
     async def disconnect(self, code: int) -> None:
         if self.client is not None:
             self.hub.leave(self.client)
             self.client = None
 
-    async def send_text(self, text: str) -> None:
-        await self.base_send({"type": "websocket.send", "text": text})
+    def reply(self, text: str) -> None:
+        assert self.client is not None
+        self.hub.reply(self.client, text)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.client is None:
@@ -62,36 +61,36 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             if self.bucket.flooding:
                 await self.close(code=p.WS_1008_POLICY_VIOLATION, reason="flood")
             elif self.bucket.refused == 1:
-                await self.send_text(p.encode_err(p.ERR_RATE_LIMITED, f"more than {p.RATE_PER_SECOND:g} frames/s"))
+                self.reply(p.encode_err(p.ERR_RATE_LIMITED, f"more than {p.RATE_PER_SECOND:g} frames/s"))
             return
         if text_data is None:
-            await self.send_text(p.encode_err(p.ERR_BAD_REQUEST, "binary frames are not part of the protocol"))
+            self.reply(p.encode_err(p.ERR_BAD_REQUEST, "binary frames are not part of the protocol"))
             return
         try:
-            await self.handle(p.parse_client_message(text_data))
+            self.handle(p.parse_client_message(text_data))
         except p.ProtocolError as exc:
             if exc.close_code:
                 await self.close(code=exc.close_code, reason=str(exc))
             else:
-                await self.send_text(p.encode_err(exc.code, str(exc)))
+                self.reply(p.encode_err(exc.code, str(exc)))
 
-    async def handle(self, msg: p.ClientMessage) -> None:
+    def handle(self, msg: p.ClientMessage) -> None:
         client = self.client
         assert client is not None
         if isinstance(msg, p.Ping):
-            await self.send_text(p.encode_pong(msg.id))
-            return
-        if isinstance(msg, p.Ack):
+            self.reply(p.encode_pong(msg.id))
+        elif isinstance(msg, p.Ack):
             self.hub.ack(client, msg.seq)
-            return
-        if isinstance(msg, p.Unsubscribe):
+        elif isinstance(msg, p.Unsubscribe):
             self.hub.unsubscribe(client, msg.symbols)
-            return
-        if isinstance(msg, p.Subscribe):
-            frame, unknown = self.hub.subscribe(client, msg.symbols)
         else:
-            frame, unknown = self.hub.resume(client, msg.epoch, msg.seq, msg.symbols)
-        await self.send_text(frame)
-        if unknown:
-            error = p.unknown_symbols(unknown)
-            await self.send_text(p.encode_err(error.code, str(error)))
+            try:
+                if isinstance(msg, p.Subscribe):
+                    unknown = self.hub.subscribe(client, msg.symbols)
+                else:
+                    unknown = self.hub.resume(client, msg.epoch, msg.seq, msg.symbols)
+            except TooManyKeys as exc:
+                raise p.ProtocolError(p.ERR_TOO_MANY_SYMBOLS, str(exc)) from None
+            if unknown:
+                error = p.unknown_symbols(unknown)
+                self.reply(p.encode_err(error.code, str(error)))

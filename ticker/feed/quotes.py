@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from .protocol import HIGH, LAST, LOW, PREV_CLOSE, TS, VOLUME, Row
+from ..protocol import HIGH, LAST, LOW, PREV_CLOSE, TS, VOLUME, Row
 from .sources import Listing, Tick
 
 

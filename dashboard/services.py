@@ -1,0 +1,118 @@
+"""The composition root: this process's quote store, hub and (embedded mode) feed.
+
+``Services.from_settings()`` builds them from the settings; ``dashboard.asgi`` starts them on
+the first request (daphne sends no lifespan events, so this is the one start-up path that
+works the same under daphne and uvicorn) and puts them in every scope as
+``scope["ticker"]``, where consumers and views read them. Nothing else finds them: no
+module-level singleton, no look-up by event loop. A test builds its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from ticker.fanout.hub import Hub
+from ticker.fanout.types import Batch, Catalog, Event, Rejoined
+from ticker.feed.sources import SimulatedMarket
+from ticker.feed.standby import serve
+from ticker.layer import bus
+from ticker.layer.store import QuoteStore, make_store
+from ticker.models import Symbol
+from ticker.protocol import MAX_SYMBOLS, QuoteCodec
+
+log = logging.getLogger(__name__)
+
+FIRST_SYNC_WAIT = 2.0  # seconds the first request waits for quotes, so the first paint has them
+
+
+def catalog_of(entries: list[dict[str, Any]]) -> Catalog:
+    return Catalog(frozenset(entry["s"] for entry in entries), entries)
+
+
+async def load_catalog() -> Catalog:
+    """The symbols from the database, as the hub's catalog."""
+    return catalog_of(await sync_to_async(Symbol.wire_list)())
+
+
+async def hub_events(listener: bus.Listener) -> AsyncIterator[Event]:
+    """The layer's messages as the hub's events."""
+    async for message in listener.messages():
+        kind = message["type"]
+        if kind == bus.BATCH:
+            yield Batch(message["epoch"], message["seq"], message["rows"], message["removed"], message.get("ts", 0))
+        elif kind == bus.SYMBOLS:
+            yield catalog_of(message["symbols"])
+        elif kind == bus.REJOINED:
+            yield Rejoined()
+
+
+class Services:
+    """What one server process runs for the ticker, started once."""
+
+    def __init__(self, store: QuoteStore, hub: Hub, feed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.store = store
+        self.hub = hub
+        self.feed = feed
+        self.feed_task: asyncio.Task[None] | None = None
+        self.starting: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, *, listener: bus.Listener | None = None) -> Services:
+        store = make_store(settings.CHANNEL_LAYER_URL, settings.CHANNEL_LAYER_PREFIX)
+
+        def events() -> AsyncIterator[Event]:
+            return hub_events(listener or bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP]))
+
+        hub = Hub(
+            QuoteCodec(settings.TICKER_NODE), store.load, load_catalog, events,
+            max_keys=MAX_SYMBOLS, fast_path=settings.TICKER_DAPHNE_FAST_PATH, sndbuf=settings.TICKER_SOCKET_SNDBUF,
+        )
+        feed = None
+        if settings.TICKER_EMBEDDED_FEED:
+            seed = int(settings.TICKER_FEED_SEED) if settings.TICKER_FEED_SEED else None
+            market = partial(SimulatedMarket, rate=settings.TICKER_FEED_RATE, seed=seed)
+            feed = partial(serve, market, store, settings.TICKER_FEED_BATCH_MS)
+        return cls(store, hub, feed)
+
+    async def ready(self) -> None:
+        """Start on first use (concurrent callers wait for the same start; a failed one is retried)."""
+        task = self.starting
+        if task is None or (task.done() and task.exception() is not None):
+            task = self.starting = asyncio.get_running_loop().create_task(self.start())
+        elif task.done():
+            return
+        await asyncio.shield(task)
+
+    async def start(self) -> None:
+        if self.feed is not None:
+            self.feed_task = asyncio.create_task(self.run_feed(self.feed))
+        await self.hub.start()
+        try:
+            await asyncio.wait_for(self.hub.synced.wait(), FIRST_SYNC_WAIT)
+        except TimeoutError:
+            log.warning("no quotes yet after %.0f s; serving an empty board until they come", FIRST_SYNC_WAIT)
+
+    @staticmethod
+    async def run_feed(feed: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await feed()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("embedded feed stopped")
+
+    async def stop(self) -> None:
+        if self.starting is None:
+            return
+        await asyncio.gather(self.starting, return_exceptions=True)
+        await self.hub.stop()
+        if self.feed_task is not None:
+            self.feed_task.cancel()
+            await asyncio.gather(self.feed_task, return_exceptions=True)

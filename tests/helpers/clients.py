@@ -1,0 +1,151 @@
+"""Real clients: a protocol v1 WebSocket client, one that reconnects and resumes like the page,
+and small HTTP helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+
+import websockets
+
+
+class Ws:
+    """A real WebSocket client speaking protocol v1."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.hello: dict = {}
+
+    @classmethod
+    async def open(cls, url: str) -> Ws:
+        ws = cls(await websockets.connect(url, open_timeout=10))
+        ws.hello = await ws.recv()
+        assert ws.hello["t"] == "hello"
+        return ws
+
+    async def recv(self, timeout: float = 5.0) -> dict:
+        return json.loads(await asyncio.wait_for(self.conn.recv(), timeout))
+
+    async def send(self, obj: dict) -> None:
+        await self.conn.send(json.dumps(obj))
+
+    async def until(self, predicate, timeout: float = 5.0) -> dict:
+        """The first frame that satisfies ``predicate``, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            if predicate(frame):
+                return frame
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
+        return resp.status, dict(resp.headers), resp.read()
+
+
+async def wait_resynced(client: Reconnecting) -> None:
+    await client.dropped.wait()  # cleared `synced` first
+    await client.synced.wait()
+
+
+class Reconnecting:
+    """A protocol v1 client that behaves like the page (board.js): whole board, and on any
+    disconnect it reconnects with exponential backoff and full jitter (0.5 s doubling to 15 s),
+    then sends ``resume`` with the epoch and seq it holds. It records what happened."""
+
+    BASE, CAP = 0.5, 15.0
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.epoch, self.seq, self.node = "", 0, ""
+        self.failures = 0
+        self.synced = asyncio.Event()  # holds a snapshot on the current connection
+        self.dropped = asyncio.Event()  # lost a connection at least once
+        self.new_epoch = asyncio.Event()  # a snap moved it onto another epoch
+        self.synced_at = 0.0
+        self.dropped_at: list[float] = []
+        self.drops: list[str] = []  # why each connection ended
+        self.syncs: list[tuple[str, str, dict]] = []  # (op sent, node, the snap that answered it)
+        self.gaps: list[tuple[int, int]] = []
+        self.errors: list[dict] = []
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with websockets.connect(self.url, open_timeout=5, close_timeout=1) as ws:
+                    await self.session(ws)
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                self.drops.append(f"{type(exc).__name__}: {exc}")
+            else:
+                self.drops.append("closed")
+            self.synced.clear()
+            self.dropped_at.append(time.monotonic())
+            self.dropped.set()
+            await asyncio.sleep(random.uniform(0, min(self.CAP, self.BASE * 2**self.failures)))
+            self.failures += 1
+
+    async def session(self, ws) -> None:
+        hello = json.loads(await ws.recv())
+        self.node = hello["node"]
+        if self.epoch and hello["epoch"] == self.epoch and self.seq:
+            op = "resume"
+            await ws.send(json.dumps({"op": "resume", "epoch": self.epoch, "seq": self.seq, "symbols": "*"}))
+        else:
+            op = "sub"
+            await ws.send(json.dumps({"op": "sub", "symbols": "*"}))
+        async for raw in ws:
+            frame = json.loads(raw)
+            kind = frame["t"]
+            if kind == "snap":
+                if self.epoch and frame["epoch"] != self.epoch:
+                    self.new_epoch.set()
+                self.epoch, self.seq = frame["epoch"], frame["seq"]
+                if not self.synced.is_set():
+                    self.syncs.append((op, self.node, frame))
+                    self.synced_at = time.monotonic()
+                    self.failures = 0
+                    self.synced.set()
+            elif kind == "q" and self.synced.is_set():
+                if frame["seq"] != self.seq + 1:  # a whole-board client sees every batch
+                    self.gaps.append((self.seq, frame["seq"]))
+                self.seq = frame["seq"]
+            elif kind == "err":
+                self.errors.append(frame)
+
+
+async def connect_all(url: str, n: int, timeout: float = 30.0) -> list[Reconnecting]:
+    clients = [Reconnecting(url) for _ in range(n)]
+    for i, client in enumerate(clients):
+        client.start()
+        if i % 25 == 24:
+            await asyncio.sleep(0.05)  # let handshakes finish rather than queue 200 at once
+    await asyncio.wait_for(asyncio.gather(*(c.synced.wait() for c in clients)), timeout)
+    return clients
+
+
+async def stop_all(clients: list[Reconnecting]) -> None:
+    await asyncio.gather(*(c.stop() for c in clients))

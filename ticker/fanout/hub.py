@@ -1,0 +1,379 @@
+"""The hub: one per server process, between the layer's events and the process's connections.
+
+Fan-out policy (docs/DESIGN.md §3):
+
+- **One subscription per process.** The hub reads one stream of events (batches, catalog
+  changes); connections never subscribe to the layer themselves.
+- **Encode once per batch, allocate nothing per recipient.** Each changed row is encoded once
+  (``Codec.fragment``); connections with the same selection form one group and share one
+  ``Frame`` joined from those fragments. The loop over recipients makes no object.
+- **Only the latest state matters.** The ``Replica`` keeps every key's latest row and which
+  keys recent batches changed, so a new, resuming or caught-up connection gets a ``snap`` of
+  just what it needs.
+- **Gaps are repaired, not hidden.** A batch that does not follow on (a new epoch, a layer
+  outage, a lost message) makes the hub reload a snapshot and send every group a ``snap``.
+- **Nobody waits for a slow client.** ``Client.deliver`` never waits; a client that cannot
+  take frames is held (``delivery.State``), sent nothing, and taken out of its group. When it
+  is live again it is caught up: the catalog if that changed meanwhile, then a ``snap`` of
+  the keys changed since the last frame it got. Clients that ``ack`` are also held when they
+  sit on a frame for ``ack_timeout`` and released by the ack that shows they read everything
+  sent before.
+- **A hub that falls behind conflates.** Batches older than ``LAG_MS`` on arrival are folded
+  together and sent as ``snap``\\ s of what changed, at most every ``CONFLATE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+
+from .delivery import Client, Frame, Outbox, State
+from .registry import Registry
+from .replica import Replica, Step
+from .types import NOTHING, Batch, Catalog, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
+
+log = logging.getLogger(__name__)
+
+LAG_MS = 300  # a batch this old on arrival means the hub is behind the feed
+CONFLATE_SECONDS = 0.5  # while behind, send at most this often
+SWEEP_SECONDS = 0.5
+ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
+ACK_TIMEOUT = 5.0  # seconds a sent frame may stay unacknowledged before the client is held
+
+
+class TooManyKeys(Exception):
+    """A subscription would pass the hub's ``max_keys``; nothing was changed."""
+
+
+class Hub:
+    """Fans batches out to this process's clients. See the module docstring for the policy."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        load: Callable[[], Awaitable[Snapshot]],
+        load_catalog: Callable[[], Awaitable[Catalog]],
+        events: Callable[[], AsyncIterator[Event]],
+        *,
+        max_keys: int,
+        fast_path: bool = False,
+        sndbuf: int = 0,
+        ack_timeout: float = ACK_TIMEOUT,
+    ) -> None:
+        self.codec = codec
+        self.load = load
+        self.load_catalog = load_catalog
+        self.events = events
+        self.max_keys = max_keys
+        self.fast_path = fast_path
+        self.sndbuf = sndbuf
+        self.ack_timeout = ack_timeout
+        self.replica = Replica()
+        self.registry: Registry[Client] = Registry()
+        self.parked: set[Client] = set()  # held clients, out of their groups
+        self.outbox = Outbox()
+        self.behind: frozenset[str] = NOTHING  # keys changed by batches held back (conflating)
+        self.fanned_at = 0.0  # monotonic time of the last fan-out
+        self.synced = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Load the catalog and start listening; the first resync comes with the first join."""
+        self.replica.set_catalog(await self.load_catalog())
+        self.tasks = [asyncio.create_task(coro) for coro in (self.run(), self.sweep(), self.settle())]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def run(self) -> None:
+        async for event in self.events():
+            try:
+                if isinstance(event, Batch):
+                    await self.on_batch(event)
+                elif isinstance(event, Catalog):
+                    self.on_catalog(event)
+                elif isinstance(event, Rejoined):  # whatever was sent meanwhile is lost: read it all again
+                    self.on_catalog(await self.load_catalog())
+                    await self.resync()
+            except Exception:
+                log.exception("hub: could not handle %s", type(event).__name__)
+
+    async def settle(self) -> None:
+        """Act on clients that were held or released, as soon as they change."""
+        while True:
+            await self.outbox.ready.wait()
+            self.drain()
+
+    async def sweep(self) -> None:
+        """Hold clients that stopped acknowledging; flush conflated changes when no batch comes."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = time.monotonic()
+            self.hold_laggards(now)
+            if self.behind and now - self.fanned_at >= CONFLATE_SECONDS:
+                self.fan_out_snapshots(self.behind)
+                self.behind, self.fanned_at = NOTHING, now
+
+    # Layer events
+
+    async def on_batch(self, batch: Batch) -> None:
+        step, changed = self.replica.accept(batch)
+        if step is Step.SKIP:
+            return
+        if step is Step.RESYNC:
+            log.info("hub: batch %s/%d after %s/%d: resync", batch.epoch, batch.seq, self.replica.epoch,
+                     self.replica.seq)
+            await self.resync()
+            return
+        self.behind |= changed
+        if self.conflating(time.time() * 1000 - batch.ts_ms):
+            return
+        if self.behind == changed:
+            self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows})
+        else:
+            self.fan_out_snapshots(self.behind)
+        self.behind = NOTHING
+        self.fanned_at = time.monotonic()
+
+    def conflating(self, lag_ms: float) -> bool:
+        """True to hold this batch back: the hub is behind and sent something less than
+        ``CONFLATE_SECONDS`` ago. Fewer, fresher frames, with full rows (no high or low missed)."""
+        return lag_ms > LAG_MS and time.monotonic() - self.fanned_at < CONFLATE_SECONDS
+
+    def on_catalog(self, catalog: Catalog) -> None:
+        if not self.replica.set_catalog(catalog):
+            return
+        self.drain()
+        frame = Frame(self.codec.catalog(catalog.entries))
+        for _, group in self.registry.items():
+            for client in group.members:
+                client.deliver(frame)
+
+    async def resync(self) -> None:
+        """Reload the snapshot and send every group a ``snap`` of its selection."""
+        try:
+            snap = await self.load()
+        except Exception as exc:
+            log.warning("hub: store unavailable (%s); will resync on the next batch", exc)
+            self.replica.epoch = ""  # the next batch does not follow on: it triggers another resync
+            return
+        self.replica.load(snap)
+        self.behind = NOTHING
+        if snap.epoch:  # an empty store: the feed has not started; its first batch resyncs
+            self.synced.set()
+        self.fan_out_snapshots(None)
+
+    # Fan-out
+
+    def fan_out(self, seq: int, fragments: Mapping[str, bytes]) -> None:
+        """Send batch ``seq`` to every group whose keys changed: one frame per group."""
+        self.drain()
+        now = time.monotonic()
+        for key, group in self.registry.items():
+            if key is None:
+                parts: Iterable[bytes] = fragments.values()
+            else:
+                parts = [fragment for sym, fragment in fragments.items() if sym in key]
+                if not parts:
+                    continue
+            group.sent(seq, now)
+            frame = Frame(self.codec.delta(seq, parts))
+            for client in group.members:
+                client.deliver(frame)
+
+    def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
+        """Send every group a ``snap`` of its keys among ``changed`` (None: all of its keys)."""
+        self.drain()
+        now, seq = time.monotonic(), self.replica.seq
+        for key, group in self.registry.items():
+            if key == NOTHING:
+                continue
+            keys = key if changed is None else changed if key is None else changed & key
+            if changed is not None and not keys:
+                continue
+            group.sent(seq, now)
+            frame = Frame(self.snap_text(keys))
+            for client in group.members:
+                client.deliver(frame)
+
+    def snap_text(self, keys: Selection) -> str:
+        replica = self.replica
+        return self.codec.snap(replica.epoch, replica.seq, replica.select(keys))
+
+    # Held clients
+
+    def drain(self) -> None:
+        """Park the clients held since the last look, catch up the ones live again.
+
+        Called before every fan-out, so a client parked here got every frame its group was
+        sent up to now: its group's last seq is where its catch-up starts.
+        """
+        for client in self.outbox.take():
+            parked = client in self.parked
+            if client.state is State.CLOSING:
+                continue
+            if client.state is not State.LIVE:
+                if not parked:
+                    self.park(client)
+            elif parked or client.resync_all:  # resync_all: held and released between two looks
+                self.catch_up(client)
+
+    def park(self, client: Client) -> None:
+        group = self.registry.take_out(client)
+        client.sent_seq = max(group.sent_seq if group else 0, client.joined)
+        client.epoch_seen = self.replica.epoch
+        client.catalog_seen = self.replica.catalog_version
+        self.parked.add(client)
+
+    def catch_up(self, client: Client) -> None:
+        """Send a client that is live again what it missed, then file it in its group."""
+        self.parked.discard(client)
+        replica = self.replica
+        if client.catalog_seen != replica.catalog_version:
+            client.deliver(Frame(self.codec.catalog(replica.catalog.entries)))
+        keys = client.selection
+        if keys != NOTHING:
+            changed = None if client.resync_all else replica.changed_since(client.epoch_seen, client.sent_seq)
+            if changed is not None:
+                keys = changed if keys is None else changed & keys
+            client.deliver(Frame(self.snap_text(keys)))
+        client.resync_all = False
+        client.joined = replica.seq
+        if client.state is State.LIVE:
+            self.registry.file(client)
+        elif client.state is not State.CLOSING:
+            self.park(client)  # held again by the catch-up itself; the frame is on its way
+
+    def hold_laggards(self, now: float) -> None:
+        """Hold every acknowledging client that sat on a frame for over ``ack_timeout``.
+
+        A client lags when a frame newer than both its last ack and its joining snap was sent to
+        it more than ``ack_timeout`` ago: one comparison per acknowledging client per sweep.
+        """
+        self.drain()
+        lagging = 0
+        for _, group in self.registry.items():
+            overdue = group.overdue(now, self.ack_timeout)
+            if not overdue:
+                continue
+            for client in [c for c in group.members if c.acked is not None and overdue > max(c.acked, c.joined)]:
+                client.hold_for_acks()
+                lagging += 1
+        if lagging:
+            log.info("hub: held %d client(s) that stopped reading", lagging)
+            self.drain()
+
+    # What consumers call
+
+    def connect(self, send: Send) -> Client:
+        """A new connection: filed with no keys, sent ``hello``. Acks are asked of it unless its
+        server reports its buffer (daphne's fast path)."""
+        client = Client(send, self.outbox, fast_path=self.fast_path, sndbuf=self.sndbuf)
+        client.joined = self.replica.seq
+        self.registry.file(client)
+        replica = self.replica
+        ack_ms = 0 if client.sees_buffer else ACK_INTERVAL_MS
+        client.deliver(Frame(self.codec.hello(replica.epoch, replica.seq, replica.catalog.entries, ack_ms)))
+        return client
+
+    def leave(self, client: Client) -> None:
+        client.close()
+        self.parked.discard(client)
+        self.registry.take_out(client)
+
+    def reply(self, client: Client, text: str) -> None:
+        """Send a consumer's reply through the client's one outgoing path."""
+        client.deliver(Frame(text))
+
+    def ack(self, client: Client, seq: int) -> None:
+        """``client`` applied everything up to ``seq``; held for lagging, it is released once that
+        covers what it was sent before."""
+        client.acked = seq
+        if client.state is State.HELD_ACKS and seq >= client.sent_seq:
+            client.release_acks()
+
+    def subscribe(self, client: Client, keys: Iterable[str] | None) -> list[str]:
+        """Add keys to a client (None: all) and send it their ``snap``.
+
+        Returns:
+            The unknown keys, which were not added.
+
+        Raises:
+            TooManyKeys: the client would follow more than ``max_keys``; nothing changed.
+        """
+        added, unknown = self.add(client, keys)
+        self.send_snap(client, added)
+        return unknown
+
+    def unsubscribe(self, client: Client, keys: Iterable[str] | None) -> None:
+        """Remove keys (None: all); unsubscribing from the whole board leaves the explicit rest."""
+        if keys is None:
+            self.move(client, NOTHING)
+            return
+        current = client.selection if client.selection is not None else self.replica.catalog.keys
+        self.move(client, current - set(keys))
+
+    def resume(self, client: Client, epoch: str, seq: int, keys: Iterable[str] | None) -> list[str]:
+        """Subscribe after a reconnect: when this hub holds every batch after ``seq`` of the same
+        epoch, the ``snap`` has only the keys changed since (full rows); else all of them."""
+        _, unknown = self.add(client, keys)
+        changed = self.replica.changed_since(epoch, seq)
+        selection = client.selection
+        if changed is not None:
+            selection = changed if selection is None else changed & selection
+        self.send_snap(client, selection)
+        return unknown
+
+    def add(self, client: Client, keys: Iterable[str] | None) -> tuple[Selection, list[str]]:
+        """Add keys to a client's selection; the keys added and the unknown ones."""
+        if keys is None:
+            self.move(client, None)
+            return None, []
+        wanted = set(keys)
+        unknown = self.replica.unknown(wanted)
+        added = frozenset(wanted.difference(unknown))
+        if client.selection is not None:
+            combined = client.selection | added
+            if len(combined) > self.max_keys:
+                raise TooManyKeys(f"at most {self.max_keys} symbols per connection")
+            self.move(client, combined)
+        return added, unknown
+
+    def send_snap(self, client: Client, keys: Selection) -> None:
+        if not client.deliver(Frame(self.snap_text(keys))):
+            client.resync_all = True  # held: its catch-up sends all it follows
+
+    def move(self, client: Client, selection: Selection) -> None:
+        if client in self.parked:
+            client.selection = selection
+            client.resync_all = True
+            return
+        self.registry.take_out(client)
+        client.selection = selection
+        client.joined = self.replica.seq
+        self.registry.file(client)
+
+    # What the health check reads
+
+    @property
+    def client_count(self) -> int:
+        return len(self.registry) + len(self.parked)
+
+    @property
+    def direct_count(self) -> int:
+        """Clients on daphne's fast path."""
+        return sum(client.sees_buffer for _, group in self.registry.items() for client in group.members)
+
+    def feed_age(self) -> float | None:
+        """Seconds since the newest batch this hub has seen, None before any."""
+        updated = self.replica.updated_ms
+        return None if not updated else max(0.0, time.time() - updated / 1000)
+
+    def rows(self, keys: Selection) -> list[Row]:
+        return self.replica.select(keys)

@@ -1,0 +1,76 @@
+"""The fan-out's vocabulary: what comes in (events, snapshots), what goes out (a codec's frames).
+
+A *row* is a list whose first item is its key (a ticker, for quotes); the fan-out never looks
+further into it. A *selection* is what one connection follows: a frozenset of keys, or
+``None`` for every key (the whole board).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Row = list[Any]
+Selection = frozenset[str] | None
+NOTHING: frozenset[str] = frozenset()
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Batch ``seq`` of feed run ``epoch``: the changed rows, the removed keys, when it was made."""
+
+    epoch: str
+    seq: int
+    rows: Sequence[Row]
+    removed: Sequence[str] = ()
+    ts_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The list of keys a client may follow, with what the codec says of each (``entries``)."""
+
+    keys: frozenset[str]
+    entries: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoined:
+    """The hub's layer subscription was (re)established: whatever was sent meanwhile is lost."""
+
+
+Event = Batch | Catalog | Rejoined
+
+
+class Snapshot(Protocol):
+    """A consistent copy of the feed's state, as a store gives it."""
+
+    @property
+    def epoch(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def rows(self) -> Mapping[str, Row]: ...
+    @property
+    def updated_ms(self) -> int: ...
+
+
+class Codec(Protocol):
+    """Turns the fan-out's state into the text of wire frames; the application supplies it."""
+
+    def hello(self, epoch: str, seq: int, catalog: Sequence[Mapping[str, Any]], ack_ms: int) -> str:
+        """The first frame of every connection."""
+
+    def snap(self, epoch: str, seq: int, rows: Iterable[Row]) -> str:
+        """Full state of some keys."""
+
+    def fragment(self, row: Row) -> bytes:
+        """One row of an incremental frame, encoded once per batch and shared by every frame."""
+
+    def delta(self, seq: int, fragments: Iterable[bytes]) -> str:
+        """An incremental frame joined from fragments."""
+
+    def catalog(self, entries: Sequence[Mapping[str, Any]]) -> str:
+        """The catalog changed."""

@@ -1,0 +1,40 @@
+"""Run feeds behind the store's lease: a hot standby until this process holds it.
+
+Each time the lease is ours a new feed run starts (a new epoch, prices continued from the
+store); if it is lost, publishing stops at once and the process waits again. A memory store's
+lease is always held, so the embedded feed goes through the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..layer.lease import LeaseLost
+from ..layer.store import QuoteStore
+from .publisher import Feed
+from .sources import Source
+
+log = logging.getLogger(__name__)
+
+
+async def serve(make_source: Callable[[], Source], store: QuoteStore, batch_ms: int = 100) -> None:
+    """Run feeds until cancelled (or until a finite source ends), each while the lease is held."""
+    lease = store.lease()
+    try:
+        while True:
+            await lease.acquire()
+            feed = Feed(make_source(), store, batch_ms=batch_ms)
+            if lease.owner:
+                log.info("feed lease held by %s: active, epoch %s", lease.owner, feed.epoch)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    keeper = group.create_task(lease.keep())
+                    await feed.run()
+                    keeper.cancel()  # a finite source ended
+                return
+            except* LeaseLost as lost:
+                log.warning("feed %s stopped: %s", feed.epoch, lost.exceptions[0])
+    finally:
+        await asyncio.shield(lease.release())

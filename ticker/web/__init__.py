@@ -1,0 +1,2 @@
+"""The edge: the WebSocket consumer, the HTTP views and the handshake checks. They find the
+process's services in the ASGI scope (``dashboard.services``) and talk to the hub."""
