@@ -50,12 +50,14 @@ system-test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+## ruff on everything, mypy --strict on the application packages.
 lint: dev-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy ticker dashboard
 
 ## Install what the tests need, then run them all (lint included).
 test: system-test-deps dev-deps lint
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ process's services are started and finds them in its scope (``dashboard.services
 """
 
 import os
+from typing import cast
 
 from asgiref.typing import ASGIApplication, ASGIReceiveCallable, ASGISendCallable, Scope
 from django.core.asgi import get_asgi_application
@@ -35,10 +36,10 @@ def make_application(services: Services) -> ASGIApplication:
     async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] in ("http", "websocket"):
             await services.ready()
-            scope = {**scope, "ticker": services}  # type: ignore[misc]
+            scope = cast(Scope, {**scope, "ticker": services})
         await router(scope, receive, send)
 
-    return application  # type: ignore[return-value]
+    return cast(ASGIApplication, application)
 
 
 application = make_application(Services.from_settings())

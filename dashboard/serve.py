@@ -19,8 +19,16 @@ SERVERS = ("daphne", "uvicorn")
 UNIX_BACKLOG = 2048
 
 
-def server_argv(server: str, host: str, port: int, unix_socket: str | None, proxy_headers: bool) -> list[str]:
-    """The command line that runs ``server`` with this application."""
+def escape(value: str) -> str:
+    """A value for Twisted's endpoint syntax (``:`` and ``\\`` are special)."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def server_argv(
+    server: str, host: str, port: int, unix_socket: str | None, proxy_headers: bool,
+    tls: tuple[str, str] | None = None,
+) -> list[str]:
+    """The command line that runs ``server`` with this application (``tls``: certificate and key files)."""
     if server == "daphne":
         argv = [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", "--ping-interval", "20",
                 "--ping-timeout", "30"]
@@ -29,8 +37,10 @@ def server_argv(server: str, host: str, port: int, unix_socket: str | None, prox
             # socket a full backlog fails connect() at once (EAGAIN), so a burst of connections
             # through nginx (clients reconnecting after a worker restart) gets 502s. uvicorn's
             # default backlog is 2048. The path is escaped for Twisted's endpoint syntax.
-            path = unix_socket.replace("\\", "\\\\").replace(":", "\\:")
-            argv += ["-e", f"unix:{path}:backlog={UNIX_BACKLOG}"]
+            argv += ["-e", f"unix:{escape(unix_socket)}:backlog={UNIX_BACKLOG}"]
+        elif tls:
+            cert, key = tls
+            argv += ["-e", f"ssl:{port}:interface={escape(host)}:certKey={escape(cert)}:privateKey={escape(key)}"]
         else:
             argv += ["-b", host, "-p", str(port)]
         if proxy_headers:
@@ -41,6 +51,8 @@ def server_argv(server: str, host: str, port: int, unix_socket: str | None, prox
                 "--ws-per-message-deflate", "false", "--ws-ping-interval", "20", "--ws-ping-timeout", "30",
                 "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
         argv += ["--uds", unix_socket] if unix_socket else ["--host", host, "--port", str(port)]
+        if tls:
+            argv += ["--ssl-certfile", tls[0], "--ssl-keyfile", tls[1]]
         argv += ["--proxy-headers", "--forwarded-allow-ips", "*"] if proxy_headers else ["--no-proxy-headers"]
         return [*argv, APP]
     raise ValueError(f"ASGI_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
@@ -53,8 +65,13 @@ def main(args: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--unix-socket", help="listen on this unix socket instead of host:port")
     parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-For (behind nginx only)")
+    parser.add_argument("--tls-cert", help="serve HTTPS/WSS with this certificate (PEM; with --tls-key)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     opts = parser.parse_args(args)
-    argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers)
+    if bool(opts.tls_cert) != bool(opts.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = (opts.tls_cert, opts.tls_key) if opts.tls_cert else None
+    argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers, tls)
     os.execv(argv[0], argv)
 
 

@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/quotes/", views.quotes, name="quotes"),
     path("api/candles/<str:symbol>/", views.candles, name="candles"),
     path("healthz", views.healthz, name="healthz"),
+    path("internal/status", views.status, name="status"),
     path("admin/", admin.site.urls),
 ]

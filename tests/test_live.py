@@ -36,8 +36,9 @@ async def test_embedded_mode_streams_quotes_without_redis(embedded_site):
 
 
 def test_embedded_mode_health_snapshot_and_page(embedded_site):
-    status, health = get_json(embedded_site.url + "/healthz")
-    assert status == 200 and health["status"] == "ok" and health["layer"] == "reachable"
+    assert get_json(embedded_site.url + "/healthz") == (200, {"status": "ok"})  # terse in public
+    status, detail = get_json(embedded_site.url + "/internal/status")  # loopback: the details
+    assert status == 200 and detail["layer"] == "reachable" and detail["clients"] >= 0 and detail["node"]
     status, snap = get_json(embedded_site.url + "/api/quotes/?symbols=AAPL,msft")
     assert status == 200 and [r[0] for r in snap["q"]] == ["AAPL", "MSFT"]
     status, err = get_json(embedded_site.url + "/api/quotes/?symbols=NOPE")
@@ -64,7 +65,7 @@ def test_embedded_mode_writes_one_minute_candles(embedded_site):
 
 async def test_other_servers_stream_quotes_too(other_embedded_site):
     await assert_live_stream(other_embedded_site.ws_url)
-    status, health = await asyncio.to_thread(get_json, other_embedded_site.url + "/healthz")
+    status, health = await asyncio.to_thread(get_json, other_embedded_site.url + "/internal/status")
     assert status == 200 and health["direct"] == 0  # no fast path: every frame through ASGI send
     ws = await Ws.open(other_embedded_site.ws_url)
     assert ws.hello["limits"]["ack_ms"] > 0  # so the server asks clients to acknowledge
@@ -75,7 +76,7 @@ async def test_daphne_serves_clients_on_its_fast_path(embedded_site):
     ws = await Ws.open(embedded_site.ws_url)
     await ws.send({"op": "sub", "symbols": "*"})
     await ws.until(lambda f: f["t"] == "q")
-    status, health = await asyncio.to_thread(get_json, embedded_site.url + "/healthz")
+    status, health = await asyncio.to_thread(get_json, embedded_site.url + "/internal/status")
     assert status == 200 and health["direct"] >= 1
     assert ws.hello["limits"]["ack_ms"] == 0  # Twisted reports its buffer: no acks needed
     await ws.close()
@@ -90,13 +91,14 @@ async def test_on_the_fast_path_a_client_that_stops_reading_is_skipped_then_resy
     hello = json.loads(await conn.recv())
     # Ask for whole-board snapshots (3-4 KB each) at the allowed rate and read nothing.
     deadline = time.monotonic() + 20
-    while (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] != 1:
+    while (await asyncio.to_thread(get_json, embedded_site.url + "/internal/status"))[1]["held"] != 1:
         assert time.monotonic() < deadline, "the server never noticed the client stopped reading"
         await conn.send(json.dumps({"op": "sub", "symbols": "*"}))
         await asyncio.sleep(1 / 9)
-    blocked_at = (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["seq"]
+    status = embedded_site.url + "/internal/status"
+    blocked_at = (await asyncio.to_thread(get_json, status))[1]["seq"]
     await eventually(  # stay blocked for ten batches
-        lambda: asyncio.to_thread(lambda: get_json(embedded_site.url + "/healthz")[1]["seq"] >= blocked_at + 10), 10
+        lambda: asyncio.to_thread(lambda: get_json(status)[1]["seq"] >= blocked_at + 10), 10
     )
     # Read it all: once drained, it is back, with a snapshot of the whole board first.
     frames: list[dict] = []
@@ -107,7 +109,7 @@ async def test_on_the_fast_path_a_client_that_stops_reading_is_skipped_then_resy
 
     reader = asyncio.create_task(read())
     deadline = time.monotonic() + 20
-    while (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] != 0:
+    while (await asyncio.to_thread(get_json, embedded_site.url + "/internal/status"))[1]["held"] != 0:
         assert time.monotonic() < deadline, "the client never came back"
         await asyncio.sleep(0.1)
     deadline = time.monotonic() + 5
@@ -135,7 +137,7 @@ async def test_a_client_that_stops_acking_is_paused_and_resynced_when_it_catches
     await ws.send({"op": "ack", "seq": last})
     # Stop reading and acknowledging: the server pauses this client instead of buffering for it.
     deadline = time.monotonic() + ACK_TIMEOUT + 5
-    while (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] != 1:
+    while (await asyncio.to_thread(get_json, embedded_site.url + "/internal/status"))[1]["held"] != 1:
         assert time.monotonic() < deadline, "the silent client was never paused"
         await asyncio.sleep(0.25)
     # Catch up on what was sent before the pause, then say so: a snapshot, and the stream again.
@@ -152,7 +154,7 @@ async def test_a_client_that_stops_acking_is_paused_and_resynced_when_it_catches
     assert 0 < len(snap["q"]) <= 42 and snap["seq"] > (got[-1] if got else last)  # what changed meanwhile
     following = await ws.until(lambda f: f["t"] == "q")
     assert following["seq"] > snap["seq"]
-    assert (await asyncio.to_thread(get_json, embedded_site.url + "/healthz"))[1]["paused"] == 0
+    assert (await asyncio.to_thread(get_json, embedded_site.url + "/internal/status"))[1]["held"] == 0
     await ws.close()
 
 
@@ -219,7 +221,7 @@ async def test_unknown_symbol_gets_err_and_the_stream_goes_on(redis_site):
 
 def test_redis_mode_health(redis_site):
     for name in ("web1", "web2"):
-        status, health = get_json(f"http://127.0.0.1:{redis_site.procs[name].port}/healthz")
+        status, health = get_json(f"http://127.0.0.1:{redis_site.procs[name].port}/internal/status")
         assert status == 200 and health["feed_age_s"] < 2
 
 

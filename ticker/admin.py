@@ -10,7 +10,7 @@ from .signals import announce_after_commit
 class SymbolForm(forms.ModelForm):
     def clean_ticker(self) -> str:
         # Upper-case before the model's validators and the uniqueness check see it.
-        return self.cleaned_data["ticker"].strip().upper()
+        return str(self.cleaned_data["ticker"]).strip().upper()
 
 
 @admin.register(Symbol)

@@ -37,7 +37,7 @@ class Symbol(models.Model):
     def __str__(self) -> str:
         return self.ticker
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.ticker = self.ticker.strip().upper()
         super().save(*args, **kwargs)
 

@@ -50,7 +50,11 @@ def get_json(url: str) -> tuple[int, dict]:
         with urllib.request.urlopen(url, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:  # a proxy's own error page
+            return exc.code, {"body": body.decode(errors="replace")}
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

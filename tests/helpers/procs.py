@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -123,21 +124,23 @@ def manage(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def start_daphne(logdir: Path, env: dict[str, str], name: str = "daphne", server: str = "daphne") -> Proc:
-    """An app server (daphne unless ``server`` says uvicorn) through ``python -m dashboard.serve``."""
+def start_daphne(
+    logdir: Path, env: dict[str, str], name: str = "daphne", server: str = "daphne",
+    tls: tuple[Path, Path] | None = None, context: ssl.SSLContext | None = None,
+) -> Proc:
+    """An app server (daphne unless ``server`` says uvicorn) through ``python -m dashboard.serve``;
+    with ``tls`` (certificate, key) it serves HTTPS, checked with ``context``."""
     port = free_port()
-    proc = spawn(
-        f"{name}-{port}",
-        [PYTHON, "-m", "dashboard.serve", "--server", server, "--port", str(port)],
-        logdir,
-        env=env,
-        port=port,
-    )
+    argv = [PYTHON, "-m", "dashboard.serve", "--server", server, "--port", str(port)]
+    if tls:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    proc = spawn(f"{name}-{port}", argv, logdir, env=env, port=port)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/healthz"
 
     def ready() -> bool:
         if not proc.alive():
             raise RuntimeError(f"{name} exited:\n{proc.output()}")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+        with urllib.request.urlopen(url, timeout=5, context=context) as resp:
             return resp.status == 200
 
     return started(proc, ready, 30, f"{name} on {port}")

@@ -25,7 +25,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from . import fastpath
 from .types import NOTHING, Selection, Send
@@ -109,9 +109,9 @@ class Client:
                 return True
             except Exception as exc:
                 self._demote(exc)
-        step = self.send(frame.message)
+        step = cast(Coroutine[Any, Any, None], self.send(frame.message))
         try:
-            awaited = step.send(None)  # type: ignore[attr-defined]
+            awaited = step.send(None)
         except StopIteration:
             return True
         except Exception:

@@ -102,7 +102,8 @@ class FeedLease:
                     return
                 if not announced:
                     holder = await self.redis.get(self.key)
-                    log.info("standby: feed lease held by %s; waiting", holder.decode() if holder else "?")
+                    holder = holder.decode() if isinstance(holder, bytes) else holder
+                    log.info("standby: feed lease held by %s; waiting", holder or "?")
                     announced = True
             except (redis.RedisError, OSError) as exc:
                 log.warning("standby: Redis unavailable (%s); retrying", exc)

@@ -1,10 +1,21 @@
 import argparse
+import importlib
 import json
+from types import ModuleType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from benchmarks import loadclient
+
+def load_client() -> ModuleType:
+    """The load client's engine (benchmarks/loadclient.py): in a checkout, not in the Docker image."""
+    try:
+        return importlib.import_module("benchmarks.loadclient")
+    except ModuleNotFoundError as exc:
+        raise CommandError(
+            "loadtest needs the benchmarks/ folder of a checkout of this project (the Docker image leaves it "
+            "out); run it from a checkout against the server's URL"
+        ) from exc
 
 
 class Command(BaseCommand):
@@ -16,9 +27,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        loadclient.add_arguments(parser)
+        try:
+            load_client().add_arguments(parser)
+        except CommandError as exc:
+            parser.description = str(exc)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        loadclient = load_client()
         opts = argparse.Namespace(**options)
         try:
             result = loadclient.run(opts)

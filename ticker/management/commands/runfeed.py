@@ -3,6 +3,7 @@ import logging
 import signal
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
         parser.add_argument("--loop", action="store_true", help="replay the file again and again")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if not settings.CHANNEL_LAYER_URL:
             raise CommandError(
                 "runfeed publishes to other processes through Redis: set CHANNEL_LAYER_URL=redis://HOST:PORT/DB. "
@@ -56,6 +57,7 @@ class Command(BaseCommand):
     async def serve(make_source: Callable[[], Source], batch_ms: int) -> None:
         # SIGTERM/SIGINT: stop cleanly and hand the lease over at once.
         task = asyncio.current_task()
+        assert task is not None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)

@@ -1,5 +1,6 @@
 import os
 import secrets
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -13,7 +14,7 @@ class Command(BaseCommand):
         "its password comes from DJANGO_SUPERUSER_PASSWORD or is generated and printed once."
     )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         created = seed_symbols()
         self.stdout.write(f"symbols: {created} created")
         users = get_user_model()
