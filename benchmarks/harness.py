@@ -3,90 +3,28 @@ its pid), readiness probes and the session's scratch directory and database."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from deploy.procs import PYTHON as PY
+from deploy.procs import ROOT, Proc, free_port, http_ok, redis_argv, redis_ok, started
+
+__all__ = ["PY", "ROOT", "Bench", "Deployment", "Proc", "free_port", "http_ok", "wait_ready", "ws_first_message"]
 EXTRA_SYMBOLS = ROOT / "benchmarks" / "extra_symbols.csv"
 
 SYMBOLS, RATE, BATCH_MS = 50, 200, 100  # the market, for every path
 
 
-class Proc:
-    """A process this runner started, with its log; ``stop()`` ends exactly it (by pid)."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log = logdir / f"{name}.log"
-        with open(self.log, "ab") as fh:
-            self.popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-                                          start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-
-    def tail(self, lines: int = 15) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(proc: Proc, check: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
-    """Poll ``check`` until it holds; fail early if ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited while starting:\n{proc.tail()}")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready after {timeout:.0f}s:\n{proc.tail()}")
-        time.sleep(0.2)
-
-
-def redis_ready(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
-
-
-def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as resp:
-        return resp.status == 200
+def wait_ready(proc: Proc, check: Callable[[], object], what: str, timeout: float = 40.0) -> None:
+    """Poll ``check`` until it holds; fail early, with the log, if ``proc`` exits."""
+    started(proc, check, timeout, what)
 
 
 def ws_first_message(url: str, dialect: str) -> bool:
@@ -118,7 +56,7 @@ class Bench:
         self.db_ready = False
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(name, argv, env or base_env(), self.logdir)
+        proc = Proc(name, argv, self.logdir, env=env or base_env())
         self.procs.append(proc)
         return proc
 
@@ -136,13 +74,9 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def redis(self) -> tuple[Proc, str]:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         port = free_port()
-        proc = self.start(f"redis-{port}", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                            "--appendonly", "no"])
-        wait_ready(proc, lambda: redis_ready(port), f"redis on {port}")
+        proc = self.start(f"redis-{port}", redis_argv(port))
+        wait_ready(proc, lambda: redis_ok(port), f"redis on {port}")
         return proc, f"redis://127.0.0.1:{port}/0"
 
     def ours_env(self, redis_url: str) -> dict[str, str]:

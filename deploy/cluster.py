@@ -36,18 +36,16 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
+from deploy.procs import PYTHON, ROOT, http_ok, redis_argv, redis_ok
+
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.in"
 COMPOSE_CONF = ROOT / "deploy" / "nginx" / "compose.conf"
 RUN_DIR = ROOT / ".run"
-PYTHON = sys.executable
 
 # How nginx treats an app server that refused a connection (nginx.conf.in explains the trap).
 # Here (unix sockets, loopback) a dead server refuses at once, so it is never taken out: each
@@ -196,13 +194,6 @@ def nginx_argv(prefix: Path, conf: Path, *, test: bool = False) -> list[str]:
 # The other processes
 
 
-def redis_argv(port: int) -> list[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise RuntimeError("redis-server is not installed: `make cluster` installs Debian's (as root)")
-    return [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-
-
 def app_server_argv(address: str) -> list[str]:
     """One app server behind nginx on ``address`` (``unix:/path`` or ``host:port``).
     ``dashboard.serve`` picks daphne or uvicorn (ASGI_SERVER) and their flags;
@@ -263,23 +254,6 @@ def healthy(address: str, timeout: float = 2.0) -> bool:
         return False
     finally:
         conn.close()
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def redis_ok(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def port_free(host: str, port: int) -> bool:

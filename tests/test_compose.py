@@ -14,6 +14,8 @@ import pytest
 
 from deploy import cluster
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 BIN = Path(sys.executable).parent

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
-from tests.helpers.procs import Proc, django_env, spawn, start_daphne, start_feed, start_redis, started
+from tests.helpers.procs import Proc, django_env, start_daphne, start_feed, start_redis, started
 
 
 @dataclass
@@ -73,16 +73,15 @@ def scaled_site(seeded: Path, tmp: Path, webs: tuple[str, ...] = ("web1", "web2"
 
 @dataclass
 class ClusterSite(Site):
-    """A site behind nginx: also each app server's address, and whether a standby feed runs."""
+    """A site behind nginx: also the address of each app server."""
 
     addresses: dict[str, str]
-    standby: bool
 
 
 def start_app_server(logdir: Path, env: dict[str, str], name: str, address: str, log_name: str = "") -> Proc:
     """One app server as `make cluster` runs it (dashboard.serve --proxy-headers, no static)."""
     Path(address.removeprefix("unix:")).unlink(missing_ok=True)  # a killed server leaves it behind
-    proc = spawn(log_name or name, cluster.app_server_argv(address), logdir, env=cluster.app_env(env, name))
+    proc = Proc(log_name or name, cluster.app_server_argv(address), logdir, env=cluster.app_env(env, name))
 
     def ready() -> bool:
         if not proc.alive():

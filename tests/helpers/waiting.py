@@ -1,4 +1,4 @@
-"""Wait for a condition, never for a fixed time."""
+"""Wait for a condition, never for a fixed time: ``wait_until`` (sync, the toolkit's) and ``eventually`` (async)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from deploy.procs import wait_until
+
+__all__ = ["eventually", "wait_until"]
+
 T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> T:
-    """Poll ``check()`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 async def eventually(
