@@ -8,6 +8,8 @@ import redis.asyncio as redis
 from ticker.layer.lease import FeedLease, LeaseLost
 from ticker.layer.store import RedisStore
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def client(redis_server):
@@ -54,8 +56,10 @@ async def test_release_leaves_another_holders_lease_alone(client):
 async def test_a_fenced_store_writes_only_while_the_lease_is_held(redis_server, client):
     store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0")
     lease = store.lease()
+    await client.set(store.lease_key, "someone-else")
     with pytest.raises(LeaseLost):
         await store.save("e1", 0, [["AAA", 1.0, 1.0, 1.0, 1.0, 1.0, 0, 0]])
+    await client.delete(store.lease_key)
     await lease.acquire()
     await store.save("e1", 0, [["AAA", 1.0, 1.0, 1.0, 1.0, 1.0, 0, 0]])
     assert (await store.load()).rows["AAA"][1] == 1.0
@@ -79,4 +83,16 @@ async def test_renewing_the_lease_never_fails_the_holders_writes(redis_server, c
     finally:
         keeper.cancel()
     assert (await store.load()).seq == 199
+    await store.redis.aclose()
+
+
+async def test_a_lease_that_redis_lost_is_taken_back_by_the_next_write(redis_server, client):
+    """Redis restarted without persistence: the active feed goes on in its epoch, no new run."""
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/0")
+    lease = store.lease()
+    await lease.acquire()
+    await client.delete(store.lease_key)  # what a restart of Redis does to it
+    await store.save("e1", 7, [["AAA", 1.0, 1.0, 1.0, 1.0, 1.0, 0, 0]])
+    assert (await client.get(store.lease_key)).decode() == lease.owner
+    assert 0 < await client.pttl(store.lease_key) <= lease.ttl_ms
     await store.redis.aclose()

@@ -163,10 +163,12 @@ class Hub:
             log.warning("hub: store unavailable (%s); will resync on the next batch", exc)
             self.replica.epoch = ""  # the next batch does not follow on: it triggers another resync
             return
+        if not snap.epoch:  # an empty store (a feed not started yet, a Redis that lost everything):
+            self.replica.epoch = ""  # keep what clients have; the feed's next batch resyncs
+            return
         self.replica.load(snap)
         self.behind = NOTHING
-        if snap.epoch:  # an empty store: the feed has not started; its first batch resyncs
-            self.synced.set()
+        self.synced.set()
         self.fan_out_snapshots(None)
 
     # Fan-out

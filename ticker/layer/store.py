@@ -75,24 +75,31 @@ class MemoryStore:
         return NoLease()
 
 
-# One batch, written atomically, and only by the lease holder when a fence is given.
-# KEYS: lease, quotes, feed. ARGV: owner ("" for no fence), epoch, seq, updated_ms,
-# the number of removed symbols, the removed symbols, then symbol/row pairs.
+# One batch, written atomically, and only by the lease holder when a fence is given. A lease
+# that is gone (a Redis restarted without persistence) is taken again, as renewing it would:
+# nobody else can have taken it meanwhile, and the feed run goes on in the same epoch.
+# KEYS: lease, quotes, feed. ARGV: owner ("" for no fence), lease ttl in ms, epoch, seq,
+# updated_ms, the number of removed symbols, the removed symbols, then symbol/row pairs.
 _SAVE = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
+if ARGV[1] ~= '' then
+  local owner = redis.call('GET', KEYS[1])
+  if not owner then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  elseif owner ~= ARGV[1] then
+    return 0
+  end
 end
-if ARGV[3] == '0' then
+if ARGV[4] == '0' then
   redis.call('DEL', KEYS[2])
 end
-local removed = tonumber(ARGV[5])
-for i = 6, 5 + removed do
+local removed = tonumber(ARGV[6])
+for i = 7, 6 + removed do
   redis.call('HDEL', KEYS[2], ARGV[i])
 end
-for i = 6 + removed, #ARGV, 2 do
+for i = 7 + removed, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
-redis.call('HSET', KEYS[3], 'epoch', ARGV[2], 'seq', ARGV[3], 'updated_ms', ARGV[4])
+redis.call('HSET', KEYS[3], 'epoch', ARGV[3], 'seq', ARGV[4], 'updated_ms', ARGV[5])
 return 1
 """
 
@@ -120,7 +127,10 @@ class RedisStore:
 
     async def save(self, epoch: str, seq: int, rows: Iterable[Row], removed: Iterable[str] = ()) -> None:
         removed = list(removed)
-        args: list[str | bytes | int] = [self.fence.owner if self.fence else "", epoch, seq, now_ms(), len(removed)]
+        fence = self.fence
+        args: list[str | bytes | int] = [
+            fence.owner if fence else "", fence.ttl_ms if fence else 0, epoch, seq, now_ms(), len(removed)
+        ]
         args += removed
         for row in rows:
             args += (row[SYM], orjson.dumps(row))
