@@ -14,14 +14,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from ticker.routing import websocket_urlpatterns  # noqa: E402
 from ticker.runtime import ensure_started  # noqa: E402
 from ticker.security import BrowserOriginValidator  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.TICKER_SERVE_STATIC else django_asgi_app
+http_app = django_asgi_app  # static files: WhiteNoise, in settings.MIDDLEWARE when TICKER_SERVE_STATIC
 
 router = ProtocolTypeRouter(
     {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from . import protocol as p
 from .hub import Hub
@@ -28,7 +28,7 @@ def _unknown(symbols: list[str]) -> JsonResponse:
     return JsonResponse({"t": "err", "code": error.code, "msg": str(error)}, status=404)
 
 
-@require_GET
+@require_safe
 async def board(request: HttpRequest) -> HttpResponse:
     """The live board, first painted from the hub's current state, then kept live by board.js."""
     hub = (await ensure_started()).hub
@@ -46,7 +46,7 @@ async def board(request: HttpRequest) -> HttpResponse:
     return render(request, "ticker/board.html", {"rows": rows, "epoch": hub.epoch, "seq": hub.seq})
 
 
-@require_GET
+@require_safe
 async def quotes(request: HttpRequest) -> JsonResponse:
     """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named)."""
     hub = (await ensure_started()).hub
@@ -68,7 +68,7 @@ def _candles(symbol: str, limit: int) -> list[list[float | int]] | None:
     ]
 
 
-@require_GET
+@require_safe
 def candles(request: HttpRequest, symbol: str) -> JsonResponse:
     """``/api/candles/<SYM>/?interval=1m&limit=N``: the newest N one-minute candles, oldest first,
     as ``[start_ms, open, high, low, close, volume]``."""
