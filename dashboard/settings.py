@@ -202,8 +202,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The feed writes candles while the admin saves symbols: wait for the lock, don't fail.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # The feed writes candles while the admin saves symbols (and django-axes records failed
+    # logins, several at once): wait for the lock, don't fail. IMMEDIATE takes the write lock
+    # when a transaction begins, so two of them never deadlock upgrading a read lock (which
+    # SQLite reports at once as "database is locked", whatever the timeout).
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     # A file, not Django's shared in-memory database: tests run the feed's writes in threads.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 

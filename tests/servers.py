@@ -281,3 +281,39 @@ def create_database(proc: Proc, name: str, template: str | None = None) -> str:
             statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         conn.execute(statement)
     return database_url(proc, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# nginx with TLS and per-address limits
+
+
+def start_nginx_tls(logdir: Path, upstreams: list[str], static_root: Path, limits=None, tls_dir: Path | None = None,
+                    name: str = "nginx") -> Proc:
+    """nginx from the same template as ``start_nginx``, with per-address ``limits``
+    (``deploy.cluster.Limits``; none when None) and an https listener on a second free port
+    with a self-signed certificate made in ``tls_dir`` (``extra["https_port"]``, ``extra["cert"]``)."""
+    from deploy import cluster
+
+    port, https_port = free_port(), free_port()
+    prefix = logdir / f"{name}-{port}"
+    tls = None
+    extra: dict = {}
+    if tls_dir is not None:
+        cert, key = cluster.make_self_signed_certificate(tls_dir)
+        tls = cluster.TLS(f"127.0.0.1:{https_port}", cert, key)
+        extra = {"https_port": https_port, "cert": cert}
+    conf = cluster.write_nginx_conf(
+        prefix, listen=f"127.0.0.1:{port}", upstreams=upstreams, static_root=static_root, log_dir=prefix,
+        limits=limits or cluster.NO_LIMITS, tls=tls,
+    )
+    proc = _spawn(f"{name}-{port}", cluster.nginx_argv(prefix, conf), logdir, port=port)
+    proc.extra.update(extra, error_log=prefix / "nginx-error.log")
+
+    def ready() -> bool:
+        if not proc.alive():
+            errors = prefix / "nginx-error.log"
+            raise RuntimeError(f"nginx exited:\n{proc.output()}\n{errors.read_text() if errors.exists() else ''}")
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    return started(proc, ready, 10, f"nginx on {port}")
