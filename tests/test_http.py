@@ -188,3 +188,15 @@ def test_lockouts_are_recorded_in_the_database(login_site):
     assert done.stdout.strip() == str(FAILURE_LIMIT), done.stdout + done.stderr
 
 
+
+
+def test_parallel_failed_logins_are_each_answered(login_site):
+    """Eight wrong passwords at once from one address: every one gets the form again or the
+    lockout, none a 500 (on SQLite each write waits for the lock instead of failing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = login_site.procs["web"].port
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: log_in(port, "wrong-password", source="127.0.0.4")[0], range(16)))
+    assert set(statuses) <= {200, 429} and 429 in statuses, statuses
+    assert "Traceback" not in login_site.procs["web"].output()
