@@ -16,13 +16,10 @@ RUN pip install --no-cache-dir uv==0.13.9
 
 WORKDIR /app
 
-# The locked dependencies first (a layer that changes only with the lock), without dev tools.
+# The locked dependencies first (a layer that changes only with the lock), without dev tools;
+# psycopg (binary wheels, no compiler) for DATABASE_URL=postgres://… is one of them.
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
-
-# The PostgreSQL driver for DATABASE_URL=postgres://…: only the container deployment needs it,
-# so it is not in the lock (SQLite needs no driver). Pinned; binary wheels, no compiler.
-RUN uv pip install --python /opt/venv/bin/python "psycopg[binary]==3.3.9"
 
 COPY . .
 

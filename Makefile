@@ -39,12 +39,15 @@ run: migrate
 	@echo "Live board: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
 	exec $(PY) -m dashboard.serve --host $(HOST) --port $(PORT)
 
-# Debian packages the tests drive for real: redis-server, nginx and Chromium.
+# Debian packages the tests drive for real: redis-server, nginx, Chromium, PostgreSQL (its
+# server binaries live in /usr/lib/postgresql/N/bin) and openssl (the TLS tests' certificates).
 system-test-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || missing="$$missing nginx"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -14,21 +14,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from dashboard.services import Services  # noqa: E402
 from ticker.web.routing import websocket_urlpatterns  # noqa: E402
 from ticker.web.security import BrowserOriginValidator  # noqa: E402
-
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.TICKER_SERVE_STATIC else django_asgi_app
 
 
 def make_application(services: Services) -> ASGIApplication:
     """The ticker's ASGI application, serving with ``services``."""
     router = ProtocolTypeRouter(
         {
-            "http": http_app,
+            "http": django_asgi_app,  # static files: WhiteNoise, in settings.MIDDLEWARE
             "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns)),
         }
     )

@@ -3,13 +3,15 @@
 ``make cluster`` runs it: a ``redis-server``, ``--workers`` app servers (``python -m
 dashboard.serve --proxy-headers`` on unix sockets under .run/sockets/, or on loopback ports with
 ``--app-port``; static files off), two ``runfeed`` processes (one active, one hot standby
-waiting for the feed lease in Redis) and nginx on http://127.0.0.1:8080/ in front, configured
-from ``deploy/nginx/nginx.conf.in``.
+waiting for the feed lease in Redis) and nginx on http://127.0.0.1:8080/ and
+https://127.0.0.1:8443/ (a self-signed certificate made with ``openssl`` under .run/tls/) in
+front, configured from ``deploy/nginx/nginx.conf.in`` with per-address limits (``--limit-*``).
 
     python -m deploy.cluster start [--workers N] [--listen HOST:PORT] ...   (foreground)
     python -m deploy.cluster stop             stop a running cluster from another terminal
     python -m deploy.cluster restart          rolling restart of the app servers, one at a time
     python -m deploy.cluster render-compose   rewrite deploy/nginx/compose.conf from the template
+    python -m deploy.cluster tls-cert         a self-signed certificate in .run/tls/ (compose can use it)
 
 ``start`` migrates the database (``DATABASE_URL``; SQLite under var/ by default), runs
 ``setup_demo`` and ``collectstatic``, then stays in the foreground and supervises what it
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import ipaddress
 import os
 import pwd
 import resource
@@ -58,6 +61,36 @@ READY_TIMEOUT = 30.0
 QUICK_CRASH_SECONDS = 10.0
 MAX_QUICK_CRASHES = 3
 
+# nginx's per-address limits in a deployment (compose, `make cluster`): generous for people,
+# a wall for one machine's flood. A page holds one WebSocket and asks for a handful of pages a
+# minute; many people behind one NAT share an address, so a site whose visitors come through
+# a few large NATs raises them. 0 turns a limit off (the tests and benchmarks do for their
+# thousands of loopback clients, or set their own numbers).
+DEFAULT_WS_PER_IP = 200
+DEFAULT_REQ_PER_SECOND = 20
+DEFAULT_REQ_BURST = 100
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-address caps nginx enforces: WebSockets open at once, HTTP requests a second (and burst)."""
+
+    ws_per_ip: int = DEFAULT_WS_PER_IP
+    req_per_second: int = DEFAULT_REQ_PER_SECOND
+    req_burst: int = DEFAULT_REQ_BURST
+
+
+NO_LIMITS = Limits(0, 0, 0)
+
+
+@dataclass(frozen=True)
+class TLS:
+    """An https listener: ``listen`` (``host:port`` or a port) with this certificate chain and key."""
+
+    listen: str
+    certificate: str | Path
+    key: str | Path
+
 
 # ---------------------------------------------------------------------------------------------
 # nginx
@@ -79,10 +112,15 @@ def render_nginx(
     worker_connections: int = 4096,
     worker_rlimit_nofile: int = 8192,
     mime_types: str = "/etc/nginx/mime.types",
+    limits: Limits = NO_LIMITS,
+    tls: TLS | None = None,
 ) -> str:
-    """The nginx configuration for app servers at ``upstreams`` (``host:port`` each)."""
+    """The nginx configuration for app servers at ``upstreams`` (``host:port`` each), with
+    ``limits`` per client address and, with ``tls``, an https listener beside ``listen``."""
     if not upstreams:
         raise ValueError("at least one upstream server")
+    if min(limits.ws_per_ip, limits.req_per_second, limits.req_burst) < 0:
+        raise ValueError("limits are counts: 0 (off) or more")
     temp_paths = ""
     if temp_dir is not None:
         temp_paths = "".join(
@@ -105,6 +143,12 @@ def render_nginx(
         "listen": listen,
         "server_name": server_name,
         "static_root": str(static_root).rstrip("/"),
+        "tls": render_tls(tls),
+        "limit_req_rate": str(limits.req_per_second or 1),
+        "limit_conn": f"            limit_conn ws_per_ip {limits.ws_per_ip};" if limits.ws_per_ip else "",
+        "limit_req": (
+            f"            limit_req zone=http_per_ip burst={limits.req_burst} nodelay;" if limits.req_per_second else ""
+        ),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():
@@ -114,11 +158,68 @@ def render_nginx(
     return text
 
 
-def render_compose_nginx(upstreams: Sequence[str] = ("web:8000",), temp_dir: Path | None = None) -> str:
+def render_tls(tls: TLS | None) -> str:
+    """The server block's https lines: TLS 1.2 and 1.3 only, Mozilla's "intermediate" ciphers
+    (nginx's defaults for these protocols), sessions resumed from a shared cache."""
+    if tls is None:
+        return ""
+    lines = [
+        f"listen {tls.listen} ssl;",
+        f"ssl_certificate {tls.certificate};",
+        f"ssl_certificate_key {tls.key};",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_prefer_server_ciphers off;",
+        "ssl_session_cache shared:tls:10m;",
+        "ssl_session_timeout 1d;",
+        "ssl_session_tickets off;",
+    ]
+    return "\n".join(f"        {line}" for line in lines)
+
+
+def make_self_signed_certificate(
+    directory: Path, hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1")
+) -> tuple[Path, Path]:
+    """A self-signed certificate for ``hosts``, for local use only, made with ``openssl``:
+    ``(fullchain.pem, privkey.pem)`` in ``directory`` (the names certbot gives a real one),
+    kept when already there. A real site uses a certificate from a CA (docs/DEPLOYMENT.md)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
+    if cert.exists() and key.exists():
+        return cert, key
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise RuntimeError("openssl is not installed: apt-get install openssl")
+    names = ",".join(f"IP:{host}" if is_ip(host) else f"DNS:{host}" for host in hosts)
+    subprocess.run(
+        [exe, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "90", "-subj", f"/CN={hosts[0]}", "-addext", f"subjectAltName={names}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    key.chmod(0o600)
+    return cert, key
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+COMPOSE_TLS_DIR = "/etc/nginx/tls"
+
+
+def render_compose_nginx(
+    upstreams: Sequence[str] = ("web:8000",), temp_dir: Path | None = None, tls_dir: str | Path = COMPOSE_TLS_DIR
+) -> str:
     """The configuration docker-compose.yml mounts into the nginx image: logs to the container's
     output, static files from the ``static`` volume, the ``web`` service's replicas upstream
     (Docker's DNS answers the service name with every replica's address; nginx resolves it when
-    it starts). The image's own temp paths, unless ``temp_dir`` (for ``nginx -t`` elsewhere)."""
+    it starts), http on 80 and https on 443 with ``fullchain.pem`` and ``privkey.pem`` from
+    ``tls_dir`` (a volume: docs/DEPLOYMENT.md), the default per-address limits. The image's own
+    temp paths, unless ``temp_dir`` (for ``nginx -t`` elsewhere)."""
     generated = (
         f"# Generated from {TEMPLATE.relative_to(ROOT)} by `python -m deploy.cluster render-compose`:\n"
         "# edit the template, not this file.\n"
@@ -134,6 +235,8 @@ def render_compose_nginx(upstreams: Sequence[str] = ("web:8000",), temp_dir: Pat
         worker_rlimit_nofile=65536,
         temp_dir=temp_dir,
         upstream_params=COMPOSE_UPSTREAM_PARAMS,
+        limits=Limits(),
+        tls=TLS("443", f"{tls_dir}/fullchain.pem", f"{tls_dir}/privkey.pem"),
     )
 
 
@@ -152,10 +255,13 @@ def write_nginx_conf(
     log_dir: Path,
     worker_connections: int = 4096,
     worker_rlimit_nofile: int = 8192,
+    limits: Limits = NO_LIMITS,
+    tls: TLS | None = None,
 ) -> Path:
     """Render the config for an unprivileged nginx whose files all live under ``prefix``
     (temp paths, pid) and ``log_dir`` (error and access logs). Returns the config's path.
-    Each proxied WebSocket takes two of an nginx worker's ``worker_connections``."""
+    Each proxied WebSocket takes two of an nginx worker's ``worker_connections``. No
+    per-address ``limits`` unless given (loopback benchmarks open thousands of connections)."""
     prefix.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     (prefix / "temp").mkdir(exist_ok=True)
@@ -172,6 +278,8 @@ def write_nginx_conf(
             user=local_nginx_user(),
             worker_connections=worker_connections,
             worker_rlimit_nofile=worker_rlimit_nofile,
+            limits=limits,
+            tls=tls,
         )
     )
     return conf
@@ -207,8 +315,10 @@ def app_server_argv(address: str) -> list[str]:
 
 def app_env(base: dict[str, str], node: str) -> dict[str, str]:
     """The environment of one app server: named ``node`` (in ``hello`` and /healthz), no static
-    files (nginx serves them), never the embedded feed (runfeed publishes through Redis)."""
-    return {**base, "TICKER_NODE": node, "TICKER_SERVE_STATIC": "0", "TICKER_EMBEDDED_FEED": "0"}
+    files (nginx serves them), never the embedded feed (runfeed publishes through Redis), and
+    X-Forwarded-Proto trusted (only nginx reaches it, and nginx always sets that header)."""
+    return {"DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https", **base,
+            "TICKER_NODE": node, "TICKER_SERVE_STATIC": "0", "TICKER_EMBEDDED_FEED": "0"}
 
 
 def feed_argv() -> list[str]:
@@ -379,6 +489,8 @@ class Cluster:
         feeds: int = 2,
         static_root: Path | None = None,
         env: dict[str, str] | None = None,
+        https_listen: str = "127.0.0.1:8443",
+        limits: Limits = Limits(),
     ) -> None:
         if workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -387,6 +499,11 @@ class Cluster:
         self.pid_dir = run_dir / "pids"
         self.listen = listen
         self.url = "http://{}:{}".format(*split_listen(listen))
+        # https beside http, with a self-signed certificate made on the first start (.run/tls/).
+        self.https_listen = https_listen
+        self.https_url = "https://{}:{}".format(*split_listen(https_listen)) if https_listen else ""
+        self.tls_dir = run_dir / "tls"
+        self.limits = limits
         base = dict(os.environ if env is None else env)
         self.static_root = static_root or Path(base.get("DJANGO_STATIC_ROOT") or ROOT / "staticfiles")
         self.external_redis = base.get("CHANNEL_LAYER_URL", "")
@@ -452,6 +569,8 @@ class Cluster:
                 continue
             if child.address and not port_free(*split_listen(child.address)):
                 raise RuntimeError(f"{child.name}: {child.address} is in use (another cluster or server?)")
+        if self.https_listen and not port_free(*split_listen(self.https_listen)):
+            raise RuntimeError(f"nginx: {self.https_listen} is in use (another cluster or server?)")
         find_nginx()
 
     def start(self) -> None:
@@ -461,8 +580,13 @@ class Cluster:
         raise_open_files_limit()
         say(f"migrating the database, collecting static files into {self.static_root}")
         prepare(self.env)
+        tls = None
+        if self.https_listen:
+            host = split_listen(self.https_listen)[0]
+            cert, key = make_self_signed_certificate(self.tls_dir, ("localhost", "127.0.0.1", "::1", host))
+            tls = TLS(self.https_listen, cert, key)
         write_nginx_conf(self.nginx_prefix, listen=self.listen, upstreams=[w.address for w in self.webs],
-                         static_root=self.static_root, log_dir=self.log_dir)
+                         static_root=self.static_root, log_dir=self.log_dir, limits=self.limits, tls=tls)
         subprocess.run(nginx_argv(self.nginx_prefix, self.nginx_conf, test=True), check=True)
         for child in self.children:
             if child.name == "nginx" or child in self.webs:
@@ -533,6 +657,11 @@ class Cluster:
 
     def summary(self, took: float) -> None:
         say(f"up in {took:.1f} s: {self.url}/   admin: {self.url}/admin/   health: {self.url}/healthz")
+        if self.https_url:
+            say(f"  https: {self.https_url}/ (self-signed: {self.tls_dir / 'fullchain.pem'})")
+        say("  per address: " + (f"{self.limits.ws_per_ip} WebSockets, " if self.limits.ws_per_ip else "")
+            + (f"{self.limits.req_per_second} requests/s (burst {self.limits.req_burst})"
+               if self.limits.req_per_second else "no request limit"))
         for child in self.children:
             where = child.address or self.feed_role(child)
             say(f"  {child.name:<6} {where:<16} pid {child.pid}")
@@ -712,14 +841,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_cmd.add_argument("--redis-port", type=int, default=6380,
                            help="redis-server port (default %(default)s); with CHANNEL_LAYER_URL set, none is started")
     start_cmd.add_argument("--feeds", type=int, default=2, help="runfeed processes: 1 active + standbys")
+    start_cmd.add_argument("--https-listen", default="127.0.0.1:8443",
+                           help="nginx's https address, self-signed certificate (default %(default)s; '' for none)")
+    start_cmd.add_argument("--limit-ws", type=int, default=DEFAULT_WS_PER_IP,
+                           help="WebSockets open at once per client address (default %(default)s; 0: no limit)")
+    start_cmd.add_argument("--limit-req", type=int, default=DEFAULT_REQ_PER_SECOND,
+                           help="HTTP requests a second per client address (default %(default)s; 0: no limit)")
+    start_cmd.add_argument("--limit-burst", type=int, default=DEFAULT_REQ_BURST,
+                           help="requests served at once above that rate (default %(default)s)")
     sub.add_parser("stop", help="stop a running cluster")
     sub.add_parser("restart", help="rolling restart of the app servers")
     sub.add_parser("render-compose", help=f"rewrite {COMPOSE_CONF.relative_to(ROOT)} from the template")
+    sub.add_parser("tls-cert", help="make a self-signed certificate for local use in RUN_DIR/tls/")
     opts = parser.parse_args(argv)
     if opts.command == "start":
         try:
             cluster = Cluster(opts.run_dir, workers=opts.workers, listen=opts.listen, app_port=opts.app_port,
-                              redis_port=opts.redis_port, feeds=opts.feeds)
+                              redis_port=opts.redis_port, feeds=opts.feeds, https_listen=opts.https_listen,
+                              limits=Limits(opts.limit_ws, opts.limit_req, opts.limit_burst))
             cluster.preflight()
         except (RuntimeError, ValueError) as exc:
             say(f"error: {exc}")
@@ -729,6 +868,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop(opts.run_dir)
     if opts.command == "restart":
         return restart(opts.run_dir)
+    if opts.command == "tls-cert":
+        cert, key = make_self_signed_certificate(opts.run_dir / "tls")
+        say(f"certificate {cert}, key {key} (self-signed: for this machine only)")
+        return 0
     COMPOSE_CONF.write_text(render_compose_nginx())
     say(f"wrote {COMPOSE_CONF.relative_to(ROOT)}")
     return 0

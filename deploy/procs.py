@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -52,16 +52,18 @@ class Proc:
     """A started process and its log file; ``stop()`` ends exactly it."""
 
     def __init__(
-        self, name: str, argv: list[str], logdir: Path, env: dict[str, str] | None = None, port: int | None = None
+        self, name: str, argv: list[str], logdir: Path, env: dict[str, str] | None = None, port: int | None = None,
+        cwd: Path = ROOT, **popen: Any,
     ) -> None:
         self.name = name
         self.argv = argv
         self.port = port
+        self.extra: dict[str, Any] = {}  # what its starter knows of it (a URL, a second port)
         logdir.mkdir(parents=True, exist_ok=True)
         self.log = logdir / f"{name}.log"
         with open(self.log, "ab") as fh:
             self.popen = subprocess.Popen(
-                argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True
+                argv, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True, **popen
             )
 
     @property
@@ -76,10 +78,10 @@ class Proc:
             self.popen.send_signal(sig)
             self.popen.wait(timeout=STOP_TIMEOUT)
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    def stop(self, timeout: float = STOP_TIMEOUT, sig: int = signal.SIGTERM) -> None:
+        """``sig`` (SIGTERM), then SIGKILL after ``timeout`` seconds."""
         if self.alive():
-            self.popen.terminate()
+            self.popen.send_signal(sig)
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from channels.layers import channel_layers
 
-from tests.helpers.procs import Proc, manage, start_redis
+from tests.helpers.databases import DATABASES, DatabaseUnderTest
+from tests.helpers.procs import Proc, django_env, manage, start_redis
 from tests.helpers.sites import Site, database_env, embedded, scaled_site
 
 
@@ -94,3 +96,91 @@ def redis_site(tmp_path_factory, seeded_database) -> Iterator[Site]:
     """Two daphne processes on one real Redis, fed by runfeed."""
     with scaled_site(seeded_database, tmp_path_factory.mktemp("scaled")) as site:
         yield site
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL: the deployment's database. Tests that take the ``database`` fixture run once on
+# SQLite and once on a real PostgreSQL started from Debian's packages for the session.
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> Iterator[Proc]:
+    """One real PostgreSQL for the session, on a free loopback port, stopped by pid at the end."""
+    import os
+    import tempfile
+
+    from tests.helpers.postgres import start_postgres, stop_postgres
+
+    logs = tmp_path_factory.mktemp("postgres")
+    # As root the server runs as another user, who cannot enter pytest's private directories:
+    # its cluster (and unix socket) then lives in a directory of its own, removed afterwards.
+    datadir = Path(tempfile.mkdtemp(prefix="ticker-pg-")) if os.geteuid() == 0 else logs / "cluster"
+    proc = start_postgres(logs, datadir)
+    try:
+        yield proc
+    finally:
+        stop_postgres(proc)
+        if os.geteuid() == 0:
+            shutil.rmtree(datadir, ignore_errors=True)
+
+
+def _wants_postgres(session) -> bool:
+    return any(getattr(item, "callspec", None) and item.callspec.params.get("database") == "postgres"
+               for item in session.items)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix) -> None:
+    """pytest-django's hook before it creates the test databases: when a collected test runs on
+    PostgreSQL, add it as the ``postgres`` alias (its test database is made and migrated too)."""
+    if not _wants_postgres(request.session):
+        return
+    import dj_database_url
+    from django.conf import settings
+    from django.db import connections
+
+    from tests.helpers.postgres import database_url
+
+    server = request.getfixturevalue("postgres_server")
+    config = dj_database_url.parse(database_url(server, "ticker"))
+    config["TEST"] = {"NAME": "test_ticker"}
+    # Django filled in every alias's defaults when it first read DATABASES: fill this one's too.
+    filled = connections.configure_settings({"default": dict(settings.DATABASES["default"]), "postgres": config})
+    connections.settings["postgres"] = settings.DATABASES["postgres"] = filled["postgres"]
+
+
+@pytest.fixture(params=DATABASES)
+def database(request, settings) -> Iterator[str]:
+    """Run the test on SQLite, then on PostgreSQL. In-process tests need
+    ``django_db(databases="__all__")``; the ORM's queries go to the one under test."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_test_sessions_ended")
+        settings.DATABASE_ROUTERS = ["tests.helpers.databases.DatabaseUnderTest"]
+        DatabaseUnderTest.alias = "postgres"
+    try:
+        yield request.param
+    finally:
+        DatabaseUnderTest.alias = "default"
+
+
+@pytest.fixture(scope="session")
+def postgres_test_sessions_ended(django_db_setup, postgres_server) -> Iterator[None]:
+    """Before pytest-django drops the PostgreSQL test database: end the sessions that async
+    tests left open in asgiref's worker thread (DROP DATABASE refuses while any is open)."""
+    yield
+    import psycopg
+
+    with psycopg.connect(postgres_server.extra["url"], autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = 'test_ticker' AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture(scope="session")
+def seeded_postgres(postgres_server) -> str:
+    """A PostgreSQL database migrated and seeded once (``seed``); sites copy it (TEMPLATE)."""
+    from tests.helpers.postgres import create_database
+
+    url = create_database(postgres_server, "seed")
+    env = django_env(DATABASE_URL=url, DJANGO_SUPERUSER_PASSWORD="test-password")
+    manage(["migrate", "-v0"], env)
+    manage(["setup_demo"], env)
+    return "seed"

@@ -9,7 +9,8 @@ from channels.layers import get_channel_layer
 from ticker.layer import bus
 from ticker.models import Symbol
 
-pytestmark = pytest.mark.django_db
+# Each test on SQLite and on PostgreSQL (tests/conftest.py, ``database``).
+pytestmark = [pytest.mark.django_db(databases="__all__"), pytest.mark.usefixtures("database")]
 
 
 @pytest.fixture

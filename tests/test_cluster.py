@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import statistics
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,6 +179,12 @@ async def test_killing_the_active_feed_the_standby_takes_over_and_clients_resync
 # The runner behind `make cluster`, `make cluster-restart` and `make cluster-stop`.
 
 
+def fetch_trusting(url: str, cafile: Path) -> tuple[int, dict[str, str]]:
+    trust = ssl.create_default_context(cafile=str(cafile))
+    with urllib.request.urlopen(url, context=trust, timeout=10) as resp:
+        return resp.status, dict(resp.headers)
+
+
 def runner(run_dir: Path, *args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run(
         [PYTHON, "-m", "deploy.cluster", "--run-dir", str(run_dir), *args],
@@ -192,9 +200,9 @@ def start_supervisor(argv: list[str], env: dict[str, str], out: Path) -> subproc
 async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything(tmp_path, seeded_database):
     run_dir = tmp_path / "run"
     env = prepared_env(seeded_database, tmp_path, DJANGO_STATIC_ROOT=str(tmp_path / "static"))
-    listen = f"127.0.0.1:{free_port()}"
+    listen, https_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     argv = [PYTHON, "-m", "deploy.cluster", "--run-dir", str(run_dir), "start", "--workers", "2",
-            "--listen", listen, "--redis-port", str(free_port())]
+            "--listen", listen, "--redis-port", str(free_port()), "--https-listen", https_listen]
     out = tmp_path / "cluster.out"
     supervisor = start_supervisor(argv, env, out)
     url = f"http://{listen}"
@@ -207,6 +215,9 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
         assert "feed1  active" in out.read_text() and "feed2  standby" in out.read_text()
         assert fetch(url + "/static/ticker/board.js")[0] == 200
         assert get_json(url + "/healthz")[0] == 200
+        # https on the second port, with the self-signed certificate it made under the run dir.
+        status, headers = fetch_trusting(f"https://{https_listen}/", run_dir / "tls" / "fullchain.pem")
+        assert status == 200 and f"wss://{https_listen}" in headers["Content-Security-Policy"]
 
         clients = await connect_all(url.replace("http://", "ws://") + "/ws/quotes/", 40)
         assert {c.node for c in clients} == {"web1", "web2"}

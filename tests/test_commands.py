@@ -17,7 +17,8 @@ def run(*args, **kwargs) -> str:
     return out.getvalue()
 
 
-def test_setup_demo_seeds_symbols_and_prints_a_new_admin_password_once(monkeypatch):
+@pytest.mark.django_db(databases="__all__")
+def test_setup_demo_seeds_symbols_and_prints_a_new_admin_password_once(monkeypatch, database):
     monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
     first = run("setup_demo")
     assert Symbol.objects.count() == 42 and "42 created" in first
@@ -27,14 +28,16 @@ def test_setup_demo_seeds_symbols_and_prints_a_new_admin_password_once(monkeypat
     assert "0 created" in second and "exists" in second and password not in second
 
 
-def test_setup_demo_takes_the_password_from_the_environment(monkeypatch):
+@pytest.mark.django_db(databases="__all__")
+def test_setup_demo_takes_the_password_from_the_environment(monkeypatch, database):
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "from-env-123")
     out = run("setup_demo")
     assert "from-env-123" not in out
     assert get_user_model().objects.get(username="admin").check_password("from-env-123")
 
 
-def test_setup_demo_leaves_edited_symbols_alone():
+@pytest.mark.django_db(databases="__all__")
+def test_setup_demo_leaves_edited_symbols_alone(database):
     run("setup_demo")
     Symbol.objects.filter(ticker="AAPL").update(name="Edited", active=False)
     run("setup_demo")

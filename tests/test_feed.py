@@ -55,8 +55,8 @@ def test_candles_roll_over_each_minute():
     assert book.take_changed() == []
 
 
-@pytest.mark.django_db
-def test_candles_are_upserted_once_per_minute():
+@pytest.mark.django_db(databases="__all__")
+def test_candles_are_upserted_once_per_minute(database):
     sym = Symbol.objects.create(ticker="AAA", name="A", prev_close=10)
     book = CandleBook()
     book.add("AAA", 10.0, 100, 0)
@@ -98,8 +98,8 @@ async def listen(layer):
     return channel
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_feed_publishes_numbered_batches_and_writes_the_store_first():
+@pytest.mark.django_db(transaction=True, databases="__all__")
+async def test_feed_publishes_numbered_batches_and_writes_the_store_first(database):
     await sync_to_async(Symbol.objects.create)(ticker="AAA", name="A", prev_close=10)
     await sync_to_async(Symbol.objects.create)(ticker="BBB", name="B", prev_close=20, active=False)
     layer, store = InMemoryChannelLayer(), MemoryStore()
@@ -118,8 +118,8 @@ async def test_feed_publishes_numbered_batches_and_writes_the_store_first():
     assert (await store.load()).seq == 2
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_feed_keeps_rows_through_a_store_outage_and_rewrites_everything_after_it():
+@pytest.mark.django_db(transaction=True, databases="__all__")
+async def test_feed_keeps_rows_through_a_store_outage_and_rewrites_everything_after_it(database):
     await sync_to_async(Symbol.objects.create)(ticker="AAA", name="A", prev_close=10)
     await sync_to_async(Symbol.objects.create)(ticker="BBB", name="B", prev_close=20)
     await sync_to_async(Symbol.objects.create)(ticker="CCC", name="C", prev_close=30)
@@ -143,8 +143,8 @@ async def test_feed_keeps_rows_through_a_store_outage_and_rewrites_everything_af
     assert set((await store.load()).rows) == {"AAA", "BBB", "CCC"}
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_feed_follows_admin_changes_from_the_control_group():
+@pytest.mark.django_db(transaction=True, databases="__all__")
+async def test_feed_follows_admin_changes_from_the_control_group(database):
     await sync_to_async(Symbol.objects.create)(ticker="AAA", name="A", prev_close=10)
     layer, store = InMemoryChannelLayer(), MemoryStore()
     feed = Feed(ScriptedSource([]), store, layer=layer, batch_ms=20)

@@ -287,3 +287,30 @@ def test_screenshot(board, context, embedded_site):
         board.page.screenshot(path=str(SCREENSHOT))
     finally:
         _set_active(admin, embedded_site, "INTC", True)
+
+
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation',
+    (e) => window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+@pytest.mark.parametrize("path", ["/", "/admin/login/"])
+def test_pages_load_under_their_content_security_policy_without_a_violation(context, embedded_site, path):
+    """The strict CSP is in force (the header is there) and nothing on the page breaks it:
+    no blocked script, style, image or connection, the board's own WebSocket included."""
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+    page.add_init_script(CSP_WATCH)
+    response = page.goto(embedded_site.url + path)
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    if path == "/":
+        page.wait_for_function(STATE_IS, arg="live")  # board.js ran and its WebSocket is open
+    else:
+        page.wait_for_selector("#id_username")
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("() => window.__cspViolations") == []
+    assert [line for line in console if "Content Security Policy" in line or line.startswith("error")] == []
+    page.close()

@@ -14,6 +14,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from deploy import cluster
 from deploy.procs import PYTHON, ROOT, Proc, free_port, redis_argv, redis_ok, started
 
 __all__ = ["PYTHON", "ROOT", "Proc", "django_env", "free_port", "manage", "start_daphne", "start_feed",
@@ -68,18 +69,30 @@ def start_feed(logdir: Path, env: dict[str, str], *args: str, name: str = "feed"
     return Proc(name, [PYTHON, "manage.py", "runfeed", *args], logdir, env=env)
 
 
-def start_nginx(logdir: Path, upstreams: list[str], static_root: Path, port: int | None = None) -> Proc:
+def start_nginx(
+    logdir: Path, upstreams: list[str], static_root: Path, port: int | None = None, *,
+    limits: cluster.Limits | None = None, tls_dir: Path | None = None, name: str = "nginx",
+) -> Proc:
     """nginx on ``port`` (a free one when None) in front of app servers at ``upstreams``
     (``host:port`` or ``unix:/path``), configured from the template `make cluster` renders
-    (deploy/nginx/nginx.conf.in); its files live under ``logdir``."""
-    from deploy import cluster
-
+    (deploy/nginx/nginx.conf.in); its files live under ``logdir``. ``limits``: per-address caps
+    (none when None). ``tls_dir``: also an https listener on a second free port with a
+    self-signed certificate made there (``extra["https_port"]``, ``extra["cert"]``)."""
     port = port or free_port()
-    prefix = logdir / f"nginx-{port}"
+    prefix = logdir / f"{name}-{port}"
+    tls = None
+    extra: dict[str, object] = {"error_log": prefix / "nginx-error.log"}
+    if tls_dir is not None:
+        https_port = free_port()
+        cert, key = cluster.make_self_signed_certificate(tls_dir)
+        tls = cluster.TLS(f"127.0.0.1:{https_port}", cert, key)
+        extra.update(https_port=https_port, cert=cert)
     conf = cluster.write_nginx_conf(
-        prefix, listen=f"127.0.0.1:{port}", upstreams=upstreams, static_root=static_root, log_dir=prefix
+        prefix, listen=f"127.0.0.1:{port}", upstreams=upstreams, static_root=static_root, log_dir=prefix,
+        limits=limits or cluster.NO_LIMITS, tls=tls,
     )
-    proc = Proc(f"nginx-{port}", cluster.nginx_argv(prefix, conf), logdir, port=port)
+    proc = Proc(f"{name}-{port}", cluster.nginx_argv(prefix, conf), logdir, port=port)
+    proc.extra.update(extra)
 
     def ready() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1):

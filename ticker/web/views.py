@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from .. import protocol as p
 from ..fanout import fastpath
@@ -37,7 +37,7 @@ def _unknown(symbols: list[str]) -> JsonResponse:
     return JsonResponse({"t": "err", "code": error.code, "msg": str(error)}, status=404)
 
 
-@require_GET
+@require_safe
 async def board(request: HttpRequest) -> HttpResponse:
     """The live board, first painted from the hub's current state, then kept live by board.js."""
     hub = _hub(request)
@@ -55,7 +55,7 @@ async def board(request: HttpRequest) -> HttpResponse:
     return render(request, "ticker/board.html", {"rows": rows, "epoch": hub.replica.epoch, "seq": hub.replica.seq})
 
 
-@require_GET
+@require_safe
 async def quotes(request: HttpRequest) -> JsonResponse:
     """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named)."""
     hub = _hub(request)
@@ -78,7 +78,7 @@ def _candles(symbol: str, limit: int) -> list[list[float | int]] | None:
     ]
 
 
-@require_GET
+@require_safe
 def candles(request: HttpRequest, symbol: str) -> JsonResponse:
     """``/api/candles/<SYM>/?interval=1m&limit=N``: the newest N one-minute candles, oldest first,
     as ``[start_ms, open, high, low, close, volume]``."""

@@ -1,0 +1,96 @@
+"""The settings under DJANGO_ENV=production: what they refuse, and Django's deploy check.
+
+Each case starts a real ``manage.py`` process with the environment under test, as a server
+would be started: the settings module runs once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+
+import pytest
+
+from tests.helpers.compose import compose
+from tests.helpers.procs import PYTHON, ROOT, django_env
+
+STRONG_KEY = secrets.token_urlsafe(50)
+
+
+def manage_py(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in django_env().items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "dashboard.settings", **env},
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings_and_a_strong_key():
+    done = manage_py("check", "--deploy", "--fail-level", "WARNING",
+                     DJANGO_ENV="production", DJANGO_SECRET_KEY=STRONG_KEY, DJANGO_ALLOWED_HOSTS="ticker.example")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_check_deploy_warns_about_the_development_defaults():
+    """The same check without the production switch finds what production turns on."""
+    done = manage_py("check", "--deploy", "--fail-level", "WARNING", DJANGO_SECRET_KEY=STRONG_KEY)
+    assert done.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "DJANGO_ENV=production needs DJANGO_SECRET_KEY"),
+        ({"DJANGO_SECRET_KEY": ""}, "DJANGO_ENV=production needs DJANGO_SECRET_KEY"),
+        ({"DJANGO_SECRET_KEY": "change-me"}, "DJANGO_SECRET_KEY is a placeholder"),
+        ({"DJANGO_SECRET_KEY": "CHANGE-ME"}, "DJANGO_SECRET_KEY is a placeholder"),
+        ({"DJANGO_SECRET_KEY": "django-insecure-" + "x1y2z3" * 10}, "DJANGO_SECRET_KEY is a placeholder"),
+        ({"DJANGO_SECRET_KEY": "short-but-random-8f2a"}, "DJANGO_SECRET_KEY is too short"),
+        ({"DJANGO_SECRET_KEY": "ab" * 40}, "DJANGO_SECRET_KEY is too short or too simple"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_DEBUG": "1"}, "refuses DJANGO_DEBUG=on"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_ALLOWED_HOSTS": "*"}, "refuses DJANGO_ALLOWED_HOSTS=*"),
+    ],
+    ids=["no-key", "empty-key", "change-me", "change-me-upper", "django-insecure", "short", "simple", "debug",
+         "any-host"],
+)
+def test_production_settings_refuse_to_start(env, message):
+    done = manage_py("check", DJANGO_ENV="production", **env)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and message in done.stderr, done.stderr[-2000:]
+
+
+def test_an_unknown_environment_is_refused():
+    done = manage_py("check", DJANGO_ENV="prod")
+    assert done.returncode != 0 and "DJANGO_ENV must be one of development, production" in done.stderr
+
+
+def test_development_still_starts_without_a_key(tmp_path):
+    done = manage_py("check", TICKER_VAR_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "secret_key").exists()  # a random per-checkout key, made on first use
+
+
+def test_the_compose_deployment_refuses_the_example_secret_key():
+    """deploy/env.example's ``change-me`` passes compose's own check (the key is set), but
+    the app servers it describes refuse to start with it."""
+    done = compose("config", "--format", "json", POSTGRES_PASSWORD="pw", DJANGO_SECRET_KEY="change-me")
+    assert done.returncode == 0, done.stderr
+    web = json.loads(done.stdout)["services"]["web"]["environment"]
+    assert web["DJANGO_SECRET_KEY"] == "change-me" and web["DJANGO_ENV"] == "production"
+    done = manage_py("check", **{k: v for k, v in web.items() if k.startswith("DJANGO_")})
+    assert done.returncode != 0 and "DJANGO_SECRET_KEY is a placeholder" in done.stderr
+    strong = manage_py("check", **{**{k: v for k, v in web.items() if k.startswith("DJANGO_")},
+                                   "DJANGO_SECRET_KEY": STRONG_KEY})
+    assert strong.returncode == 0, strong.stderr
+
+
+def test_proxy_ssl_header_comes_from_the_environment():
+    code = "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
+    done = manage_py("shell", "-v0", "-c", code, DJANGO_SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO,https")
+    assert done.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https')", done.stderr
+    done = manage_py("shell", "-v0", "-c", code)
+    assert done.stdout.strip() == "None"
