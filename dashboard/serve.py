@@ -3,7 +3,8 @@
 ``ASGI_SERVER=daphne`` (the default: what Channels ships) or ``uvicorn`` (uvloop, httptools
 and the sans-I/O websockets implementation; docs/PERFORMANCE.md compares them). Both get
 the flags this application wants: no 24 h WebSocket cut-off, keepalive pings, no
-permessage-deflate, proxy headers when behind nginx. The process is replaced by the server
+permessage-deflate, the protocol's frame limit enforced by the server, proxy headers when
+behind nginx. The process is replaced by the server
 (exec), so its pid is the server's.
 """
 
@@ -14,9 +15,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ticker.protocol import MAX_FRAME_BYTES
+
 APP = "dashboard.asgi:application"
 SERVERS = ("daphne", "uvicorn")
 UNIX_BACKLOG = 2048
+# Clients' frames are capped at the protocol's limit by the server itself (it closes with 1009).
+# autobahn applies its message limit to what it *sends* too, so daphne's stays above the largest
+# frame the application sends through ASGI (a hello or whole-board snap of a few hundred
+# symbols); an unfinished fragmented message from a client holds at most this much.
+DAPHNE_MAX_MESSAGE = 64 * 1024
 
 
 def escape(value: str) -> str:
@@ -31,7 +39,8 @@ def server_argv(
     """The command line that runs ``server`` with this application (``tls``: certificate and key files)."""
     if server == "daphne":
         argv = [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", "--ping-interval", "20",
-                "--ping-timeout", "30"]
+                "--ping-timeout", "30", "--websocket-max-frame-size", str(MAX_FRAME_BYTES),
+                "--websocket-max-message-size", str(DAPHNE_MAX_MESSAGE)]
         if unix_socket:
             # Not daphne's -u: that listens with Twisted's default backlog of 50, and on a unix
             # socket a full backlog fails connect() at once (EAGAIN), so a burst of connections
@@ -49,6 +58,7 @@ def server_argv(
     if server == "uvicorn":
         argv = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
                 "--ws-per-message-deflate", "false", "--ws-ping-interval", "20", "--ws-ping-timeout", "30",
+                "--ws-max-size", str(MAX_FRAME_BYTES),
                 "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
         argv += ["--uds", unix_socket] if unix_socket else ["--host", host, "--port", str(port)]
         if tls:

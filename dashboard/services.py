@@ -73,6 +73,7 @@ class Services:
         hub = Hub(
             QuoteCodec(settings.TICKER_NODE), store.load, load_catalog, events,
             max_keys=MAX_SYMBOLS, fast_path=settings.TICKER_DAPHNE_FAST_PATH, sndbuf=settings.TICKER_SOCKET_SNDBUF,
+            hold_limit=settings.TICKER_HOLD_LIMIT,
         )
         feed = None
         if settings.TICKER_EMBEDDED_FEED:

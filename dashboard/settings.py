@@ -260,9 +260,12 @@ if not TICKER_SERVE_STATIC:  # nginx serves /static/ from collectstatic's output
     MIDDLEWARE.remove("whitenoise.middleware.WhiteNoiseMiddleware")
 # Under daphne, write pre-built frames straight to each connection's transport (ticker.fanout.fastpath).
 TICKER_DAPHNE_FAST_PATH = env_bool("TICKER_DAPHNE_FAST_PATH", True)
-# On that path, cap each connection's kernel send buffer (bytes; 0 leaves the OS's autotuning,
-# which lets a stalled reader's buffer grow to megabytes). 64 KiB holds seconds of quotes.
+# Cap each WebSocket's kernel send buffer, under daphne and uvicorn (bytes; 0 leaves the OS's
+# autotuning, which lets a stalled reader's buffer grow to megabytes): the server then notices a
+# client that stopped reading within about this much (ticker/fanout/sndbuf.py).
 TICKER_SOCKET_SNDBUF = int(os.environ.get("TICKER_SOCKET_SNDBUF", "65536"))
+# A client the server has had to hold (it stopped reading) this many seconds is closed (4013).
+TICKER_HOLD_LIMIT = float(os.environ.get("TICKER_HOLD_LIMIT", "30"))
 
 LOGGING = {
     "version": 1,

@@ -77,21 +77,22 @@ async def test_binary_frame_gets_err(services, application):
     await comm.disconnect()
 
 
-async def test_oversized_frame_closes_with_1009(services, application):
+async def test_oversized_frame_that_reaches_the_consumer_closes_with_4009(services, application):
+    """The servers get the same limit and close with 1009 first (tests/test_limits.py)."""
     comm, _ = await connect(application)
     await send(comm, "x" * (p.MAX_FRAME_BYTES + 1))
     for _ in range(50):
         out = await comm.receive_output(3)
         if out["type"] == "websocket.close":
-            assert out["code"] == p.WS_1009_MESSAGE_TOO_BIG
+            assert out["code"] == p.WS_4009_TOO_BIG
             break
     else:
         raise AssertionError("not closed")
 
 
-async def test_flood_gets_rate_limited_then_closed_with_1008(services, application):
+async def test_flood_gets_rate_limited_then_closed_with_4008(services, application):
     comm, _ = await connect(application)
-    for i in range(p.RATE_BURST + p.FLOOD_CLOSE_AFTER + 5):
+    for i in range(p.RATE_BURST + p.FLOOD_BUDGET + 5):
         await send(comm, {"op": "ping", "id": i})
     kinds, close = [], None
     for _ in range(500):
@@ -100,7 +101,7 @@ async def test_flood_gets_rate_limited_then_closed_with_1008(services, applicati
             close = out["code"]
             break
         kinds.append(orjson.loads(out["text"]))
-    assert close == p.WS_1008_POLICY_VIOLATION
+    assert close == p.WS_4008_POLICY
     assert [k["code"] for k in kinds if k["t"] == "err"] == ["rate_limited"]
     assert len([k for k in kinds if k["t"] == "pong"]) == p.RATE_BURST
 

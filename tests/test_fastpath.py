@@ -48,9 +48,9 @@ def test_sends_from_other_servers_are_not_taken_for_daphne():
     assert daphne_protocol(functools.partial(NotDaphne().handle_reply, object())) is None
 
 
-def test_with_the_fast_path_off_a_daphne_send_gets_no_link():
-    client = Client(_send, Outbox(), fast_path=False)
-    assert client.link is None and not client.sees_buffer
+def test_another_servers_send_gets_no_link():
+    client = Client(_send, Outbox(), fast_path=True)
+    assert client.link is None and not client.sees_buffer and not client.writes_direct
 
 
 class Pipe:
@@ -60,6 +60,7 @@ class Pipe:
         self.frames: list[bytes] = []
         self.broken = False
         self.detached = False
+        self.direct = True
 
     def write(self, frame: bytes) -> None:
         if self.broken:
@@ -88,7 +89,7 @@ async def test_a_link_that_breaks_mid_stream_demotes_that_connection_to_asgi_sen
         frame = OutFrame(f'{{"n":{n}}}')
         assert all(client.deliver(frame) for client in clients)
     broken_pipe = clients[0]
-    assert broken_pipe.link is None and counters.demoted == before + 1
+    assert broken_pipe.link.direct is False and counters.demoted == before + 1  # type: ignore[union-attr]
     assert sent[0] == ['{"n":3}', '{"n":4}', '{"n":5}']  # from the failed write on, through ASGI
     assert sent[1] == [] and len(clients[1].link.frames) == 6  # type: ignore[union-attr]
 
@@ -102,14 +103,20 @@ def test_probe_names_every_missing_attribute():
         def unregisterProducer(self): ...
         def write(self, data): ...
 
+    class Factory:
+        failByDrop = True
+
     class Protocol:
         STATE_OPEN = 3
         state = 3
         transport = Transport()
+        factory = Factory()
+        failByDrop = True
 
     assert probe(Protocol()) == []
     del Transport.write
     assert probe(Protocol()) == ["transport.write"]
     assert probe(object()) == [
-        "protocol.state", "protocol.STATE_OPEN", "protocol.transport", "protocol.transport (None)"
+        "protocol.state", "protocol.STATE_OPEN", "protocol.transport", "protocol.factory", "protocol.failByDrop",
+        "protocol.transport (None)",
     ]

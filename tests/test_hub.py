@@ -418,3 +418,20 @@ def test_the_outbox_hands_over_each_change_once():
     outbox.put("a")  # type: ignore[arg-type]
     outbox.put("b")  # type: ignore[arg-type]
     assert outbox.take() == ["a", "b"] and outbox.take() == [] and not outbox.ready.is_set()
+
+
+async def test_a_client_held_past_the_limit_is_dropped_and_forgotten(setup):
+    hub, feed = setup
+    dropped: list[str] = []
+    stuck = FlowControlled(hub)
+    hub.drops[stuck.client] = lambda: dropped.append("too slow")  # what the consumer gives connect()
+    hub.subscribe(stuck.client, None)
+    stuck.writable.clear()
+    await feed.publish("e1", 1, [row("AAA", 11.0)])
+    await settle(hub, 1)
+    assert hub.parked == {stuck.client}
+    hub.drop_stuck(stuck.client.held_since + hub.hold_limit / 2)
+    assert dropped == [] and hub.client_count == 1
+    hub.drop_stuck(stuck.client.held_since + hub.hold_limit + 0.1)
+    assert dropped == ["too slow"] and hub.client_count == 0 and hub.drops == {}
+    assert stuck.client.state is State.CLOSING

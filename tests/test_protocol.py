@@ -64,10 +64,10 @@ def test_too_many_symbols_in_one_frame():
     assert_error(orjson.dumps({"op": "sub", "symbols": symbols}), p.ERR_TOO_MANY_SYMBOLS)
 
 
-def test_an_oversized_frame_asks_for_close_1009():
+def test_an_oversized_frame_that_reaches_the_application_asks_for_close_4009():
     frame = '{"op":"sub","symbols":["AAPL"],"pad":"' + "x" * p.MAX_FRAME_BYTES + '"}'
     error = assert_error(frame, p.ERR_TOO_BIG)
-    assert error.close_code == p.WS_1009_MESSAGE_TOO_BIG
+    assert error.close_code == p.WS_4009_TOO_BIG
 
 
 def test_frame_size_is_counted_in_bytes_not_characters():
@@ -104,14 +104,26 @@ def test_snap_err_pong_and_sym_frames():
 def test_token_bucket_allows_a_burst_then_the_rate():
     bucket = p.TokenBucket(rate=10, burst=3, now=0.0)
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
-    assert bucket.refused == 1
+    assert bucket.first_refusal
     assert bucket.take(0.1)  # one token back after 1/rate seconds
-    assert bucket.refused == 0
+    assert not bucket.flooding
 
 
-def test_token_bucket_calls_a_sustained_flood_flooding():
-    bucket = p.TokenBucket(rate=1, burst=1, now=0.0)
-    bucket.take(0.0)
-    for _ in range(p.FLOOD_CLOSE_AFTER):
-        assert not bucket.take(0.0)
-    assert bucket.flooding
+def test_token_bucket_calls_a_flood_flooding_however_it_is_paced():
+    """Spending a token between refusals (the old dodge) does not reset the budget."""
+    bucket = p.TokenBucket(rate=10, burst=1, now=0.0, budget=50, window=10.0)
+    now, refused = 0.0, 0
+    while not bucket.flooding:
+        now += 0.005  # 200 frames a second: one in twenty gets a token
+        refused += not bucket.take(now)
+        assert now < 1.0, "a paced flood was never called a flood"
+    assert refused == 51
+
+
+def test_refusals_spread_over_windows_are_no_flood():
+    bucket = p.TokenBucket(rate=1, burst=1, now=0.0, budget=5, window=1.0)
+    for second in range(10):
+        bucket.take(float(second))
+        for _ in range(5):  # five refused a second, each second a new window
+            bucket.take(second + 0.5)
+        assert not bucket.flooding

@@ -27,14 +27,17 @@ MAX_FRAME_BYTES = 4096
 MAX_SYMBOLS = 100
 RATE_PER_SECOND = 10.0
 RATE_BURST = 20
-FLOOD_CLOSE_AFTER = 50  # frames refused in a row before the connection is closed
+FLOOD_BUDGET = 50  # frames refused within one FLOOD_WINDOW before the connection is closed
+FLOOD_WINDOW = 10.0  # seconds
 
-# Close codes (RFC 6455 §7.4.1, and 4000+ for our own reasons).
-WS_1008_POLICY_VIOLATION = 1008
-WS_1009_MESSAGE_TOO_BIG = 1009
-WS_1011_INTERNAL_ERROR = 1011
-WS_1012_SERVICE_RESTART = 1012
-WS_1013_TRY_AGAIN_LATER = 1013
+# Close codes (docs/PROTOCOL.md). An application behind daphne may only send 1000 and
+# 3000-4999 (autobahn refuses the rest), so the ticker's own reasons are 4000+; the 1xxx codes
+# come from the servers themselves (1009 for a frame over the limit they are given, 1007 for
+# invalid UTF-8, 1002 for a protocol error, 1006 when the connection is lost).
+WS_1009_MESSAGE_TOO_BIG = 1009  # from the server: a frame over max_frame_bytes
+WS_4008_POLICY = 4008  # flood: refused frames past the budget
+WS_4009_TOO_BIG = 4009  # a frame over max_frame_bytes that reached the application
+WS_4013_TOO_SLOW = 4013  # the client stopped reading: held past the server's limit
 
 # Error codes sent in ``err`` frames; the connection stays open after each of them.
 ERR_BAD_REQUEST = "bad_request"
@@ -139,10 +142,11 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
     Raises:
         ProtocolError: the frame is not valid JSON, not an object, has an unknown ``op``
             or a field of the wrong type (answer with ``err`` and go on), or is larger than
-            ``MAX_FRAME_BYTES`` (close with ``exc.close_code``).
+            ``MAX_FRAME_BYTES`` (close with ``exc.close_code``; the servers are told the same
+            limit and close with 1009 before the frame gets here).
     """
     if len(data if isinstance(data, bytes) else data.encode()) > MAX_FRAME_BYTES:
-        raise ProtocolError(ERR_TOO_BIG, f"frame larger than {MAX_FRAME_BYTES} bytes", WS_1009_MESSAGE_TOO_BIG)
+        raise ProtocolError(ERR_TOO_BIG, f"frame larger than {MAX_FRAME_BYTES} bytes", WS_4009_TOO_BIG)
     try:
         msg = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -175,35 +179,49 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
 
 
 class TokenBucket:
-    """Per-connection rate limit: ``rate`` frames a second with bursts of ``burst``.
+    """Per-connection rate limit: ``rate`` frames a second with bursts of ``burst``, and a budget
+    of refused frames: more than ``budget`` refused within ``window`` seconds is a flood, however
+    the client paces them.
 
     Time is passed in, so the bucket is deterministic and needs no clock.
     """
 
-    __slots__ = ("burst", "rate", "refused", "stamp", "tokens")
+    __slots__ = ("budget", "burst", "rate", "refused", "since", "stamp", "tokens", "window")
 
-    def __init__(self, rate: float = RATE_PER_SECOND, burst: int = RATE_BURST, now: float = 0.0) -> None:
+    def __init__(
+        self, rate: float = RATE_PER_SECOND, burst: int = RATE_BURST, now: float = 0.0,
+        budget: int = FLOOD_BUDGET, window: float = FLOOD_WINDOW,
+    ) -> None:
         self.rate = rate
         self.burst = burst
+        self.budget = budget
+        self.window = window
         self.tokens = float(burst)
         self.stamp = now
-        self.refused = 0  # frames refused in a row
+        self.refused = 0  # frames refused since ``since``
+        self.since = now  # start of the current window
 
     def take(self, now: float) -> bool:
         """Spend one token; False means the frame must be refused."""
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+        if now - self.since >= self.window:
+            self.since, self.refused = now, 0
         if self.tokens >= 1:
             self.tokens -= 1
-            self.refused = 0
             return True
         self.refused += 1
         return False
 
     @property
     def flooding(self) -> bool:
-        """True once the client ignored enough ``rate_limited`` errors to be closed (1008)."""
-        return self.refused >= FLOOD_CLOSE_AFTER
+        """True once the client spent its budget of refused frames in this window (close 4008)."""
+        return self.refused > self.budget
+
+    @property
+    def first_refusal(self) -> bool:
+        """True for the first refused frame of a window: the one that gets ``rate_limited``."""
+        return self.refused == 1
 
 
 # Encoding. Every encoder returns the text of one frame.
@@ -220,6 +238,8 @@ def limits(ack_ms: int) -> dict[str, Any]:
         "max_frame_bytes": MAX_FRAME_BYTES,
         "rate": RATE_PER_SECOND,
         "burst": RATE_BURST,
+        "flood_budget": FLOOD_BUDGET,
+        "flood_window_s": FLOOD_WINDOW,
         "ack_ms": ack_ms,
     }
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any, cast
 
 from . import fastpath
+from . import sndbuf as sndbuf_cap
 from .types import NOTHING, Selection, Send
 
 log = logging.getLogger(__name__)
@@ -75,11 +77,13 @@ class Client:
     sent to (``state``), and what it acknowledged."""
 
     __slots__ = (
-        "acked", "catalog_seen", "epoch_seen", "joined", "link", "outbox", "resync_all", "selection",
+        "acked", "catalog_seen", "epoch_seen", "held_since", "joined", "link", "outbox", "resync_all", "selection",
         "send", "sent_seq", "stall", "state",
     )
 
-    def __init__(self, send: Send, outbox: Outbox, *, fast_path: bool = False, sndbuf: int = 0) -> None:
+    def __init__(
+        self, send: Send, outbox: Outbox, *, fast_path: bool = False, sndbuf: int = 0, observe: bool = True
+    ) -> None:
         self.send = send
         self.outbox = outbox
         self.state = State.LIVE
@@ -91,19 +95,29 @@ class Client:
         self.catalog_seen = 0  # the catalog version it had when it was held
         self.resync_all = False  # its selection changed while held: catch up with all of it
         self.stall: asyncio.Task[None] | None = None
-        self.link = fastpath.attach(send, sndbuf, self._paused, self._resumed) if fast_path else None
+        self.held_since = 0.0  # monotonic time it was last held
+        # Under daphne a link reports the connection's buffer; it writes frames itself on the fast path.
+        attach = fast_path or observe
+        self.link = fastpath.attach(send, sndbuf, self._paused, self._resumed, fast_path) if attach else None
+        if self.link is None:
+            sndbuf_cap.cap_asyncio(send, sndbuf)
 
     @property
     def sees_buffer(self) -> bool:
-        """True when the server reports this connection's buffer (daphne's fast path)."""
+        """True when the server reports this connection's buffer (daphne, through its link)."""
         return self.link is not None
+
+    @property
+    def writes_direct(self) -> bool:
+        """True when frames go straight to the transport (daphne's fast path)."""
+        return self.link is not None and self.link.direct
 
     def deliver(self, frame: Frame) -> bool:
         """Send ``frame`` now if the client is live; False when it was not sent (held or closing)."""
         if self.state is not State.LIVE:
             return False
         link = self.link
-        if link is not None:
+        if link is not None and link.direct:
             try:
                 link.write(frame.wire)
                 return True
@@ -138,6 +152,7 @@ class Client:
     def _hold(self, reason: State) -> None:
         if self.state is State.LIVE:
             self.state = reason
+            self.held_since = time.monotonic()
             self.outbox.put(self)
 
     def _release(self, reason: State) -> None:
@@ -152,12 +167,12 @@ class Client:
         self._release(State.HELD_BUFFER)
 
     def _demote(self, exc: Exception) -> None:
-        """A direct write raised: this connection goes on with ASGI sends."""
+        """A direct write raised: this connection goes on with ASGI sends (its link still reports
+        the buffer)."""
         fastpath.counters.demoted += 1
         fastpath.warn_once("daphne fast path failed on a connection (%r); it goes on with ASGI sends", exc)
         assert self.link is not None
-        self.link.detach()
-        self.link = None
+        self.link.direct = False
 
     async def _finish(self, step: Coroutine[Any, Any, None], awaited: Any) -> None:
         """Drive a send that suspended on ``awaited`` (a future, or None for a bare yield) to its end."""

@@ -15,20 +15,27 @@ bytes to each connection's Twisted transport:
 - Backpressure: the link registers as the transport's streaming producer (``IPushProducer``),
   so Twisted says when the connection's buffer passes its limit (64 KiB) and when it has
   drained; the producer registered before (daphne's HTTP channel) is kept behind the link and
-  told everything the link is told.
+  told everything the link is told. A link is attached to every daphne connection for this
+  alone when the fast path is off (``direct=False``): frames then go through ASGI sends, and
+  the connection's buffer is still bounded.
+- Protocol errors: autobahn's default (``failByDrop``) answers a frame over the size limit or
+  invalid UTF-8 with a TCP reset; the link turns it off, for its connection and the factory's
+  next ones, so the client gets the close code (1009, 1007, 1002) instead.
 
 It reads what daphne, autobahn and Twisted do not publish. Every such name is probed when a
 link is made, and a connection whose objects lack one stays on ASGI sends (logged once):
 
 - daphne: its ASGI ``send`` is ``functools.partial(server.handle_reply, protocol)`` with the
   server from ``daphne.server``;
-- autobahn: ``protocol.state`` and ``protocol.STATE_OPEN``, and ``protocol.transport``;
+- autobahn: ``protocol.state``, ``protocol.STATE_OPEN``, ``protocol.transport``, ``protocol.factory``
+  and ``failByDrop`` on both;
 - Twisted: ``transport.registerProducer``/``unregisterProducer``, ``producer`` and
   ``streamingProducer``; on plain TCP also ``socket``, ``dataBuffer``, ``offset`` and
   ``_tempDataLen``.
 
-``TICKER_DAPHNE_FAST_PATH=0`` turns it off (every send goes through ASGI); under any other
-server ``attach`` finds nothing and the connection uses ASGI sends.
+``TICKER_DAPHNE_FAST_PATH=0`` turns the direct writes off (every frame goes through ASGI; the
+link still reports the buffer); under any other server ``attach`` finds nothing and the
+connection uses ASGI sends, bounded by that server's own flow control.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_NAMES = ("state", "STATE_OPEN", "transport")
+PROTOCOL_NAMES = ("state", "STATE_OPEN", "transport", "factory", "failByDrop")
 TRANSPORT_NAMES = ("registerProducer", "unregisterProducer", "producer", "streamingProducer", "write")
 SOCKET_NAMES = ("socket", "dataBuffer", "offset", "_tempDataLen")
 
@@ -107,13 +114,20 @@ class DirectLink:
     ``on_pause``/``on_resume`` are called when Twisted says the buffer is full or drained.
     """
 
-    __slots__ = ("on_pause", "on_resume", "open", "previous", "protocol", "socket", "transport")
+    __slots__ = ("direct", "on_pause", "on_resume", "open", "previous", "protocol", "socket", "transport")
 
-    def __init__(self, protocol: Any, sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None]) -> None:
+    def __init__(
+        self, protocol: Any, sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None],
+        direct: bool = True,
+    ) -> None:
         absent = probe(protocol)
         if absent:
             raise LookupError("daphne fast path needs " + ", ".join(absent))
         self.protocol = protocol
+        self.direct = direct  # False: backpressure only, frames go through ASGI
+        protocol.failByDrop = False
+        if protocol.factory.failByDrop:
+            protocol.factory.setProtocolOptions(failByDrop=False)
         self.open = protocol.STATE_OPEN  # autobahn's state once the handshake is done
         self.transport = transport = protocol.transport
         self.socket = transport.socket if plain_tcp(transport) else None
@@ -182,14 +196,15 @@ def daphne_protocol(send: Callable[..., Any]) -> Any | None:
 
 
 def attach(
-    send: Callable[..., Any], sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None]
+    send: Callable[..., Any], sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None],
+    direct: bool = True,
 ) -> DirectLink | None:
     """A ``DirectLink`` for the connection behind ``send`` when it is daphne's, else None."""
     protocol = daphne_protocol(send)
     if protocol is None:
         return None
     try:
-        return DirectLink(protocol, sndbuf, on_pause, on_resume)
+        return DirectLink(protocol, sndbuf, on_pause, on_resume, direct)
     except Exception as exc:  # an unexpected daphne, autobahn or Twisted: stay on ASGI sends
         counters.refused += 1
         warn_once("daphne fast path unavailable (%s); using ASGI sends", exc)

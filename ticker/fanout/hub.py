@@ -17,7 +17,9 @@ Fan-out policy (docs/DESIGN.md §3):
   is live again it is caught up: the catalog if that changed meanwhile, then a ``snap`` of
   the keys changed since the last frame it got. Clients that ``ack`` are also held when they
   sit on a frame for ``ack_timeout`` and released by the ack that shows they read everything
-  sent before.
+  sent before. A client held for longer than ``hold_limit`` is dropped (its ``drop``
+  callback closes the connection): nothing it asks for meanwhile is sent, so a client that
+  keeps asking but never reads costs a bounded buffer for a bounded time.
 - **A hub that falls behind conflates.** Batches older than ``LAG_MS`` on arrival are folded
   together and sent as ``snap``\\ s of what changed, at most every ``CONFLATE_SECONDS``.
 """
@@ -41,6 +43,7 @@ CONFLATE_SECONDS = 0.5  # while behind, send at most this often
 SWEEP_SECONDS = 0.5
 ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
 ACK_TIMEOUT = 5.0  # seconds a sent frame may stay unacknowledged before the client is held
+HOLD_LIMIT = 30.0  # seconds a client may stay held before it is dropped as too slow
 
 
 class TooManyKeys(Exception):
@@ -61,6 +64,7 @@ class Hub:
         fast_path: bool = False,
         sndbuf: int = 0,
         ack_timeout: float = ACK_TIMEOUT,
+        hold_limit: float = HOLD_LIMIT,
     ) -> None:
         self.codec = codec
         self.load = load
@@ -70,6 +74,8 @@ class Hub:
         self.fast_path = fast_path
         self.sndbuf = sndbuf
         self.ack_timeout = ack_timeout
+        self.hold_limit = hold_limit
+        self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
         self.replica = Replica()
         self.registry: Registry[Client] = Registry()
         self.parked: set[Client] = set()  # held clients, out of their groups
@@ -116,6 +122,7 @@ class Hub:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
             self.hold_laggards(now)
+            self.drop_stuck(now)
             if self.behind and now - self.fanned_at >= CONFLATE_SECONDS:
                 self.fan_out_snapshots(self.behind)
                 self.behind, self.fanned_at = NOTHING, now
@@ -271,12 +278,26 @@ class Hub:
             log.info("hub: held %d client(s) that stopped reading", lagging)
             self.drain()
 
+    def drop_stuck(self, now: float) -> None:
+        """Close every client held for longer than ``hold_limit``: it stopped reading."""
+        stuck = [c for c in self.parked if now - c.held_since > self.hold_limit]
+        for client in stuck:
+            drop = self.drops.get(client)
+            self.leave(client)
+            if drop is not None:
+                drop()
+        if stuck:
+            log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.hold_limit)
+
     # What consumers call
 
-    def connect(self, send: Send) -> Client:
+    def connect(self, send: Send, drop: Callable[[], None] | None = None) -> Client:
         """A new connection: filed with no keys, sent ``hello``. Acks are asked of it unless its
-        server reports its buffer (daphne's fast path)."""
+        server reports its buffer (daphne). ``drop`` closes the connection when the client has
+        been held too long."""
         client = Client(send, self.outbox, fast_path=self.fast_path, sndbuf=self.sndbuf)
+        if drop is not None:
+            self.drops[client] = drop
         client.joined = self.replica.seq
         self.registry.file(client)
         replica = self.replica
@@ -286,6 +307,7 @@ class Hub:
 
     def leave(self, client: Client) -> None:
         client.close()
+        self.drops.pop(client, None)
         self.parked.discard(client)
         self.registry.take_out(client)
 
@@ -370,7 +392,7 @@ class Hub:
     @property
     def direct_count(self) -> int:
         """Clients on daphne's fast path."""
-        return sum(client.sees_buffer for _, group in self.registry.items() for client in group.members)
+        return sum(client.writes_direct for _, group in self.registry.items() for client in group.members)
 
     def feed_age(self) -> float | None:
         """Seconds since the newest batch this hub has seen, None before any."""

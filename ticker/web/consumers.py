@@ -6,10 +6,15 @@ client, quotes and replies alike, leaves through the hub's one outgoing path for
 connection (``Client.deliver``). The consumer has no channel-layer channel of its own
 (``channel_layer_alias = None``) and skips Channels' per-event database cleanup hop: it never
 touches the ORM.
+
+Closing cannot leak: the consumer closes only with codes every server can send (4000+, see
+``ticker.protocol``), handles no frame after it decided to close, and leaves the hub however
+it ends (``__call__``'s ``finally``), a crash included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -30,6 +35,14 @@ class QuoteConsumer(AsyncWebsocketConsumer):
 
     hub: Hub
     client: Client | None = None
+    closing = False
+    closer: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.leave()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels ≥ 4.2 closes old DB connections in a thread before every handler; we never
@@ -43,24 +56,41 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.hub = self.scope["ticker"].hub
         self.bucket = p.TokenBucket(now=time.monotonic())
         await self.accept()
-        self.client = self.hub.connect(self.base_send)
+        self.client = self.hub.connect(self.base_send, self.drop)
 
     async def disconnect(self, code: int) -> None:
+        self.leave()
+
+    def leave(self) -> None:
         if self.client is not None:
             self.hub.leave(self.client)
             self.client = None
+
+    async def shut(self, code: int, reason: str) -> None:
+        """Close once, with a code every server can send; the hub forgets the client at once."""
+        if self.closing:
+            return
+        self.closing = True
+        self.leave()
+        await self.close(code=code, reason=reason)
+
+    def drop(self) -> None:
+        """The hub held this client past its limit: it stopped reading."""
+        self.closing = True  # the hub has already let it go
+        self.client = None
+        self.closer = asyncio.get_running_loop().create_task(self.close(code=p.WS_4013_TOO_SLOW, reason="too slow"))
 
     def reply(self, text: str) -> None:
         assert self.client is not None
         self.hub.reply(self.client, text)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.client is None:
-            return
+        if self.client is None or self.closing:
+            return  # frames that arrive after the decision to close are not handled
         if not self.bucket.take(time.monotonic()):
             if self.bucket.flooding:
-                await self.close(code=p.WS_1008_POLICY_VIOLATION, reason="flood")
-            elif self.bucket.refused == 1:
+                await self.shut(p.WS_4008_POLICY, "flood")
+            elif self.bucket.first_refusal:
                 self.reply(p.encode_err(p.ERR_RATE_LIMITED, f"more than {p.RATE_PER_SECOND:g} frames/s"))
             return
         if text_data is None:
@@ -70,7 +100,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             self.handle(p.parse_client_message(text_data))
         except p.ProtocolError as exc:
             if exc.close_code:
-                await self.close(code=exc.close_code, reason=str(exc))
+                await self.shut(exc.close_code, str(exc))
             else:
                 self.reply(p.encode_err(exc.code, str(exc)))
 

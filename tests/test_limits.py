@@ -1,0 +1,147 @@
+"""What one client can make a server hold, tried from outside against real daphne (fast path
+and ASGI sends) and real uvicorn: every limit closes with a code that server can send, and the
+server's client count and memory come back where they were."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.clients import Ws, get_json
+from tests.helpers.rawws import OP_TEXT, RawWs
+from tests.helpers.sites import Site, embedded
+from tests.helpers.waiting import wait_until
+from ticker import protocol as p
+
+pytestmark = pytest.mark.integration
+
+HOLD_LIMIT = 3.0  # seconds, for these servers (30 by default)
+SERVERS = {"daphne": ("daphne", {}), "daphne-asgi": ("daphne", {"TICKER_DAPHNE_FAST_PATH": "0"}),
+           "uvicorn": ("uvicorn", {})}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
+    server, extra = SERVERS[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
+    with embedded(seeded_database, tmp, server=server, TICKER_HOLD_LIMIT=str(HOLD_LIMIT),
+                  TICKER_SOCKET_SNDBUF="16384", **extra) as site:
+        yield site
+
+
+def address(site: Site) -> tuple[str, int]:
+    port = site.procs["web"].port
+    assert port is not None
+    return "127.0.0.1", port
+
+
+def clients(site: Site) -> int:
+    return get_json(site.url + "/internal/status")[1]["clients"]
+
+
+def rss_kb(site: Site) -> int:
+    status = Path(f"/proc/{site.procs['web'].pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def connected(site: Site, **options: int) -> RawWs:
+    ws = RawWs(*address(site), **options)
+    opcode, payload = ws.recv_frame()
+    assert opcode == OP_TEXT and json.loads(payload)["t"] == "hello"
+    return ws
+
+
+def oversized(site: Site) -> int | None:
+    ws = connected(site)
+    try:
+        ws.send_text("x" * (p.MAX_FRAME_BYTES + 1))
+        return ws.close_code()
+    finally:
+        ws.close()
+
+
+def flood(site: Site, frames: int = p.RATE_BURST + p.FLOOD_BUDGET + 10) -> int | None:
+    ws = connected(site)
+    try:
+        for i in range(frames):
+            ws.send_text(json.dumps({"op": "ping", "id": i}))
+        return ws.close_code()
+    finally:
+        ws.close()
+
+
+def test_a_frame_over_the_limit_is_closed_by_the_server_with_1009(site):
+    assert oversized(site) == p.WS_1009_MESSAGE_TOO_BIG
+
+
+def test_invalid_utf8_is_closed_with_1007_not_a_reset(site):
+    ws = connected(site)
+    ws.send_text(b'{"op":"ping","id":"\xff\xfe"}')
+    assert ws.close_code() == 1007
+    ws.close()
+
+
+def test_a_flood_is_closed_with_4008_however_it_is_paced(site):
+    ws = connected(site)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 8:  # 40 frames a second, paced: four times the rate
+            ws.send_text('{"op":"ping","id":1}')
+            time.sleep(0.025)
+    except OSError:
+        pass  # closed under our feet: the code is in what we received
+    assert ws.close_code() == p.WS_4008_POLICY
+    ws.close()
+
+
+def test_500_oversized_frames_and_100_floods_leave_the_server_as_it_was(site):
+    baseline = clients(site)
+    # Warm up first: daphne's RSS climbs over its first ~1,000 connections (cycles between
+    # Twisted, autobahn and the link wait for the collector's oldest generation), then stays flat.
+    for _ in range(800):
+        oversized(site)
+    for _ in range(160):
+        flood(site)
+    wait_until(lambda: clients(site) == baseline, 10, 0.1, "the warm-up clients to leave")
+    before, logged = rss_kb(site), len(site.procs["web"].output())
+    codes = [oversized(site) for _ in range(500)] + [flood(site) for _ in range(100)]
+    assert codes.count(p.WS_1009_MESSAGE_TOO_BIG) == 500 and codes.count(p.WS_4008_POLICY) == 100
+    wait_until(lambda: clients(site) == baseline, 10, 0.1, "every closed client to leave the hub")
+    grown = rss_kb(site) - before
+    print(f"\n600 hostile connections: RSS {before} kB -> +{grown} kB, clients back to {baseline}")
+    assert grown < 4 * 1024, f"RSS grew {grown} kB over 600 closed connections"
+    assert "Traceback" not in site.procs["web"].output()[logged:]  # a client's mistake is no server error
+
+
+async def test_a_client_that_keeps_asking_but_never_reads_is_closed_as_too_slow(site):
+    """Every reply (a whole-board snap for each `sub`) goes through the held path: nothing piles up,
+    and the connection is closed (4013) once it has been held for HOLD_LIMIT seconds."""
+    control = await Ws.open(site.ws_url)
+    await control.send({"op": "sub", "symbols": "*"})
+    await control.until(lambda f: f["t"] == "snap")
+    baseline = await asyncio.to_thread(clients, site)
+    before = await asyncio.to_thread(rss_kb, site)
+    deaf = [await asyncio.to_thread(connected, site, recv_buffer=4096) for _ in range(10)]
+    started = time.monotonic()
+    while await asyncio.to_thread(clients, site) > baseline:
+        assert time.monotonic() - started < 60, "the deaf clients were never dropped"
+        for ws in deaf:
+            with contextlib.suppress(OSError):  # dropped meanwhile
+                ws.send_text('{"op":"sub","symbols":"*"}')  # 9 a second: inside the rate limit
+        await asyncio.sleep(1 / 9)
+        frame = await control.recv()  # the control client is served all along
+        assert frame["t"] in ("q", "snap")
+    grown = await asyncio.to_thread(rss_kb, site) - before
+    codes = [await asyncio.to_thread(ws.close_code) for ws in deaf]
+    for ws in deaf:
+        ws.close()
+    print(f"\n10 deaf clients dropped after {time.monotonic() - started:.1f} s; RSS +{grown} kB")
+    assert codes == [p.WS_4013_TOO_SLOW] * 10
+    assert grown < 8 * 1024
+    await control.close()
