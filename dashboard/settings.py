@@ -264,6 +264,12 @@ TICKER_DAPHNE_FAST_PATH = env_bool("TICKER_DAPHNE_FAST_PATH", True)
 # autotuning, which lets a stalled reader's buffer grow to megabytes): the server then notices a
 # client that stopped reading within about this much (ticker/fanout/sndbuf.py).
 TICKER_SOCKET_SNDBUF = int(os.environ.get("TICKER_SOCKET_SNDBUF", "65536"))
+# Per-address caps on WebSockets (ticker/web/limits.py): open at once, and new ones a second
+# (with a burst); addresses in TICKER_LIMIT_EXEMPT (comma-separated networks) are not counted.
+TICKER_WS_PER_ADDRESS = int(os.environ.get("TICKER_WS_PER_ADDRESS", "200"))
+TICKER_WS_RATE_PER_ADDRESS = float(os.environ.get("TICKER_WS_RATE_PER_ADDRESS", "20"))
+TICKER_WS_BURST_PER_ADDRESS = int(os.environ.get("TICKER_WS_BURST_PER_ADDRESS", "100"))
+TICKER_LIMIT_EXEMPT = env_list("TICKER_LIMIT_EXEMPT", "")
 # A client the server has had to hold (it stopped reading) this many seconds is closed (4013).
 TICKER_HOLD_LIMIT = float(os.environ.get("TICKER_HOLD_LIMIT", "30"))
 

@@ -18,6 +18,7 @@ from tests.helpers.rawws import OP_TEXT, RawWs
 from tests.helpers.sites import Site, embedded
 from tests.helpers.waiting import wait_until
 from ticker import protocol as p
+from ticker.web.limits import AddressLimits
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +146,50 @@ async def test_a_client_that_keeps_asking_but_never_reads_is_closed_as_too_slow(
     assert codes == [p.WS_4013_TOO_SLOW] * 10
     assert grown < 8 * 1024
     await control.close()
+
+
+@pytest.fixture(scope="module")
+def capped_site(tmp_path_factory, seeded_database) -> Iterator[Site]:
+    """daphne with small per-address caps (5 open, a burst of 8 new ones, then one a minute), and
+    loopback counted like any address."""
+    with embedded(seeded_database, tmp_path_factory.mktemp("capped"), TICKER_LIMIT_EXEMPT="",
+                  TICKER_WS_PER_ADDRESS="5", TICKER_WS_RATE_PER_ADDRESS="0.0167",
+                  TICKER_WS_BURST_PER_ADDRESS="8") as site:
+        yield site
+
+
+def refused(site: Site) -> bool:
+    try:
+        RawWs(*address(site)).close()
+    except ConnectionError as exc:
+        assert "403" in str(exc)
+        return True
+    return False
+
+
+def test_one_address_holds_at_most_its_share_of_websockets_and_opens_them_at_a_rate(capped_site):
+    held = [connected(capped_site) for _ in range(5)]
+    assert refused(capped_site)  # a sixth at once: refused, and it cost nothing
+    for _ in range(3):  # a place freed is a place taken again, while the burst lasts (8 in all)
+        held.pop().close()
+        wait_until(lambda: clients(capped_site) == 4, 5, 0.05, "the closed one to leave")
+        held.append(connected(capped_site))
+    held.pop().close()
+    wait_until(lambda: clients(capped_site) == 4, 5, 0.05, "the closed one to leave")
+    assert refused(capped_site)  # a free place, but the burst is spent
+    for ws in held:
+        ws.close()
+    wait_until(lambda: clients(capped_site) == 0, 5, 0.05, "every client to leave")
+
+
+def test_the_rate_buckets_of_idle_addresses_are_forgotten():
+    async def app(scope, receive, send):
+        pass
+
+    limits = AddressLimits(app, max_open=0, rate=10, burst=5)
+    for i in range(100):  # addresses of the documentation range: keys, nothing is sent to them
+        assert limits.admit(f"2001:db8::{i:x}", now=0.0)
+        limits.release(f"2001:db8::{i:x}")
+    assert len(limits.buckets) == 100 and limits.open == {}
+    limits.prune(now=1.0)  # a second later every bucket has refilled
+    assert limits.buckets == {}
