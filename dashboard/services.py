@@ -26,6 +26,7 @@ from ticker.layer import bus
 from ticker.layer.store import QuoteStore, make_store
 from ticker.models import Symbol
 from ticker.protocol import MAX_SYMBOLS, QuoteCodec
+from ticker.web.metrics import registry_for
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Services:
         self.feed = feed
         self.feed_task: asyncio.Task[None] | None = None
         self.starting: asyncio.Task[None] | None = None
+        self.metrics = registry_for(hub)
 
     @classmethod
     def from_settings(cls, *, listener: bus.Listener | None = None) -> Services:

@@ -76,6 +76,7 @@ def test_page_static_files_and_health_through_nginx(site):
     assert get_json(site.url + "/healthz") == (200, {"status": "ok"})
     status, _ = get_json(site.url + "/internal/status")  # each server's details stay on its host
     assert status == 404
+    assert get_json(site.url + "/metrics")[0] == 404
 
 
 def test_nginx_overwrites_x_forwarded_for(site):

@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.clients import Ws, get_json
 from tests.helpers.rawws import OP_TEXT, RawWs
@@ -44,6 +46,13 @@ def address(site: Site) -> tuple[str, int]:
 
 def clients(site: Site) -> int:
     return get_json(site.url + "/internal/status")[1]["clients"]
+
+
+def closes(site: Site, code: int) -> float:
+    with urllib.request.urlopen(site.url + "/metrics", timeout=10) as resp:
+        families = text_string_to_metric_families(resp.read().decode())
+    return sum(s.value for f in families for s in f.samples
+               if s.name == "ticker_closes_total" and s.labels["code"] == str(code))
 
 
 def rss_kb(site: Site) -> int:
@@ -111,8 +120,10 @@ def test_500_oversized_frames_and_100_floods_leave_the_server_as_it_was(site):
         flood(site)
     wait_until(lambda: clients(site) == baseline, 10, 0.1, "the warm-up clients to leave")
     before, logged = rss_kb(site), len(site.procs["web"].output())
+    floods_before = closes(site, p.WS_4008_POLICY)
     codes = [oversized(site) for _ in range(500)] + [flood(site) for _ in range(100)]
     assert codes.count(p.WS_1009_MESSAGE_TOO_BIG) == 500 and codes.count(p.WS_4008_POLICY) == 100
+    assert closes(site, p.WS_4008_POLICY) - floods_before == 100  # and /metrics counted them
     wait_until(lambda: clients(site) == baseline, 10, 0.1, "every closed client to leave the hub")
     grown = rss_kb(site) - before
     print(f"\n600 hostile connections: RSS {before} kB -> +{grown} kB, clients back to {baseline}")

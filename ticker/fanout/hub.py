@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from .delivery import Client, Frame, Outbox, State
 from .registry import Registry
@@ -48,6 +49,22 @@ HOLD_LIMIT = 30.0  # seconds a client may stay held before it is dropped as too 
 
 class TooManyKeys(Exception):
     """A subscription would pass the hub's ``max_keys``; nothing was changed."""
+
+
+@dataclass
+class Stats:
+    """What the hub did, counted where it happens and read by the metrics (never reset)."""
+
+    frames: int = 0  # frames handed to live clients by the fan-out (each recipient counts)
+    bytes: int = 0  # their size on the wire
+    batches: int = 0  # batches fanned out
+    fanout_seconds: float = 0.0  # time spent fanning them out
+    lag_ms: float = 0.0  # age of the last batch when it arrived
+    resyncs: int = 0  # snapshots reloaded after a gap or an outage
+    conflated: int = 0  # batches held back while the hub was behind
+    held: dict[str, int] = field(default_factory=dict)  # clients held, by reason
+    caught_up: int = 0  # held clients caught up with a snap
+    dropped: int = 0  # held too long: closed as too slow
 
 
 class Hub:
@@ -84,6 +101,7 @@ class Hub:
         self.fanned_at = 0.0  # monotonic time of the last fan-out
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+        self.stats = Stats()
 
     # Lifecycle
 
@@ -139,7 +157,9 @@ class Hub:
             await self.resync()
             return
         self.behind |= changed
-        if self.conflating(time.time() * 1000 - batch.ts_ms):
+        lag_ms = self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
+        if self.conflating(lag_ms):
+            self.stats.conflated += 1
             return
         if self.behind == changed:
             self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows})
@@ -176,6 +196,7 @@ class Hub:
         self.replica.load(snap)
         self.behind = NOTHING
         self.synced.set()
+        self.stats.resyncs += 1
         self.fan_out_snapshots(None)
 
     # Fan-out
@@ -183,6 +204,7 @@ class Hub:
     def fan_out(self, seq: int, fragments: Mapping[str, bytes]) -> None:
         """Send batch ``seq`` to every group whose keys changed: one frame per group."""
         self.drain()
+        stats = self.stats
         now = time.monotonic()
         for key, group in self.registry.items():
             if key is None:
@@ -195,6 +217,10 @@ class Hub:
             frame = Frame(self.codec.delta(seq, parts))
             for client in group.members:
                 client.deliver(frame)
+            stats.frames += len(group.members)
+            stats.bytes += len(group.members) * len(frame.wire)
+        stats.batches += 1
+        stats.fanout_seconds += time.monotonic() - now
 
     def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
         """Send every group a ``snap`` of its keys among ``changed`` (None: all of its keys)."""
@@ -234,6 +260,8 @@ class Hub:
                 self.catch_up(client)
 
     def park(self, client: Client) -> None:
+        held = self.stats.held
+        held[client.state.name] = held.get(client.state.name, 0) + 1
         group = self.registry.take_out(client)
         client.sent_seq = max(group.sent_seq if group else 0, client.joined)
         client.epoch_seen = self.replica.epoch
@@ -243,6 +271,7 @@ class Hub:
     def catch_up(self, client: Client) -> None:
         """Send a client that is live again what it missed, then file it in its group."""
         self.parked.discard(client)
+        self.stats.caught_up += 1
         replica = self.replica
         if client.catalog_seen != replica.catalog_version:
             client.deliver(Frame(self.codec.catalog(replica.catalog.entries)))
@@ -286,6 +315,7 @@ class Hub:
             self.leave(client)
             if drop is not None:
                 drop()
+        self.stats.dropped += len(stuck)
         if stuck:
             log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.hold_limit)
 

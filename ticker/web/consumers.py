@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from .. import protocol as p
 from ..fanout.delivery import Client
 from ..fanout.hub import Hub, TooManyKeys
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     hub: Hub
     client: Client | None = None
     closing = False
+    address = "-"
+    conn_id = "-"
     closer: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -54,6 +58,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.hub = self.scope["ticker"].hub
+        client = self.scope.get("client")
+        self.address = client[0] if client else "-"
+        self.conn_id = secrets.token_hex(4)  # in every log line about this connection
         self.bucket = p.TokenBucket(now=time.monotonic())
         await self.accept()
         self.client = self.hub.connect(self.base_send, self.drop)
@@ -72,12 +79,16 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True
         self.leave()
+        metrics.CLOSES.labels(str(code)).inc()
+        log.info("close code=%d reason=%r conn=%s addr=%s", code, reason, self.conn_id, self.address)
         await self.close(code=code, reason=reason)
 
     def drop(self) -> None:
         """The hub held this client past its limit: it stopped reading."""
         self.closing = True  # the hub has already let it go
         self.client = None
+        metrics.CLOSES.labels(str(p.WS_4013_TOO_SLOW)).inc()
+        log.info("close code=%d reason='too slow' conn=%s addr=%s", p.WS_4013_TOO_SLOW, self.conn_id, self.address)
         self.closer = asyncio.get_running_loop().create_task(self.close(code=p.WS_4013_TOO_SLOW, reason="too slow"))
 
     def reply(self, text: str) -> None:
@@ -88,17 +99,20 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         if self.client is None or self.closing:
             return  # frames that arrive after the decision to close are not handled
         if not self.bucket.take(time.monotonic()):
+            metrics.REFUSED.labels(p.ERR_RATE_LIMITED).inc()
             if self.bucket.flooding:
                 await self.shut(p.WS_4008_POLICY, "flood")
             elif self.bucket.first_refusal:
                 self.reply(p.encode_err(p.ERR_RATE_LIMITED, f"more than {p.RATE_PER_SECOND:g} frames/s"))
             return
         if text_data is None:
+            metrics.REFUSED.labels("binary").inc()
             self.reply(p.encode_err(p.ERR_BAD_REQUEST, "binary frames are not part of the protocol"))
             return
         try:
             self.handle(p.parse_client_message(text_data))
         except p.ProtocolError as exc:
+            metrics.REFUSED.labels(exc.code).inc()
             if exc.close_code:
                 await self.shut(exc.close_code, str(exc))
             else:

@@ -17,6 +17,8 @@ from typing import Any
 
 from asgiref.typing import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 
+from .metrics import HANDSHAKES_REFUSED
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PRUNE_AT = 10_000  # idle rate buckets are forgotten once this many addresses are tracked
 
@@ -35,7 +37,6 @@ class AddressLimits:
         self.exempt: list[Network] = [ipaddress.ip_network(net.strip(), strict=False) for net in exempt if net.strip()]
         self.open: dict[str, int] = {}
         self.buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, stamp)
-        self.refused = 0
 
     def counted(self, address: str | None) -> bool:
         if address is None:
@@ -83,7 +84,7 @@ class AddressLimits:
             return
         assert address is not None
         if not self.admit(address, time.monotonic()):
-            self.refused += 1
+            HANDSHAKES_REFUSED.inc()
             await send({"type": "websocket.close", "code": 1008, "reason": None})  # before accept: HTTP 403
             return
         try:

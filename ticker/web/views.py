@@ -6,17 +6,13 @@ never the database; candles come from the database, written by the feed.
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from .. import protocol as p
-from ..fanout import fastpath
 from ..fanout.hub import Hub
 from ..models import Candle, Symbol
 
@@ -99,7 +95,8 @@ def candles(request: HttpRequest, symbol: str) -> JsonResponse:
 
 async def healthz(request: HttpRequest) -> JsonResponse:
     """Public and terse: 200 ``{"status":"ok"}`` when the store/layer answers and the feed is fresh,
-    else 503 ``{"status":"degraded","layer":…,"feed":…}``. Details live on ``/internal/status``."""
+    else 503 ``{"status":"degraded","layer":…,"feed":…}``. Details live on ``/internal/status``
+    (``ticker.web.internal``)."""
     services: Services = request.scope["ticker"]  # type: ignore[attr-defined]
     reachable = await services.store.ping()
     age = services.hub.feed_age()
@@ -109,29 +106,3 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     body = {"status": "degraded", "layer": "reachable" if reachable else "unreachable",
             "feed": "fresh" if fresh else "stale"}
     return JsonResponse(body, status=503)
-
-
-async def status(request: HttpRequest) -> JsonResponse:
-    """``/internal/status``: this process's state for its operator, answered only to loopback
-    clients (nginx refuses the path outright); anyone else gets a 404."""
-    address = request.META.get("REMOTE_ADDR") or ""
-    try:
-        local = ipaddress.ip_address(address.strip("[]")).is_loopback
-    except ValueError:
-        local = False
-    if not local:
-        raise Http404
-    services: Services = request.scope["ticker"]  # type: ignore[attr-defined]
-    hub = services.hub
-    age = hub.feed_age()
-    return JsonResponse({
-        "layer": "reachable" if await services.store.ping() else "unreachable",
-        "feed_age_s": None if age is None else round(age, 3),
-        "epoch": hub.replica.epoch,
-        "seq": hub.replica.seq,
-        "clients": hub.client_count,
-        "held": len(hub.parked),
-        "direct": hub.direct_count,
-        "fastpath": asdict(fastpath.counters),
-        "node": settings.TICKER_NODE,
-    })

@@ -1,0 +1,69 @@
+"""Each server process's own state, for its operator: ``/internal/status`` (JSON) and
+``/metrics`` (Prometheus). Answered to loopback clients only (a scraper or an operator on the
+host); nginx refuses both paths outright, and anyone else gets a 404.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..fanout import fastpath
+from . import metrics as m
+
+if TYPE_CHECKING:
+    from dashboard.services import Services
+
+View = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponse]]
+
+
+def loopback_only(view: View) -> View:
+    @wraps(view)
+    async def guarded(request: HttpRequest) -> HttpResponse:
+        address = request.META.get("REMOTE_ADDR") or ""
+        try:
+            local = ipaddress.ip_address(address.strip("[]")).is_loopback
+        except ValueError:
+            local = False
+        if not local:
+            raise Http404
+        return await view(request)
+
+    return guarded
+
+
+def services_of(request: HttpRequest) -> Services:
+    return request.scope["ticker"]  # type: ignore[attr-defined, no-any-return]
+
+
+@loopback_only
+async def status(request: HttpRequest) -> HttpResponse:
+    """This process: layer, feed age, epoch and seq, clients (held, on the fast path), its name."""
+    services = services_of(request)
+    hub = services.hub
+    age = hub.feed_age()
+    return JsonResponse({
+        "layer": "reachable" if await services.store.ping() else "unreachable",
+        "feed_age_s": None if age is None else round(age, 3),
+        "epoch": hub.replica.epoch,
+        "seq": hub.replica.seq,
+        "clients": hub.client_count,
+        "held": len(hub.parked),
+        "direct": hub.direct_count,
+        "fastpath": asdict(fastpath.counters),
+        "node": settings.TICKER_NODE,
+    })
+
+
+@loopback_only
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format: the hub's counts and the edge's."""
+    body = generate_latest(services_of(request).metrics) + generate_latest(m.REGISTRY)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
