@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.clients import Ws, get_json
-from tests.helpers.rawws import OP_TEXT, RawWs
+from tests.helpers.rawws import OP_CONT, OP_TEXT, RawWs
 from tests.helpers.sites import Site, embedded
 from tests.helpers.waiting import wait_until
 from ticker import protocol as p
@@ -88,6 +88,18 @@ def flood(site: Site, frames: int = p.RATE_BURST + p.FLOOD_BUDGET + 10) -> int |
 
 def test_a_frame_over_the_limit_is_closed_by_the_server_with_1009(site):
     assert oversized(site) == p.WS_1009_MESSAGE_TOO_BIG
+
+
+def test_an_unfinished_fragmented_message_holds_a_bounded_amount_then_is_closed_with_1009(site):
+    """Frames of 4,000 bytes, none final: the server closes once the message passes its limit
+    (64 KiB on daphne, whose message limit also bounds what it sends; 4 KiB on uvicorn)."""
+    ws = connected(site)
+    with contextlib.suppress(OSError):  # the server may close while we still send
+        for i in range(40):  # 160 KB offered
+            ws.send_frame(OP_TEXT if i == 0 else OP_CONT, b"x" * 4000, fin=False)
+    assert ws.close_code() == p.WS_1009_MESSAGE_TOO_BIG
+    ws.close()
+    wait_until(lambda: clients(site) == 0, 5, 0.05, "the client to leave")
 
 
 def test_invalid_utf8_is_closed_with_1007_not_a_reset(site):

@@ -5,8 +5,11 @@ with a certificate made for the test, X-Forwarded-Proto for Django, and the per-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -135,3 +138,26 @@ def test_requests_past_the_per_address_rate_are_refused(front):
     # Static files are nginx's own and not rate-limited; the limit lifts as time passes.
     assert {get(base + "/static/ticker/board.css")[0] for _ in range(20)} == {200}
     wait_until(lambda: get(base + "/api/quotes/?symbols=AAPL")[0] == 200, 10, 0.2, "the rate limit to lift")
+
+
+def test_a_handshake_dribbled_a_header_line_at_a_time_is_cut_off(front):
+    """Slowloris: nginx closes the connection once the request's headers take over 10 s
+    (client_header_timeout), however steadily they trickle in; the app never sees the request."""
+    port = front.capped.port
+    started = time.monotonic()
+    closed_at = None
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"GET /ws/quotes/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sock.settimeout(0.5)
+        try:
+            for i in range(40):  # a line every 0.5 s: 20 s if nobody cut it off
+                sock.sendall(b"X-Slow-%d: 1\r\n" % i)
+                with contextlib.suppress(TimeoutError):
+                    if sock.recv(4096) == b"":
+                        closed_at = time.monotonic()
+                        break
+        except OSError:  # reset while sending: closed too
+            closed_at = time.monotonic()
+    assert closed_at is not None, "nginx kept the dribbling connection open for 20 s"
+    assert closed_at - started < 15, f"cut off after {closed_at - started:.1f} s"
+    assert "X-Slow" not in front.web.output()

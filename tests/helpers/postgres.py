@@ -35,11 +35,12 @@ def postgres_user() -> tuple[int, int] | None:
     raise RuntimeError("running as root and neither a `postgres` nor a `nobody` account exists")
 
 
-def start_postgres(logdir: Path, datadir: Path, user: str = "ticker") -> Proc:
-    """A throwaway PostgreSQL cluster in ``datadir`` on a free loopback port, trusting local
-    connections for ``user`` (its superuser), its unix socket in ``datadir``. ``extra["url"]``
-    is a ``DATABASE_URL`` for the ``postgres`` database; ``database_url(proc, name)`` for others.
-    As root the cluster runs as ``postgres_user()``, so ``datadir`` must be reachable by it."""
+def start_postgres(logdir: Path, datadir: Path, user: str = "ticker", port: int | None = None) -> Proc:
+    """A throwaway PostgreSQL cluster in ``datadir`` on ``port`` (a free loopback one when None),
+    trusting local connections for ``user`` (its superuser), its unix socket in ``datadir``; a
+    cluster already there is started again as it was. ``extra["url"]`` is a ``DATABASE_URL`` for
+    the ``postgres`` database; ``database_url(proc, name)`` for others. As root the cluster runs
+    as ``postgres_user()``, so ``datadir`` must be reachable by it."""
     bindir = postgres_bin_dir()
     owner = postgres_user()
     datadir.mkdir(parents=True, exist_ok=True)
@@ -49,13 +50,13 @@ def start_postgres(logdir: Path, datadir: Path, user: str = "ticker") -> Proc:
         as_owner = {"user": owner[0], "group": owner[1], "extra_groups": []}
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     pgdata = datadir / "data"
-    done = subprocess.run(
+    done = subprocess.run(["true"]) if (pgdata / "PG_VERSION").exists() else subprocess.run(
         [str(bindir / "initdb"), "-D", str(pgdata), "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync"],
         cwd=datadir, env=env, capture_output=True, text=True, timeout=120, **as_owner,
     )
     if done.returncode:
         raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
-    port = free_port()
+    port = port or free_port()
     # fsync off and a small footprint: a test database, thrown away afterwards.
     argv = [str(bindir / "postgres"), "-D", str(pgdata), "-p", str(port), "-h", "127.0.0.1", "-k", str(datadir),
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
@@ -93,16 +95,28 @@ def candles(request: HttpRequest, symbol: str) -> JsonResponse:
     return JsonResponse({"symbol": symbol.upper(), "interval": interval, "candles": rows})
 
 
+def database_answers() -> bool:
+    """A ``SELECT 1`` on the default database (a new connection if the old one broke)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        connection.close()  # the next request reconnects
+        return False
+
+
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """Public and terse: 200 ``{"status":"ok"}`` when the store/layer answers and the feed is fresh,
-    else 503 ``{"status":"degraded","layer":…,"feed":…}``. Details live on ``/internal/status``
-    (``ticker.web.internal``)."""
+    """Public and terse: 200 ``{"status":"ok"}`` when the store/layer and the database answer and
+    the feed is fresh, else 503 ``{"status":"degraded","layer":…,"database":…,"feed":…}``.
+    Details live on ``/internal/status`` (``ticker.web.internal``)."""
     services: Services = request.scope["ticker"]  # type: ignore[attr-defined]
     reachable = await services.store.ping()
+    database = await sync_to_async(database_answers)()
     age = services.hub.feed_age()
     fresh = age is not None and age < STALE_FEED_SECONDS
-    if reachable and fresh:
+    if reachable and database and fresh:
         return JsonResponse({"status": "ok"})
     body = {"status": "degraded", "layer": "reachable" if reachable else "unreachable",
-            "feed": "fresh" if fresh else "stale"}
+            "database": "reachable" if database else "unreachable", "feed": "fresh" if fresh else "stale"}
     return JsonResponse(body, status=503)
