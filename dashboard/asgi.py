@@ -7,18 +7,18 @@ process's services are started and finds them in its scope (``dashboard.services
 import os
 from typing import cast
 
-from asgiref.typing import ASGI3Application, ASGIApplication, ASGIReceiveCallable, ASGISendCallable, Scope
+from asgiref.typing import ASGIApplication, ASGIReceiveCallable, ASGISendCallable, Scope
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from dashboard.services import Services  # noqa: E402
-from ticker.web.limits import AddressLimits  # noqa: E402
-from ticker.web.routing import websocket_urlpatterns  # noqa: E402
+from ticker.web import limits  # noqa: E402
+from ticker.web.routing import stream_urlpatterns, websocket_urlpatterns  # noqa: E402
 from ticker.web.security import BrowserOriginValidator  # noqa: E402
 
 
@@ -26,12 +26,12 @@ def make_application(services: Services) -> ASGIApplication:
     """The ticker's ASGI application, serving with ``services``."""
     router = ProtocolTypeRouter(
         {
-            "http": django_asgi_app,  # static files: WhiteNoise, in settings.MIDDLEWARE
-            "websocket": AddressLimits(
-                cast(ASGI3Application, BrowserOriginValidator(URLRouter(websocket_urlpatterns))),
-                settings.TICKER_WS_PER_ADDRESS, settings.TICKER_WS_RATE_PER_ADDRESS,
-                settings.TICKER_WS_BURST_PER_ADDRESS, settings.TICKER_LIMIT_EXEMPT,
+            "http": limits.from_settings(
+                # Django's type stubs know views only; URLRouter takes ASGI apps. Static files: WhiteNoise.
+                URLRouter([*stream_urlpatterns, re_path(r"", django_asgi_app)]),  # type: ignore[arg-type]
+                prefix="/sse/",
             ),
+            "websocket": limits.from_settings(BrowserOriginValidator(URLRouter(websocket_urlpatterns))),
         }
     )
 

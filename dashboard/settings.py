@@ -270,6 +270,8 @@ TICKER_WS_PER_ADDRESS = int(os.environ.get("TICKER_WS_PER_ADDRESS", "200"))
 TICKER_WS_RATE_PER_ADDRESS = float(os.environ.get("TICKER_WS_RATE_PER_ADDRESS", "20"))
 TICKER_WS_BURST_PER_ADDRESS = int(os.environ.get("TICKER_WS_BURST_PER_ADDRESS", "100"))
 TICKER_LIMIT_EXEMPT = env_list("TICKER_LIMIT_EXEMPT", "")
+# Seconds between keep-alive comments on an event stream (/sse/quotes/).
+TICKER_SSE_KEEPALIVE = float(os.environ.get("TICKER_SSE_KEEPALIVE", "15"))
 # A client the server has had to hold (it stopped reading) this many seconds is closed (4013).
 TICKER_HOLD_LIMIT = float(os.environ.get("TICKER_HOLD_LIMIT", "30"))
 

@@ -130,6 +130,17 @@ def _symbols(value: Any) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def parse_symbols_param(raw: str) -> tuple[str, ...] | None:
+    """A ``symbols`` query parameter (``AAPL,MSFT``; empty or ``*`` for the whole board), checked
+    as a ``sub`` frame's list is.
+
+    Raises:
+        ProtocolError: a name that is not a ticker, or too many of them.
+    """
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    return None if not names or names == [ALL] else _symbols(names)
+
+
 def parse_client_message(data: str | bytes) -> ClientMessage:
     """Parse and validate one client frame.
 

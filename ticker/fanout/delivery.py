@@ -44,14 +44,35 @@ class State(enum.Enum):
 
 
 class Frame:
-    """One frame's text, its ASGI message and its RFC 6455 bytes: built once, sent to many."""
+    """One frame, built once and sent to many: its text, the ASGI message and RFC 6455 bytes that
+    carry it on a WebSocket, and (made on first use) the Server-Sent Event that carries it on an
+    event stream: ``event: <kind>``, ``id: <mark>`` (when there is one), ``data: <text>``.
+    A frame with no kind is a keep-alive comment, for event streams only."""
 
-    __slots__ = ("message", "text", "wire")
+    __slots__ = ("_event", "kind", "mark", "message", "text", "wire")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, kind: str = "", mark: str = "") -> None:
         self.text = text
+        self.kind = kind
+        self.mark = mark
         self.message = {"type": "websocket.send", "text": text}
         self.wire = fastpath.text_frame(text.encode())
+        self._event: dict[str, Any] | None = None
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The ASGI ``http.response.body`` message of this frame as a Server-Sent Event."""
+        if self._event is None:
+            if not self.kind:
+                body = b": keep-alive\n\n"
+            else:
+                mark = f"id: {self.mark}\n" if self.mark else ""
+                body = f"event: {self.kind}\n{mark}data: {self.text}\n\n".encode()
+            self._event = {"type": "http.response.body", "body": body, "more_body": True}
+        return self._event
+
+
+KEEP_ALIVE = Frame("")
 
 
 class Outbox:
@@ -77,12 +98,26 @@ class Client:
     sent to (``state``), and what it acknowledged."""
 
     __slots__ = (
-        "acked", "catalog_seen", "epoch_seen", "held_since", "joined", "link", "outbox", "resync_all", "selection",
-        "send", "sent_seq", "stall", "state",
+        "acked",
+        "catalog_seen",
+        "epoch_seen",
+        "held_since",
+        "joined",
+        "link",
+        "outbox",
+        "response",
+        "resync_all",
+        "selection",
+        "send",
+        "sent_seq",
+        "stall",
+        "state",
+        "stream",
     )
 
     def __init__(
-        self, send: Send, outbox: Outbox, *, fast_path: bool = False, sndbuf: int = 0, observe: bool = True
+        self, send: Send, outbox: Outbox, *, fast_path: bool = False, sndbuf: int = 0, observe: bool = True,
+        stream: bool = False,
     ) -> None:
         self.send = send
         self.outbox = outbox
@@ -96,16 +131,21 @@ class Client:
         self.resync_all = False  # its selection changed while held: catch up with all of it
         self.stall: asyncio.Task[None] | None = None
         self.held_since = 0.0  # monotonic time it was last held
+        self.stream = stream  # an event stream (SSE) rather than a WebSocket
         # Under daphne a link reports the connection's buffer; it writes frames itself on the fast path.
-        attach = fast_path or observe
-        self.link = fastpath.attach(send, sndbuf, self._paused, self._resumed, fast_path) if attach else None
-        if self.link is None:
+        self.link: fastpath.DirectLink | None = None  # a WebSocket's
+        self.response: fastpath.ResponseLink | None = None  # an event stream's
+        if stream:
+            self.response = fastpath.attach_response(send, sndbuf, self._paused, self._resumed) if observe else None
+        elif fast_path or observe:
+            self.link = fastpath.attach(send, sndbuf, self._paused, self._resumed, fast_path)
+        if self.link is None and self.response is None:
             sndbuf_cap.cap_asyncio(send, sndbuf)
 
     @property
     def sees_buffer(self) -> bool:
         """True when the server reports this connection's buffer (daphne, through its link)."""
-        return self.link is not None
+        return self.link is not None or self.response is not None
 
     @property
     def writes_direct(self) -> bool:
@@ -116,6 +156,8 @@ class Client:
         """Send ``frame`` now if the client is live; False when it was not sent (held or closing)."""
         if self.state is not State.LIVE:
             return False
+        if frame is KEEP_ALIVE and not self.stream:
+            return True  # WebSockets have pings of their own
         link = self.link
         if link is not None and link.direct:
             try:
@@ -123,7 +165,7 @@ class Client:
                 return True
             except Exception as exc:
                 self._demote(exc)
-        step = cast(Coroutine[Any, Any, None], self.send(frame.message))
+        step = cast(Coroutine[Any, Any, None], self.send(frame.event if self.stream else frame.message))
         try:
             awaited = step.send(None)
         except StopIteration:
@@ -144,8 +186,9 @@ class Client:
     def close(self) -> None:
         """The connection is going away: send nothing more, forget the server's objects."""
         self.state = State.CLOSING
-        if self.link is not None:
-            self.link.detach()
+        for link in (self.link, self.response):
+            if link is not None:
+                link.detach()
         if self.stall is not None:
             self.stall.cancel()
 

@@ -116,6 +116,8 @@ class DirectLink:
 
     __slots__ = ("direct", "on_pause", "on_resume", "open", "previous", "protocol", "socket", "transport")
 
+    direct: bool
+
     def __init__(
         self, protocol: Any, sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None],
         direct: bool = True,
@@ -185,8 +187,57 @@ def _nothing() -> None:
     pass
 
 
+class ResponseLink:
+    """A daphne HTTP response that streams (Server-Sent Events), seen only for its backpressure:
+    registered as the request's streaming producer (twisted.web's public ``registerProducer``),
+    so Twisted says when the response's buffer is full and when it drained. Frames go through
+    the ASGI send (``direct`` is False); the kernel send buffer is capped through the
+    transport's public ``getHandle()``."""
+
+    __slots__ = ("on_pause", "on_resume", "request")
+
+    direct = False
+
+    def __init__(self, request: Any, sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None]) -> None:
+        self.request = request
+        self.on_pause, self.on_resume = on_pause, on_resume
+        transport = request.channel.transport
+        handle = transport.getHandle() if plain_tcp(transport) else None
+        if handle is not None and sndbuf:
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        request.registerProducer(self, True)
+
+    def detach(self) -> None:
+        self.on_pause = self.on_resume = _nothing
+
+    def pauseProducing(self) -> None:
+        self.on_pause()
+
+    def resumeProducing(self) -> None:
+        self.on_resume()
+
+    def stopProducing(self) -> None:
+        self.detach()
+
+
+def attach_response(
+    send: Callable[..., Any], sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None]
+) -> ResponseLink | None:
+    """A ``ResponseLink`` for the streaming response behind ``send`` when it is daphne's, else None."""
+    request = daphne_protocol(send)
+    if request is None:
+        return None
+    try:
+        return ResponseLink(request, sndbuf, on_pause, on_resume)
+    except Exception as exc:  # an unexpected daphne or Twisted: the response goes unobserved
+        counters.refused += 1
+        warn_once("daphne response backpressure unavailable (%s)", exc)
+        return None
+
+
 def daphne_protocol(send: Callable[..., Any]) -> Any | None:
-    """The daphne WebSocket protocol behind an ASGI ``send``, or None under another server."""
+    """The daphne protocol behind an ASGI ``send`` (a WebSocket protocol, or an HTTP request),
+    or None under another server."""
     if not isinstance(send, functools.partial) or not send.args:
         return None
     owner = getattr(send.func, "__self__", None)

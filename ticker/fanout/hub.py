@@ -177,7 +177,7 @@ class Hub:
         if not self.replica.set_catalog(catalog):
             return
         self.drain()
-        frame = Frame(self.codec.catalog(catalog.entries))
+        frame = Frame(self.codec.catalog(catalog.entries), "sym")
         for _, group in self.registry.items():
             for client in group.members:
                 client.deliver(frame)
@@ -206,6 +206,7 @@ class Hub:
         self.drain()
         stats = self.stats
         now = time.monotonic()
+        mark = self.mark()
         for key, group in self.registry.items():
             if key is None:
                 parts: Iterable[bytes] = fragments.values()
@@ -214,7 +215,7 @@ class Hub:
                 if not parts:
                     continue
             group.sent(seq, now)
-            frame = Frame(self.codec.delta(seq, parts))
+            frame = Frame(self.codec.delta(seq, parts), "q", mark)
             for client in group.members:
                 client.deliver(frame)
             stats.frames += len(group.members)
@@ -225,7 +226,7 @@ class Hub:
     def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
         """Send every group a ``snap`` of its keys among ``changed`` (None: all of its keys)."""
         self.drain()
-        now, seq = time.monotonic(), self.replica.seq
+        now, seq, mark = time.monotonic(), self.replica.seq, self.mark()
         for key, group in self.registry.items():
             if key == NOTHING:
                 continue
@@ -233,13 +234,17 @@ class Hub:
             if changed is not None and not keys:
                 continue
             group.sent(seq, now)
-            frame = Frame(self.snap_text(keys))
+            frame = Frame(self.snap_text(keys), "snap", mark)
             for client in group.members:
                 client.deliver(frame)
 
     def snap_text(self, keys: Selection) -> str:
         replica = self.replica
         return self.codec.snap(replica.epoch, replica.seq, replica.select(keys))
+
+    def mark(self) -> str:
+        """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""
+        return f"{self.replica.epoch}:{self.replica.seq}"
 
     # Held clients
 
@@ -274,13 +279,13 @@ class Hub:
         self.stats.caught_up += 1
         replica = self.replica
         if client.catalog_seen != replica.catalog_version:
-            client.deliver(Frame(self.codec.catalog(replica.catalog.entries)))
+            client.deliver(Frame(self.codec.catalog(replica.catalog.entries), "sym"))
         keys = client.selection
         if keys != NOTHING:
             changed = None if client.resync_all else replica.changed_since(client.epoch_seen, client.sent_seq)
             if changed is not None:
                 keys = changed if keys is None else changed & keys
-            client.deliver(Frame(self.snap_text(keys)))
+            client.deliver(Frame(self.snap_text(keys), "snap", self.mark()))
         client.resync_all = False
         client.joined = replica.seq
         if client.state is State.LIVE:
@@ -321,18 +326,19 @@ class Hub:
 
     # What consumers call
 
-    def connect(self, send: Send, drop: Callable[[], None] | None = None) -> Client:
-        """A new connection: filed with no keys, sent ``hello``. Acks are asked of it unless its
-        server reports its buffer (daphne). ``drop`` closes the connection when the client has
-        been held too long."""
-        client = Client(send, self.outbox, fast_path=self.fast_path, sndbuf=self.sndbuf)
+    def connect(self, send: Send, drop: Callable[[], None] | None = None, *, stream: bool = False) -> Client:
+        """A new connection (``stream``: an event stream): filed with no keys, sent ``hello``. Acks
+        are asked of it unless its server reports its buffer (daphne). ``drop`` closes the
+        connection when the client has been held too long."""
+        client = Client(send, self.outbox, fast_path=self.fast_path, sndbuf=self.sndbuf, stream=stream)
         if drop is not None:
             self.drops[client] = drop
         client.joined = self.replica.seq
         self.registry.file(client)
         replica = self.replica
         ack_ms = 0 if client.sees_buffer else ACK_INTERVAL_MS
-        client.deliver(Frame(self.codec.hello(replica.epoch, replica.seq, replica.catalog.entries, ack_ms)))
+        hello = self.codec.hello(replica.epoch, replica.seq, replica.catalog.entries, ack_ms)
+        client.deliver(Frame(hello, "hello", self.mark()))
         return client
 
     def leave(self, client: Client) -> None:
@@ -341,9 +347,9 @@ class Hub:
         self.parked.discard(client)
         self.registry.take_out(client)
 
-    def reply(self, client: Client, text: str) -> None:
-        """Send a consumer's reply through the client's one outgoing path."""
-        client.deliver(Frame(text))
+    def reply(self, client: Client, text: str, kind: str) -> None:
+        """Send a consumer's reply (``kind``: its ``t``) through the client's one outgoing path."""
+        client.deliver(Frame(text, kind))
 
     def ack(self, client: Client, seq: int) -> None:
         """``client`` applied everything up to ``seq``; held for lagging, it is released once that
@@ -400,7 +406,7 @@ class Hub:
         return added, unknown
 
     def send_snap(self, client: Client, keys: Selection) -> None:
-        if not client.deliver(Frame(self.snap_text(keys))):
+        if not client.deliver(Frame(self.snap_text(keys), "snap", self.mark())):
             client.resync_all = True  # held: its catch-up sends all it follows
 
     def move(self, client: Client, selection: Selection) -> None:

@@ -91,9 +91,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         log.info("close code=%d reason='too slow' conn=%s addr=%s", p.WS_4013_TOO_SLOW, self.conn_id, self.address)
         self.closer = asyncio.get_running_loop().create_task(self.close(code=p.WS_4013_TOO_SLOW, reason="too slow"))
 
-    def reply(self, text: str) -> None:
+    def reply(self, text: str, kind: str = "err") -> None:
         assert self.client is not None
-        self.hub.reply(self.client, text)
+        self.hub.reply(self.client, text, kind)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.client is None or self.closing:
@@ -122,7 +122,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         client = self.client
         assert client is not None
         if isinstance(msg, p.Ping):
-            self.reply(p.encode_pong(msg.id))
+            self.reply(p.encode_pong(msg.id), "pong")
         elif isinstance(msg, p.Ack):
             self.hub.ack(client, msg.seq)
         elif isinstance(msg, p.Unsubscribe):

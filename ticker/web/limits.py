@@ -1,6 +1,6 @@
-"""Per-address caps on WebSockets, where the handshake is read: how many one address may hold
-open, and how fast it may open new ones. Past either, the handshake is refused (HTTP 403) and
-nothing is kept for it.
+"""Per-address caps on long-lived connections (WebSockets and event streams), where the request
+is read: how many one address may hold open, and how fast it may open new ones. Past either,
+the handshake is refused (HTTP 403; an event stream gets 429) and nothing is kept for it.
 
 The address is the ASGI scope's ``client``: the peer, or with ``--proxy-headers`` behind
 nginx the X-Forwarded-For that nginx overwrote. nginx has the same caps (``limit_conn``,
@@ -23,14 +23,24 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PRUNE_AT = 10_000  # idle rate buckets are forgotten once this many addresses are tracked
 
 
+def from_settings(app: Any, prefix: str = "/") -> AddressLimits:
+    """The caps the settings ask for, on ``app`` (each wrapped app counts its own connections)."""
+    from django.conf import settings
+
+    return AddressLimits(app, settings.TICKER_WS_PER_ADDRESS, settings.TICKER_WS_RATE_PER_ADDRESS,
+                         settings.TICKER_WS_BURST_PER_ADDRESS, settings.TICKER_LIMIT_EXEMPT, prefix)
+
+
 class AddressLimits:
     """ASGI middleware: at most ``max_open`` WebSockets per address, and new ones at ``rate`` a
     second with bursts of ``burst`` (0 turns a cap off)."""
 
     def __init__(
-        self, app: ASGI3Application, max_open: int, rate: float, burst: int, exempt: Iterable[str] = ()
+        self, app: ASGI3Application, max_open: int, rate: float, burst: int, exempt: Iterable[str] = (),
+        prefix: str = "/",
     ) -> None:
         self.app = app
+        self.prefix = prefix  # only requests for paths under it are counted
         self.max_open = max_open
         self.rate = rate
         self.burst = burst
@@ -79,13 +89,18 @@ class AddressLimits:
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         client: Any = scope.get("client")
         address = client[0] if client else None
-        if scope["type"] != "websocket" or not self.counted(address):
+        counted = scope["type"] in ("websocket", "http") and scope["path"].startswith(self.prefix)
+        if not counted or not self.counted(address):
             await self.app(scope, receive, send)
             return
         assert address is not None
         if not self.admit(address, time.monotonic()):
             HANDSHAKES_REFUSED.inc()
-            await send({"type": "websocket.close", "code": 1008, "reason": None})  # before accept: HTTP 403
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": None})  # before accept: HTTP 403
+            else:
+                await send({"type": "http.response.start", "status": 429, "headers": [], "trailers": False})
+                await send({"type": "http.response.body", "body": b"too many connections", "more_body": False})
             return
         try:
             await self.app(scope, receive, send)

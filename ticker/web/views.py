@@ -54,8 +54,12 @@ async def board(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-async def quotes(request: HttpRequest) -> JsonResponse:
-    """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named)."""
+async def quotes(request: HttpRequest) -> HttpResponse:
+    """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named).
+
+    The polling fallback: its ``ETag`` is the state's ``epoch:seq``, so a poll that finds nothing
+    new (``If-None-Match``) costs a 304 and no body.
+    """
     hub = _hub(request)
     raw = request.GET.get("symbols", "").strip()
     wanted = frozenset(s.strip().upper() for s in raw.split(",") if s.strip()) if raw else None
@@ -63,7 +67,14 @@ async def quotes(request: HttpRequest) -> JsonResponse:
     if unknown:
         return _unknown(unknown)
     replica = hub.replica
-    return JsonResponse({"t": "snap", "epoch": replica.epoch, "seq": replica.seq, "q": hub.rows(wanted)})
+    etag = f'"{hub.mark()}"'
+    if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
+        response = HttpResponse(status=304)
+    else:
+        response = JsonResponse({"t": "snap", "epoch": replica.epoch, "seq": replica.seq, "q": hub.rows(wanted)})
+    response["ETag"] = etag
+    response["Cache-Control"] = "no-cache"
+    return response
 
 
 def _candles(symbol: str, limit: int) -> list[list[float | int]] | None:

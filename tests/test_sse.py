@@ -1,0 +1,130 @@
+"""The event stream ``/sse/quotes/`` through real daphne and uvicorn (and nginx): the WebSocket's
+frames as events, ``Last-Event-ID`` resuming as ``resume`` does, keep-alives, and the same
+hold for a stream that cannot drain."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers.clients import get_json
+from tests.helpers.sites import Site, embedded
+from tests.helpers.sse import SseClient
+from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
+    with embedded(seeded_database, tmp_path_factory.mktemp(f"sse-{request.param}"), server=request.param,
+                  TICKER_SSE_KEEPALIVE="0.5", TICKER_HOLD_LIMIT="3", TICKER_SOCKET_SNDBUF="16384") as site:
+        yield site
+
+
+def clients(site: Site) -> int:
+    return get_json(site.url + "/internal/status")[1]["clients"]
+
+
+def test_the_stream_carries_the_websockets_frames_as_events(site):
+    stream = SseClient(site.url + "/sse/quotes/?symbols=AAPL,msft")
+    assert stream.status == 200 and stream.headers["content-type"].startswith("text/event-stream")
+    hello = stream.next()
+    assert hello.kind == "hello" and hello.json()["t"] == "hello"
+    epoch = hello.json()["epoch"]
+    snap = stream.until(lambda e: e.kind == "snap")
+    assert [row[0] for row in snap.json()["q"]] == ["AAPL", "MSFT"] and snap.id == f"{epoch}:{snap.json()['seq']}"
+    quote = stream.until(lambda e: e.kind == "q")
+    assert quote.id == f"{epoch}:{quote.json()['seq']}" and {r[0] for r in quote.json()["q"]} <= {"AAPL", "MSFT"}
+    assert stream.until(lambda e: e.kind == "").data == ""  # a keep-alive comment
+    stream.close()
+    wait_until(lambda: clients(site) == 0, 5, 0.05, "the stream to leave the hub")
+
+
+def test_last_event_id_resumes_as_resume_does(site):
+    stream = SseClient(site.url + "/sse/quotes/?symbols=*")
+    stream.until(lambda e: e.kind == "snap")
+    last = stream.until(lambda e: e.kind == "q")
+    stream.close()
+    epoch, seq = last.id.rsplit(":", 1)
+    wait_until(lambda: get_json(site.url + "/internal/status")[1]["seq"] > int(seq) + 3, 5, 0.05, "a few batches")
+    again = SseClient(site.url + "/sse/quotes/?symbols=*", last_event_id=last.id)
+    assert again.next().kind == "hello"
+    snap = again.until(lambda e: e.kind == "snap")
+    assert snap.json()["epoch"] == epoch and snap.json()["seq"] > int(seq)
+    assert 0 < len(snap.json()["q"]) < 42  # only what changed since the last event it had
+    following = again.until(lambda e: e.kind == "q")
+    assert following.json()["seq"] == snap.json()["seq"] + 1  # whole board: every batch, no gap
+    again.close()
+
+
+def test_unknown_symbols_get_an_err_event_and_bad_ones_a_400(site):
+    stream = SseClient(site.url + "/sse/quotes/?symbols=AAPL,NOPE")
+    err = stream.until(lambda e: e.kind == "err").json()
+    assert err["code"] == "unknown_symbol" and "NOPE" in err["msg"]
+    stream.until(lambda e: e.kind == "q")  # the known one streams on
+    stream.close()
+    bad = SseClient(site.url + "/sse/quotes/?symbols=not%20a%20ticker!")
+    assert bad.status == 400
+    bad.close()
+
+
+def test_a_stream_that_cannot_drain_is_held_then_ended(site):
+    """A reader that stops reading: held once its buffers fill, ended after the hold limit."""
+    baseline = clients(site)
+    stuck = SseClient(site.url + "/sse/quotes/?symbols=*", recv_buffer=4096)
+    stuck.next()
+    wait_until(lambda: get_json(site.url + "/internal/status")[1]["held"] == 1, 60, 0.2, "the stream to be held")
+    wait_until(lambda: clients(site) == baseline, 15, 0.2, "the held stream to be dropped")
+    with contextlib.suppress(ConnectionError, OSError):
+        while True:  # what was buffered, then the end of the response
+            stuck.next()
+    stuck.close()
+
+
+def test_the_stream_passes_through_nginx_unbuffered(tmp_path, seeded_database):
+    from deploy import cluster
+    from tests.helpers.procs import start_nginx
+    from tests.helpers.sites import prepared_env
+
+    with embedded(seeded_database, tmp_path) as site:
+        static = tmp_path / "static"
+        cluster.collectstatic(prepared_env(seeded_database, tmp_path, DJANGO_STATIC_ROOT=str(static)))
+        nginx = start_nginx(tmp_path / "logs", [f"127.0.0.1:{site.procs['web'].port}"], static)
+        try:
+            stream = SseClient(f"http://127.0.0.1:{nginx.port}/sse/quotes/?symbols=AAPL")
+            stream.until(lambda e: e.kind == "snap")
+            started = time.monotonic()
+            stream.until(lambda e: e.kind == "q")  # arrives as the feed makes it, not when a buffer fills
+            assert time.monotonic() - started < 5
+            stream.close()
+        finally:
+            nginx.stop()
+
+
+def test_polling_costs_a_304_when_nothing_changed(site):
+    """The last fallback: /api/quotes/ with an ETag on epoch:seq. A batch every 100 ms: two polls
+    a few milliseconds apart mostly see the same state, and then the second one is a 304."""
+    import urllib.error
+    import urllib.request
+
+    def poll_twice() -> bool:
+        with urllib.request.urlopen(site.url + "/api/quotes/?symbols=AAPL", timeout=10) as resp:
+            etag = resp.headers["ETag"]
+            assert etag.strip('"').rsplit(":", 1)[1].isdigit() and resp.read()
+        again = urllib.request.Request(site.url + "/api/quotes/?symbols=AAPL", headers={"If-None-Match": etag})
+        try:
+            with urllib.request.urlopen(again, timeout=10) as resp:
+                assert resp.headers["ETag"] != etag and resp.read()  # the state moved on meanwhile
+                return False
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 304 and exc.read() == b"" and exc.headers["ETag"] == etag
+            return True
+
+    assert any(poll_twice() for _ in range(20))
+    stale = urllib.request.Request(site.url + "/api/quotes/?symbols=AAPL", headers={"If-None-Match": '"old:1"'})
+    with urllib.request.urlopen(stale, timeout=10) as resp:
+        assert resp.status == 200 and resp.headers["ETag"] != '"old:1"'

@@ -1,0 +1,106 @@
+"""The event stream ``/sse/quotes/?symbols=AAPL,MSFT``: the WebSocket's frames as Server-Sent
+Events, for networks that block the WebSocket upgrade.
+
+Each frame is one event: ``event: <t>``, ``id: <epoch>:<seq>`` on the frames that carry the
+state (``hello``, ``snap``, ``q``), ``data: <the same JSON>``. A browser that reconnects sends
+``Last-Event-ID``, and the stream resumes exactly as ``resume`` does on a WebSocket. A comment
+every ``TICKER_SSE_KEEPALIVE`` seconds (15) keeps proxies from calling it idle.
+
+An event stream is a client of the same hub as a WebSocket, with the same conflation and hold:
+a response that cannot drain is held, then caught up; held too long, it is ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+
+from .. import protocol as p
+from ..fanout.delivery import KEEP_ALIVE, Client
+from ..fanout.hub import Hub, TooManyKeys
+from . import metrics
+
+
+def parse_mark(value: str) -> tuple[str, int] | None:
+    """``Last-Event-ID`` as ``(epoch, seq)``; None when it is not one of ours."""
+    epoch, _, seq = value.rpartition(":")
+    return (epoch, int(seq)) if epoch and seq.isdigit() else None
+
+
+class QuoteStream(AsyncHttpConsumer):
+    """One event stream. ``handle`` runs for the life of the response."""
+
+    hub: Hub
+    client: Client | None = None
+    dropped: asyncio.Event
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.base_receive = receive
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.leave()
+
+    async def handle(self, body: bytes) -> None:
+        self.hub = self.scope["ticker"].hub
+        query = parse_qs(self.scope["query_string"].decode(errors="replace"))
+        try:
+            symbols = p.parse_symbols_param(",".join(query.get("symbols", [])))
+        except p.ProtocolError as exc:
+            metrics.REFUSED.labels(exc.code).inc()
+            await self.send_response(400, p.encode_err(exc.code, str(exc)).encode(),
+                                     headers=[(b"Content-Type", b"application/json")])
+            return
+        headers = dict(self.scope["headers"])
+        mark = parse_mark(headers.get(b"last-event-id", b"").decode(errors="replace"))
+        await self.send_headers(status=200, headers=[
+            (b"Content-Type", b"text/event-stream"), (b"Cache-Control", b"no-store"),
+            (b"X-Accel-Buffering", b"no"),  # nginx: pass each event on at once
+        ])
+        self.dropped = asyncio.Event()
+        client = self.client = self.hub.connect(self.base_send, self.dropped.set, stream=True)
+        try:
+            if mark is None:
+                unknown = self.hub.subscribe(client, symbols)
+            else:
+                unknown = self.hub.resume(client, mark[0], mark[1], symbols)
+        except TooManyKeys as exc:
+            unknown = []
+            self.hub.reply(client, p.encode_err(p.ERR_TOO_MANY_SYMBOLS, str(exc)), "err")
+        if unknown:
+            error = p.unknown_symbols(unknown)
+            self.hub.reply(client, p.encode_err(error.code, str(error)), "err")
+        keep_alive = asyncio.create_task(self.keep_alive(client))
+        gone = asyncio.create_task(self.disconnected())
+        dropped = asyncio.create_task(self.dropped.wait())
+        try:
+            await asyncio.wait({gone, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (keep_alive, gone, dropped):
+                task.cancel()
+            await asyncio.gather(keep_alive, gone, dropped, return_exceptions=True)
+        if self.dropped.is_set():  # held too long: end the response, if it can still be ended
+            self.client = None  # the hub has let it go
+            metrics.CLOSES.labels(str(p.WS_4013_TOO_SLOW)).inc()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.send_body(b"", more_body=False), 1.0)
+
+    async def disconnected(self) -> None:
+        """Until the client goes away (what else it sends on an event stream is ignored)."""
+        while (await self.base_receive())["type"] != "http.disconnect":
+            pass
+
+    async def keep_alive(self, client: Client) -> None:
+        while True:
+            await asyncio.sleep(settings.TICKER_SSE_KEEPALIVE)
+            client.deliver(KEEP_ALIVE)
+
+    def leave(self) -> None:
+        if self.client is not None:
+            self.hub.leave(self.client)
+            self.client = None
