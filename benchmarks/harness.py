@@ -3,6 +3,7 @@ its pid), readiness probes and the session's scratch directory and database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,10 +17,47 @@ from typing import Any
 from deploy.procs import PYTHON as PY
 from deploy.procs import ROOT, Proc, free_port, http_ok, redis_argv, redis_ok, started
 
-__all__ = ["PY", "ROOT", "Bench", "Deployment", "Proc", "free_port", "http_ok", "wait_ready", "ws_first_message"]
+__all__ = ["PY", "ROOT", "Bench", "Deployment", "Pinning", "Proc", "free_port", "http_ok", "wait_ready",
+           "ws_first_message"]
 EXTRA_SYMBOLS = ROOT / "benchmarks" / "extra_symbols.csv"
 
 SYMBOLS, RATE, BATCH_MS = 50, 200, 100  # the market, for every path
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Which cores the server processes get, and which the rest (the load client, Redis, the
+    feed, nginx): the server alone on its own core, as a fair measure of its CPU per frame.
+    ``server`` empty: everyone shares every core (``--no-pin``, or a one-core machine)."""
+
+    server: frozenset[int]
+    support: frozenset[int]
+
+    @classmethod
+    def choose(cls, pin: bool) -> Pinning:
+        cores = os.sched_getaffinity(0)
+        if not pin or len(cores) < 2:
+            return cls(frozenset(), frozenset(cores))
+        server = max(cores)
+        return cls(frozenset({server}), frozenset(cores - {server}))
+
+    def describe(self) -> str:
+        if not self.server:
+            return "shared: server, load client, Redis and feed on every core"
+        return (f"pinned: server on core {','.join(map(str, sorted(self.server)))}; load client, Redis, feed and "
+                f"proxy on {','.join(map(str, sorted(self.support)))}")
+
+    def enter(self) -> None:
+        """Put this process (and so every process it starts from now on) on the support cores."""
+        os.sched_setaffinity(0, self.support)
+
+    def serve(self, proc: Proc) -> None:
+        """Move a server process, every thread of it, onto the server cores."""
+        if not self.server:
+            return
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(task.name), self.server)
 
 
 def wait_ready(proc: Proc, check: Callable[[], object], what: str, timeout: float = 40.0) -> None:

@@ -130,7 +130,7 @@ def header_section(s: Session, report: Path, plot: Path) -> list[str]:
         f"full result are in `{s.first.get('results', 'benchmarks/results/')}` (session `{s.first['session']}`).",
         f"- **Date**: {s.first['date']}; **commit** `{s.first['git']}`.",
         f"- **Machine**: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}, "
-        f"Python {m['python']}. Load client and server share these cores.",
+        f"Python {m['python']}. Cores: {s.first.get('cores', 'shared: load client and server on every core')}.",
         f"- **Versions**: {versions}.",
         f"- **Market**: {market['symbols']} symbols, {market['rate']} ticks/s over the market, "
         f"{market['batch_ms']} ms batches (paths that batch). Measure window "

@@ -54,6 +54,7 @@ from benchmarks.harness import (
     SYMBOLS,
     Bench,
     Deployment,
+    Pinning,
     Proc,
     base_env,
     free_port,
@@ -215,6 +216,7 @@ class Runner:
         self.opts = opts
         self.bench = bench
         self.session = session
+        self.pinning = Pinning.choose(not opts.no_pin)
         self.records: list[dict[str, Any]] = []
         self.collapsed: dict[tuple[str, str], int] = {}
 
@@ -250,6 +252,8 @@ class Runner:
         cmd: list[str] = []
         try:
             deployment = spec.start_server(self.bench, infra_env)
+            for proc in deployment.servers:
+                self.pinning.serve(proc)
             time.sleep(1.0)  # let it settle before the idle RSS is read
             base = sum(rss_tree(proc.pid) for proc in deployment.servers)
             cmd = [PY, "-m", "benchmarks.loadclient", "--url", deployment.url, "--clients", str(run.clients),
@@ -412,6 +416,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-after", type=float, default=None, help="seconds (default 5)")
     parser.add_argument("--slow-for", type=float, default=None, help="seconds (default 30)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the report shows medians")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="share every core (the default gives the server process(es) a core of their own "
+                             "and the load client, Redis and the feed the rest, on a machine with two or more)")
     parser.add_argument("--duration", type=float, default=None, help="measure window in seconds (default 20)")
     parser.add_argument("--connect-rate", type=float, default=500.0, help="new connections a second (default 500)")
     parser.add_argument("--procs", type=int, default=1, help="load client processes (default 1)")
@@ -518,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                      "procs": opts.procs, "quick": opts.quick, "slow_fraction": opts.slow_fraction,
                      "slow_after": opts.slow_after, "slow_for": opts.slow_for},
         "results": shown(results_file(opts.results_dir, now.isoformat())),
+        "cores": Pinning.choose(not opts.no_pin).describe(),
     }
     runs = plan(opts, paths)
     estimate = sum(r.estimate(opts.connect_rate) for r in runs)
@@ -530,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     logdir = ROOT / "var" / "bench" / "logs" / session["session"]
     logdir.mkdir(parents=True, exist_ok=True)
     bench = Bench(logdir)
+    Pinning.choose(not opts.no_pin).enter()
+    print(session["cores"], file=sys.stderr)
     records: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
