@@ -7,6 +7,8 @@ urlpatterns = [
     path("", views.board, name="board"),
     path("api/quotes/", views.quotes, name="quotes"),
     path("api/candles/<str:symbol>/", views.candles, name="candles"),
+    path("api/closes/", views.closes, name="closes"),
+    path("api/watchlist/", views.watchlist, name="watchlist"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
