@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.page import CHROMIUM, CHROMIUM_ARGS, machine
-from benchmarks.harness import ROOT
 
 UPLOT_VERSION = "1.6.32"
-BOARD_JS = ROOT / "ticker" / "static" / "ticker" / "board.js"
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
 body { margin: 0; font: 12px sans-serif } .row { display: flex; height: 25px; align-items: center }
