@@ -29,12 +29,12 @@ SYMBOLS, RATE, BATCH_MS = 50, 200, 100  # the market, for every path
 class Proc:
     """A process this runner started, with its log; ``stop()`` ends exactly it (by pid)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path, cwd: Path = ROOT) -> None:
         self.name = name
         self.argv = argv
         self.log = logdir / f"{name}.log"
         with open(self.log, "ab") as fh:
-            self.popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            self.popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, env=env,
                                           start_new_session=True)
 
     @property

@@ -86,13 +86,29 @@ def prepare(tmp: Path, symbols: int, rate: int) -> dict[str, str]:
     return env
 
 
-def measure(url: str, seconds: float, warmup: float, width: int) -> dict[str, Any]:
+def top_events(trace_path: Path, limit: int = 15) -> list[tuple[str, float]]:
+    """Total duration by name of the complete events on the renderer's main thread (nested events
+    count in their parents too: read it as where time goes, not as shares that add up)."""
+    events = json.loads(trace_path.read_text())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    main = {(e["pid"], e["tid"]) for e in events
+            if e.get("ph") == "M" and e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"}
+    totals: dict[str, float] = {}
+    for e in events:
+        if e.get("ph") == "X" and (e.get("pid"), e.get("tid")) in main:
+            totals[e["name"]] = totals.get(e["name"], 0.0) + e.get("dur", 0) / 1000
+    return sorted(totals.items(), key=lambda kv: -kv[1])[:limit]
+
+
+def measure(url: str, seconds: float, warmup: float, width: int, trace: Path | None = None,
+            reduced_motion: bool = False) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": 800})
+            page = browser.new_page(viewport={"width": width, "height": 800},
+                                    reduced_motion="reduce" if reduced_motion else "no-preference")
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.add_init_script(LONGTASK_OBSERVER)
@@ -102,9 +118,14 @@ def measure(url: str, seconds: float, warmup: float, width: int) -> dict[str, An
             page.wait_for_timeout(warmup * 1000)
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable", {"timeDomain": "timeTicks"})
+            if trace:
+                browser.start_tracing(page=page, path=str(trace),
+                                      categories=["devtools.timeline", "disabled-by-default-devtools.timeline"])
             before, seen = metrics(cdp), page.evaluate(COUNTERS)
             page.wait_for_timeout(seconds * 1000)
             after, done = metrics(cdp), page.evaluate(COUNTERS)
+            if trace:
+                browser.stop_tracing()
             every_long_task = page.evaluate("() => window.__longTasks")
             long_tasks = [t for t in every_long_task if t["start"] >= seen["now"]]
             state = page.evaluate("() => window.tickerState.state")
@@ -143,8 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measure window (default 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds live before measuring (default 5)")
     parser.add_argument("--width", type=int, default=1280, help="viewport width (default 1280)")
+    parser.add_argument("--at", metavar="REV", help="serve the page of this git revision instead of the "
+                        "working tree (e.g. the commit before the page changed), on the same database")
     parser.add_argument("--label", default="", help="a name for this run in the results (e.g. before/after)")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append to benchmarks/results/")
+    parser.add_argument("--reduced-motion", action="store_true",
+                        help="emulate prefers-reduced-motion: the page does not flash (what the flash costs)")
+    parser.add_argument("--trace", type=Path, help="also record a Chrome trace of the window here and print "
+                        "the main thread's busiest events (the trace itself costs time: not for the figures)")
     opts = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         parser.error("Chromium is not installed (apt-get install chromium)")
@@ -154,11 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = prepare(tmp, opts.symbols, opts.rate)
         port = free_port()
-        server = Proc("daphne", [PY, "-m", "dashboard.serve", "--server", "daphne", "--port", str(port)], env, tmp)
+        argv = [PY, "-m", "dashboard.serve", "--server", "daphne", "--port", str(port)]
+        if opts.at:
+            # Another revision's page (and server) on the same database: a before/after pair run
+            # back to back on one machine, under the same load.
+            tree = tmp / "tree"
+            tree.mkdir()
+            archive = subprocess.run(["git", "archive", opts.at], cwd=ROOT, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "x", "-C", str(tree)], input=archive, check=True)
+            env["PYTHONPATH"] = str(tree)
+            server = Proc("daphne", argv, env, tmp, cwd=tree)
+        else:
+            server = Proc("daphne", argv, env, tmp)
         url = f"http://127.0.0.1:{port}/"
         wait_ready(server, lambda: http_ok(url + "healthz"), "daphne")
         started = dt.datetime.now(dt.UTC)
-        result = measure(url, opts.seconds, opts.warmup, opts.width)
+        result = measure(url, opts.seconds, opts.warmup, opts.width, opts.trace, opts.reduced_motion)
     finally:
         if server is not None:
             server.stop()
@@ -167,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "page", "label": opts.label, "date": started.isoformat(timespec="seconds"), "commit": commit(),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.page", *(argv or sys.argv[1:])]),
         "symbols": opts.symbols, "rate": opts.rate, "seconds": opts.seconds, "width": opts.width,
+        "reduced_motion": opts.reduced_motion, "at": opts.at or "",
         "machine": machine(), **result,
     }
+    if opts.trace:
+        for name, ms in top_events(opts.trace):
+            print(f"{ms:10.1f} ms  {name}", file=sys.stderr)
+        opts.no_save = True
     line = json.dumps(record)
     print(line)
     if not opts.no_save:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/candles/<str:symbol>/", views.candles, name="candles"),
     path("api/closes/", views.closes, name="closes"),
     path("api/watchlist/", views.watchlist, name="watchlist"),
+    path("api/request-bytes/", views.request_bytes, name="request_bytes"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -115,3 +115,10 @@ def test_closes_answers_every_symbols_recent_minutes_oldest_first(user):
     assert body["closes"]["AAPL"][0][0] == int((now - timedelta(minutes=2)).timestamp() * 1000)
     assert Client().get("/api/closes/?minutes=0").status_code == 400
     assert Client().get("/api/closes/?minutes=x").status_code == 400
+
+
+def test_request_bytes_counts_the_header_lines_the_server_received():
+    body = Client().get("/api/request-bytes/", HTTP_X_PADDING="a" * 100).json()
+    # "x-padding: " + 100 + CRLF at least, and the blank line.
+    assert body["header_bytes"] >= len("x-padding: ") + 100 + 2 + 2
+    assert body["headers"] >= 1

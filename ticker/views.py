@@ -181,3 +181,22 @@ def watchlist(request: HttpRequest) -> JsonResponse:
     tickers = saved.tickers if saved else []
     listed = set(Symbol.objects.filter(ticker__in=tickers).values_list("ticker", flat=True))
     return JsonResponse({"symbols": [t for t in tickers if t in listed], "user": request.user.get_username()})
+
+
+@require_GET
+def request_bytes(request: HttpRequest) -> JsonResponse:
+    """``/api/request-bytes/``: how many bytes of HTTP/1.1 request headers this server received with
+    this request (each ``name: value`` line and the blank line that ends them; not the request
+    line). A page cannot read its own request headers; the board adds this to the request line of
+    a poll to show what polling would cost, measured rather than assumed."""
+    scope = getattr(request, "scope", None)
+    if scope is not None:
+        headers = [(k, v) for k, v in scope.get("headers", [])]
+    else:  # WSGI (tests): rebuild the lines from META
+        headers = [
+            (k[5:].replace("_", "-").lower().encode(), str(v).encode())
+            for k, v in request.META.items()
+            if k.startswith("HTTP_")
+        ]
+    size = sum(len(k) + 2 + len(v) + 2 for k, v in headers) + 2
+    return JsonResponse({"header_bytes": size, "headers": len(headers)})
