@@ -48,7 +48,9 @@ LAST_PRICES = (
     "() => Object.fromEntries([...document.querySelectorAll('tr[data-symbol]')]"
     ".map((tr) => [tr.dataset.symbol, tr.querySelector('td.last').textContent]))"
 )
-SHOWN_ROWS = "() => [...document.querySelectorAll('#board tbody tr[data-symbol]:not([hidden])')].map((tr) => tr.dataset.symbol)"
+SHOWN_ROWS = (
+    "() => [...document.querySelectorAll('#board tbody tr[data-symbol]:not([hidden])')].map((tr) => tr.dataset.symbol)"
+)
 WATCHLIST = "() => [...document.querySelectorAll('#wl-list li')].map((li) => li.dataset.symbol)"
 
 
@@ -504,7 +506,7 @@ def test_at_phone_width_symbol_last_and_change_fit_without_scrolling(browser, em
         for cell in ("th.sym .tkr", "td.last", "td.pct"):
             box = board.page.locator(f'tr[data-symbol="AAPL"] {cell}').bounding_box()
             assert box is not None and box["width"] > 0, cell
-            assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"], (cell, box)
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (cell, box)
         assert board.page.locator('tr[data-symbol="AAPL"] td.vol').is_hidden()
         assert board.errors == []
     finally:
