@@ -525,7 +525,7 @@ def test_screenshots(browser, context, embedded_site, scheme):
             try:
                 page = shot.new_page()
                 board = Board(page, embedded_site.url + "/")
-                page.evaluate("() => localStorage.setItem('ticker.watchlist', JSON.stringify(['NVDA', 'MSFT', 'AAPL']))")
+                page.evaluate("() => localStorage.setItem('ticker.watchlist', '[\"NVDA\",\"MSFT\",\"AAPL\"]')")
                 page.reload()
                 board.wait_state("live")
                 page.wait_for_selector('tr[data-symbol="INTC"].paused')
