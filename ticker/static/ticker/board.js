@@ -25,7 +25,8 @@ const OFFLINE_AFTER_FAILURES = 6;    // failed attempts in a row (~10 s) before 
 const TICK_MS = 250;                 // the age, countdown, banner and wire panel
 const SPARK_EVERY_MS = 1000;         // sparklines: at most one redraw a second
 const NOTICE_MS = 6000;
-const FLASH_MS = 300;
+const FLASH_MS = 450;
+const FADE_STEP_MS = 150;            // a fade step when no quotes bring a frame sooner
 const RATE_WINDOW_MS = 5000;
 const KEY_SELECTED = 'ticker.selected';
 
@@ -157,16 +158,17 @@ const onScreen = 'IntersectionObserver' in window ? new IntersectionObserver((en
     const row = byHeader.get(entry.target);
     if (!row) continue;
     row.onScreen = entry.isIntersecting;
-    if (row.onScreen && behind.delete(row)) markDirty(row, 0);  // scrolled into view: bring it up to date
+    row.spark.visible = row.onScreen;
   }
 }, {root: scroller, rootMargin: '150px 0px'}) : null;
 
 function newRow(tr, sym) {
   const row = {
     tr, sym, cells: cellsOf(tr), text: {}, name: '', paused: false, decimals: 2, prev: NaN, q: null,
-    spark: null, dir: 0, sign: 0, shown: true, onScreen: !onScreen, secondaryAt: -Infinity, flashing: null,
+    spark: null, dir: 0, sign: 0, shown: true, onScreen: !onScreen, secondaryAt: -Infinity,
   };
   row.spark = sparks.attach(tr.querySelector('svg.spark'), NaN);
+  row.spark.visible = row.onScreen;
   tr.tabIndex = -1;
   const header = tr.querySelector('th');
   byHeader.set(header, row);
@@ -218,7 +220,6 @@ function removeRow(sym) {
   row.tr.remove();
   rows.delete(sym);
   dirty.delete(row);
-  behind.delete(row);
   secondaryBehind.delete(row);
 }
 
@@ -272,39 +273,58 @@ function renderRow(row, now, all = false) {
   putSign(row, chgText.startsWith('+') ? 1 : chgText.startsWith('-') ? -1 : 0);
 }
 
-/** A brief green/red glow on the last price: the opacity of an overlay, which the compositor
- *  animates without repainting the cell (a background-color animation repaints every frame).
- *  The previous flash of the row is cancelled first: two opacity animations on one element at
- *  once cannot run on the compositor, and both would fall back to the main thread, every frame.
- *  Rows off screen do not flash: nobody sees them. */
-function flash(row, direction) {
+/**
+ * A brief green/red glow on the last price: the opacity of an overlay that has a compositor layer
+ * of its own (`will-change: opacity`), so changing it repaints nothing. It fades in steps, one per
+ * frame the board draws anyway (`fadeFlashes`, at the rate of the quotes), not as a Web Animation:
+ * in Chromium a running animation, even one on the compositor, brings the main thread a frame at
+ * every vsync (60 a second: measured in docs/PERFORMANCE.md), and on a busy board some flash is
+ * always running. Rows off screen do not flash: nobody sees them.
+ */
+const fading = new Map();  // row -> performance.now() of its flash
+
+function flash(row, direction, now) {
   if (reduceMotion.matches || !direction || row.paused || !row.onScreen) return;
   const el = row.cells.flash;
-  if (typeof el.animate !== 'function') return;
-  row.flashing?.cancel();
   const cls = direction > 0 ? 'fl up' : 'fl down';
   if (el.className !== cls) el.className = cls;
-  row.flashing = el.animate([{opacity: 1}, {opacity: 0}], {duration: FLASH_MS, easing: 'ease-out'});
+  el.style.opacity = '1';
+  fading.set(row, now);
 }
 
+/** The next step of every glow; the last step hides it. */
+function fadeFlashes(now) {
+  for (const [row, start] of fading) {
+    const left = 1 - (now - start) / FLASH_MS;
+    if (left <= 0.05) {
+      row.cells.flash.style.opacity = '0';
+      fading.delete(row);
+    } else if (now > start) {
+      row.cells.flash.style.opacity = left.toFixed(2);
+    }
+  }
+  // Quotes bring a frame every 100 ms or so; only when they stop does the fade ask for its own.
+  clearTimeout(fadeTimer);
+  fadeTimer = fading.size ? setTimeout(requestFlush, FADE_STEP_MS) : 0;
+}
+let fadeTimer = 0;
+
 function stopFlash(row) {
-  row.flashing?.cancel();
-  row.flashing = null;
+  fading.delete(row);
+  row.cells.flash.style.opacity = '0';
 }
 
 // ---------------------------------------------------------------- one write per frame
 
 const dirty = new Set();
-/** Rows off screen whose cells are behind their model: written a few per frame (BEHIND_PER_FRAME),
- *  so they are never more than a second or two old for a screen reader or find-in-page, and at
- *  once when they scroll into view. Most of a long board is off screen: this is most of the saving. */
-const behind = new Set();
-const BEHIND_PER_FRAME = 10;
 /** Rows whose high, low or volume cells wait for their once-a-second refresh. */
 const secondaryBehind = new Set();
 const SECONDARY_MS = 1000;
 let frameRequested = false;
 let catchingUp = false;   // the first frame after the tab comes back: no flashes for old news
+let lastFlushAt = 0;
+let statusDue = false;    // the status texts (age, indicator, wire panel) wait for the next frame
+let sparksDue = false;    // so do the sparklines, once a second
 
 function markDirty(row, direction) {
   if (direction) row.dir = direction;
@@ -318,38 +338,37 @@ function requestFlush() {
   requestAnimationFrame(flush);
 }
 
+/**
+ * The one DOM write of a frame: the rows that changed, their flashes, and whatever else is due
+ * (status, sparklines) in the same frame, so that the clock and the sparklines do not cost
+ * frames of their own. Rows off screen are written too (their text stays current for a screen
+ * reader), but `content-visibility: auto` spares them style, layout and paint.
+ */
 function flush(now) {
   frameRequested = false;
   if (document.hidden) return;
+  lastFlushAt = now;
   if (dirty.size) stats.flushes += 1;
   for (const row of dirty) {
-    if (row.onScreen || !row.shown) {
-      renderRow(row, now, catchingUp);
-      if (!catchingUp) flash(row, row.dir);
-    } else {
-      behind.add(row);
-    }
+    renderRow(row, now, catchingUp);
+    if (!catchingUp) flash(row, row.dir, now);
     row.dir = 0;
   }
   dirty.clear();
-  let budget = BEHIND_PER_FRAME;
-  for (const row of behind) {
-    if (budget-- <= 0) break;
-    behind.delete(row);
-    renderRow(row, now, true);
-  }
   catchingUp = false;
-  chart.flush();
+  fadeFlashes(now);
   if (statusDue) {
     statusDue = false;
     renderStatus(now);
   }
-  if ((behind.size || secondaryBehind.size) && !pendingTimer) {
-    pendingTimer = setTimeout(flushPending, behind.size ? 100 : SECONDARY_MS);
+  if (sparksDue) {
+    sparksDue = false;
+    sparks.drawVisible();
   }
+  if (secondaryBehind.size && !pendingTimer) pendingTimer = setTimeout(flushPending, SECONDARY_MS);
 }
 
-/** Nothing new arrived, but rows are still behind: come back for them. */
+/** Nothing new arrived, but high, low or volume cells are due: come back for them. */
 let pendingTimer = 0;
 function flushPending() {
   pendingTimer = 0;
@@ -458,6 +477,12 @@ function forgetState() {
   link.synced = false;
 }
 
+/** The chart draws in its own animation frame: handing it the new candle now (not from ours) lets
+ *  that be the same frame as the rows', instead of the one after. */
+function chartNow() {
+  if (!document.hidden) chart.flush();
+}
+
 /**
  * One decoded server message, from whichever transport brought it; `wireBytes` is what it cost
  * on the wire (the wire panel). `null` is a frame that could not be decoded: counted, ignored.
@@ -469,8 +494,8 @@ function handleMessage(msg, wireBytes) {
   if (!msg) return;
   switch (msg.t) {
     case 'hello': onHello(msg); break;
-    case 'snap': applySnap(msg); break;
-    case 'q': applyQuotes(msg); break;
+    case 'snap': applySnap(msg); chartNow(); break;
+    case 'q': applyQuotes(msg); chartNow(); break;
     case 'sym': applySymbols(msg.symbols || []); break;
     case 'err': onError(msg); break;
     default: break;  // `pong`, and kinds newer servers may send: nothing to do
@@ -750,7 +775,7 @@ function renderWire(now) {
 // ---------------------------------------------------------------- selection and the chart
 
 const chart = createChartPanel($('chart'), $('chart-title'), $('chart-status'));
-const sparks = createSparklines(scroller);
+const sparks = createSparklines();
 const chartWatch = $('chart-watch');
 
 function focusableRow(row) {
@@ -885,7 +910,6 @@ async function loadSparklines() {
 
 /** The status texts are written in the next animation frame, with the rows: one frame per
  *  update, not one more for the clock. */
-let statusDue = false;
 function tick() {
   const now = performance.now();
   acknowledge(now);
@@ -894,7 +918,7 @@ function tick() {
   }
   if (document.hidden) return;  // a hidden tab does no DOM work; it catches up when shown
   statusDue = true;
-  requestFlush();
+  if (now - lastFlushAt > TICK_MS) requestFlush();  // else the next quotes' frame writes it
 }
 
 function renderStatus(now) {
@@ -906,13 +930,15 @@ function renderStatus(now) {
 }
 
 function drawSparks() {
-  if (!document.hidden) requestAnimationFrame(() => sparks.drawVisible());
+  sparksDue = true;
+  requestFlush();
 }
 
 function onVisible() {
   if (document.visibilityState !== 'visible') return;
   catchingUp = true;
   transport.reconnectNow();
+  chartNow();
   tick();
   drawSparks();
 }

@@ -190,21 +190,14 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 /**
  * One small SVG per row: the last 30 minutes, from the one-minute closes stored at load and the
  * live prices since (time on the x axis, the previous close as a faint baseline). Only rows on
- * screen are drawn (an IntersectionObserver says which, without reading layout).
+ * screen are drawn (the board's IntersectionObserver says which, without reading layout).
  *
  * SVG, not a canvas: drawing is as cheap either way (benchmarks/sparklines.py), but every canvas
  * on the page is a composited layer of its own, and 30 of them cost the compositor's layerization
  * on every frame of the board, sparkline or not (docs/PERFORMANCE.md, "Sparklines").
  */
-export function createSparklines(scrollRoot) {
+export function createSparklines() {
   const byHost = new Map();
-
-  const observer = 'IntersectionObserver' in window ? new IntersectionObserver((entries) => {
-    for (const entry of entries) {
-      const spark = byHost.get(entry.target);
-      if (spark) spark.visible = entry.isIntersecting;
-    }
-  }, {root: scrollRoot, rootMargin: '100px 0px'}) : null;
 
   /** A row's spark state for its <svg> (its size is fixed in CSS and here, never measured). */
   function attach(svg, prevClose) {
@@ -216,15 +209,14 @@ export function createSparklines(scrollRoot) {
     const dot = document.createElementNS(SVG_NS, 'circle');
     dot.setAttribute('r', '1.6');
     svg.replaceChildren(base, line, dot);
-    const spark = {svg, base, line, dot, t: [], v: [], prev: prevClose, dirty: true, visible: !observer, dir: ''};
+    // `visible` is kept by the board, which watches its rows (one observer for both).
+    const spark = {svg, base, line, dot, t: [], v: [], prev: prevClose, dirty: true, visible: true, dir: ''};
     byHost.set(svg, spark);
-    if (observer) observer.observe(svg);
     return spark;
   }
 
   function detach(spark) {
     byHost.delete(spark.svg);
-    if (observer) observer.unobserve(spark.svg);
   }
 
   /** Stored closes `[[start_ms, close], …]`, oldest first, each placed at its minute's end; live
