@@ -15,19 +15,17 @@
 'use strict';
 
 import {createChartPanel, createSparklines, SPARK_MINUTES} from './chart.js';
+import {decimalsFor, fmtPrice, fmtSigned, fmtVolume} from './format.js';
+import {createStatus} from './status.js';
 import {createWebSocketTransport} from './transport.js';
 import {createWatchlist} from './watchlist.js';
+import {createWirePanel} from './wire.js';
 
-const STALE_AFTER_MS = 5000;         // open, but no frame at all this long: stale
-const FEED_DOWN_AFTER_MS = 5000;     // frames (pongs) arrive, but no batch this long: the feed is down
 const SYNC_TIMEOUT_MS = 10000;       // open but no snapshot this long: start over
-const OFFLINE_AFTER_FAILURES = 6;    // failed attempts in a row (~10 s) before we say "offline"
 const TICK_MS = 250;                 // the age, countdown, banner and wire panel
 const SPARK_EVERY_MS = 1000;         // sparklines: at most one redraw a second
-const NOTICE_MS = 6000;
 const FLASH_MS = 450;
 const FADE_STEP_MS = 150;            // a fade step when no quotes bring a frame sooner
-const RATE_WINDOW_MS = 5000;
 const KEY_SELECTED = 'ticker.selected';
 
 // Indexes into a full row (`snap`) and a short row (`q`), see ticker/protocol.py.
@@ -40,19 +38,12 @@ const table = $('board');
 const tbody = $('board-body');
 const scroller = $('board-scroll');
 const rowTemplate = $('row-template');
-const conn = $('conn');
-const connLabel = $('conn-label');
-const announce = $('conn-announce');
-const ageEl = $('age');
-const noticeEl = $('notice');
-const bannerEl = $('banner');
 const emptyWatch = $('board-empty-watchlist');
 const wire = {
   bytes: $('wire-bytes'), frames: $('wire-frames'), rate: $('wire-rate'), avg: $('wire-avg'),
   seq: $('wire-seq'), epoch: $('wire-epoch'), node: $('wire-node'),
   poll: $('wire-poll'), pollOne: $('wire-poll-one'), transport: $('wire-transport'),
 };
-const breadth = {up: $('breadth-up'), down: $('breadth-down'), count: $('breadth-count')};
 
 /** Everything a test (or someone in devtools) may want to read. Mutated in place. */
 const stats = {
@@ -91,53 +82,6 @@ const unlisted = new Map();
 const names = new Map();
 
 const reduceMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
-
-// ---------------------------------------------------------------- formatting
-
-const grouped = new Intl.NumberFormat('en-US', {maximumFractionDigits: 0});
-
-function decimalsFor(tick) {
-  if (!(tick > 0)) return 2;
-  return Math.min(6, Math.max(2, Math.ceil(-Math.log10(tick) - 1e-9)));
-}
-
-function fmtPrice(value, decimals) {
-  return Number.isFinite(value) ? value.toFixed(decimals) : '–';
-}
-
-/** "+1.25", "-0.40", "0.00": the sign comes from the rounded text, so +0.00 never shows. */
-function fmtSigned(value, decimals) {
-  if (!Number.isFinite(value)) return '–';
-  const text = Math.abs(value).toFixed(decimals);
-  if (Number(text) === 0) return text;
-  return (value > 0 ? '+' : '-') + text;
-}
-
-function fmtVolume(v) {
-  if (!Number.isFinite(v)) return '–';
-  if (v < 100000) return grouped.format(v);
-  if (v < 1e6) return (v / 1e3).toFixed(1) + 'K';
-  if (v < 1e9) return (v / 1e6).toFixed(2) + 'M';
-  return (v / 1e9).toFixed(2) + 'B';
-}
-
-function fmtBytes(n) {
-  if (n < 1024) return Math.round(n) + ' B';
-  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KB';
-  return (n / (1024 * 1024)).toFixed(2) + ' MB';
-}
-
-function fmtSeconds(ms) {
-  const s = ms / 1000;
-  if (s < 10) return s.toFixed(1) + ' s';
-  if (s < 60) return Math.round(s) + ' s';
-  if (s < 3600) return Math.round(s / 60) + ' min';
-  return Math.round(s / 3600) + ' h';
-}
-
-function setText(el, text) {
-  if (el.textContent !== text) el.textContent = text;
-}
 
 // ---------------------------------------------------------------- the rows
 
@@ -608,169 +552,17 @@ stats.transport = transport.name;
 
 // ---------------------------------------------------------------- status
 
-let announced = '';
-
-function setState(state, label, spoken) {
-  stats.state = state;
-  if (conn.dataset.state !== state) conn.dataset.state = state;
-  setText(connLabel, label);
-  // Screen readers hear the state when it changes, not every tick of a countdown.
-  if (spoken !== announced) {
-    announced = spoken;
-    announce.textContent = spoken;
-  }
-  // Once we have been connected (or failed to), quotes shown while not live may be old: grey
-  // them so nobody reads them as fresh. The first paint is fresh from the server.
-  table.classList.toggle('stale', state !== 'live' && (link.everLive || transport.status().failures > 0));
-}
-
-/** Derive the indicator from the transport, the last frame and the retry timer. */
-function refreshState() {
-  const now = performance.now();
-  const t = transport.status();
-  if (t.open) {
-    const quiet = now - stats.lastFrameAt;
-    if (!link.synced) setState('reconnecting', 'syncing…', 'Connecting to the quote stream');
-    else if (quiet > STALE_AFTER_MS) setState('stale', `stale · ${fmtSeconds(quiet)}`, 'Stale: no data is arriving');
-    else {
-      link.everLive = true;
-      setState('live', 'live', `Live over ${transport.name}`);
-    }
-    return;
-  }
-  const offline = navigator.onLine === false || t.failures >= OFFLINE_AFTER_FAILURES;
-  const state = offline ? 'offline' : 'reconnecting';
-  if (t.connecting || !t.retryAt) {
-    setState(state, link.everLive || t.failures ? `reconnecting · attempt ${t.failures + 1}` : 'connecting…',
-      offline ? 'Offline, reconnecting' : 'Reconnecting');
-  } else {
-    const wait = Math.max(0, t.retryAt - now);
-    const label = `reconnecting in ${Math.ceil(wait / 1000)} s`;
-    setState(state, offline ? `offline · ${label}` : label, offline ? 'Offline, reconnecting' : 'Reconnecting');
-  }
-}
-
-/** Connected, quotes flowing to us before, and now none for 5 s: the feed behind the server is down. */
-function renderBanner(now) {
-  const t = transport.status();
-  const watching = stats.subscribed === '*' ? [...rows.values()] :
-    (stats.subscribed || []).map((s) => rows.get(s)).filter(Boolean);
-  const anyTrading = watching.some((row) => !row.paused);
-  const quiet = now - Math.max(stats.lastQuoteAt, link.openedAt);
-  const down = t.open && link.synced && anyTrading && quiet > FEED_DOWN_AFTER_MS &&
-    now - stats.lastFrameAt < STALE_AFTER_MS;
-  stats.feedDown = down;
-  if (down) setText(bannerEl, `Feed down: no price update for ${fmtSeconds(quiet)}. Prices shown may be old.`);
-  if (bannerEl.hidden === down) bannerEl.hidden = !down;
-}
-
-function renderAge(now) {
-  if (!stats.lastQuoteAt) {
-    setText(ageEl, 'waiting for data');
-    return;
-  }
-  const age = now - stats.lastQuoteAt;
-  setText(ageEl, `updated ${fmtSeconds(age)} ago`);
-  ageEl.classList.toggle('old', age > STALE_AFTER_MS);
-}
-
-let noticeTimer = 0;
-function showNotice(text, detail) {
-  console.warn('ticker: server error', detail);
-  noticeEl.textContent = text;
-  noticeEl.hidden = false;
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => { noticeEl.hidden = true; }, NOTICE_MS);
-}
-
-function renderBreadth() {
-  let up = 0;
-  let down = 0;
-  let shown = 0;
-  for (const row of rows.values()) {
-    if (!row.shown) continue;
-    shown += 1;
-    if (row.sign > 0) up += 1;
-    else if (row.sign < 0) down += 1;
-  }
-  setText(breadth.up, `▲ ${up}`);
-  setText(breadth.down, `▼ ${down}`);
-  setText(breadth.count, shown === rows.size ? `${rows.size} symbols` : `${shown} of ${rows.size} symbols`);
-}
+const status = createStatus({
+  table, conn: $('conn'), connLabel: $('conn-label'), announce: $('conn-announce'), banner: $('banner'),
+  age: $('age'), notice: $('notice'), breadth: {up: $('breadth-up'), down: $('breadth-down'), count: $('breadth-count')},
+}, {stats, link, rows, transport});
+const {refreshState, renderBanner, renderAge, showNotice, renderBreadth} = status;
 
 // ---------------------------------------------------------------- the wire panel
 
-/**
- * What one poll of this server costs, measured: the page polls `/api/quotes/` once for what it
- * shows and reads the answer's size from Resource Timing (`transferSize`: headers and body as
- * received), and asks `/api/request-bytes/` how many bytes of request headers it got from this
- * browser (a page cannot see its own request headers). Measured again when the subscription moves.
- */
-let pollToken = 0;
-async function measurePoll() {
-  const token = ++pollToken;
-  await new Promise((r) => setTimeout(r, 300));  // let a burst of watchlist edits settle
-  if (token !== pollToken) return;
-  const sub = stats.subscribed;
-  const query = sub && sub !== '*' ? `?symbols=${sub.join(',')}` : '';
-  if (sub && sub !== '*' && !sub.length) {
-    stats.poll = {request: 0, response: 0, url: ''};
-    return;
-  }
-  const path = `/api/quotes/${query}`;
-  const url = new URL(path, location.href).href;
-  try {
-    const [res, echo] = await Promise.all([
-      fetch(url, {cache: 'no-store', credentials: 'same-origin'}),
-      fetch('/api/request-bytes/', {cache: 'no-store', credentials: 'same-origin'}).then((r) => r.json()),
-    ]);
-    await res.arrayBuffer();
-    await new Promise((r) => setTimeout(r, 0));  // the timing entry lands after the body
-    const entry = performance.getEntriesByName(url).pop();
-    performance.clearResourceTimings();
-    if (!entry || !entry.transferSize || token !== pollToken) return;
-    // The request line for the poll itself, then the headers this browser sends (measured).
-    const requestLine = `GET ${path} HTTP/1.1\r\n`.length;
-    stats.poll = {request: requestLine + echo.header_bytes, response: entry.transferSize,
-      body: entry.encodedBodySize, url: path};
-  } catch (err) {
-    console.info('ticker: could not measure a poll', err);
-  }
-}
-
-// Bytes and frames per second over the last few seconds, from samples of the running totals.
-const rateSamples = [];
-function renderWire(now) {
-  rateSamples.push([now, stats.bytes, stats.frames]);
-  while (rateSamples.length > 2 && now - rateSamples[0][0] > RATE_WINDOW_MS) rateSamples.shift();
-  const [t0, b0, f0] = rateSamples[0];
-  const seconds = (now - t0) / 1000;
-  const rate = seconds > 0 ? (stats.bytes - b0) / seconds : 0;
-  const fps = seconds > 0 ? (stats.frames - f0) / seconds : 0;
-  setText(wire.bytes, fmtBytes(stats.bytes));
-  wire.bytes.title = `${grouped.format(stats.bytes)} bytes`;
-  setText(wire.frames, grouped.format(stats.frames));
-  setText(wire.rate, `${fmtBytes(rate)}/s`);
-  setText(wire.avg, stats.frames ? fmtBytes(stats.bytes / stats.frames) : '–');
-  setText(wire.seq, grouped.format(stats.seq));
-  setText(wire.epoch, stats.epoch || '–');
-  setText(wire.node, stats.node || '–');
-  setText(wire.transport, transport.name);
-  const poll = stats.poll;
-  if (!poll) return;
-  if (!poll.response) {
-    setText(wire.pollOne, 'nothing subscribed');
-    setText(wire.poll, '–');
-    return;
-  }
-  const each = poll.request + poll.response;
-  setText(wire.pollOne, `${fmtBytes(poll.request)} up + ${fmtBytes(poll.response)} down`);
-  wire.pollOne.title = `GET ${poll.url}: request line and headers ${poll.request} B (measured by this server); ` +
-    `response headers and body ${poll.response} B (body ${poll.body} B), from Resource Timing`;
-  const pollRate = fps * each;
-  const times = rate > 0 ? ` · ${(pollRate / rate).toFixed(1)}×` : '';
-  setText(wire.poll, `${fmtBytes(pollRate)}/s at ${fps.toFixed(1)} polls/s${times}`);
-}
+const wirePanel = createWirePanel(wire, stats, transport.name);
+const measurePoll = () => wirePanel.measurePoll();
+const renderWire = (now) => wirePanel.render(now);
 
 // ---------------------------------------------------------------- selection and the chart
 
