@@ -162,11 +162,15 @@ AXES_RESET_ON_SUCCESS = True
 # A strict Content-Security-Policy (django-csp) on every page Django renders: scripts, styles
 # and fetches from this site only, no inline script or style, no framing, no plugins. The page
 # may open WebSockets to its own host (ticker.web.security adds ws:// and wss:// for it).
+# The one inline style allowed, by its hash: the <style> lightweight-charts adds for its
+# attribution logo (its licence asks for the attribution). tests/test_http.py recomputes it from
+# the vendored file, so a new version of the library cannot pass unnoticed.
+CHART_ATTRIBUTION_STYLE = "'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='"
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [NONE],
         "script-src": [SELF],
-        "style-src": [SELF],
+        "style-src": [SELF, CHART_ATTRIBUTION_STYLE],
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],

@@ -29,3 +29,10 @@ bench-quick: bench-system-deps dev-deps
 bench-cluster: bench-system-deps cluster-system-deps dev-deps
 	$(PY) -m benchmarks.run --paths $(BENCH_CLUSTER_PATHS) --clients $(BENCH_CLUSTER_CLIENTS) \
 		--watchlist-clients= --slow-clients 0 $(BENCH_ARGS)
+
+## The board's cost in headless Chromium: 200 rows at 10 frames/s (issue 10); figures for docs/PERFORMANCE.md.
+# PAGE_BENCH_ARGS passes options through, e.g. make bench-page PAGE_BENCH_ARGS="--label after --seconds 30".
+PAGE_BENCH_ARGS ?=
+.PHONY: bench-page
+bench-page: system-test-deps dev-deps
+	$(PY) -m benchmarks.page $(PAGE_BENCH_ARGS)

@@ -58,3 +58,12 @@ def test_runfeed_reports_a_bad_replay_file(settings, tmp_path, body, message):
         path.write_text(body)
     with pytest.raises(CommandError, match=message):
         call_command("runfeed", "--replay", str(path))
+
+
+def test_setup_demo_tops_the_board_up_to_a_number_of_symbols():
+    out = run("setup_demo", "--symbols", "200")
+    assert Symbol.objects.count() == 200 and "200 created" in out
+    assert Symbol.objects.filter(ticker="ZAAA").exists()
+    assert "0 created" in run("setup_demo", "--symbols", "200")
+    with pytest.raises(CommandError, match="--symbols"):
+        call_command("setup_demo", "--symbols", "-1")

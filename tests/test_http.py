@@ -94,14 +94,15 @@ def test_other_methods_are_still_refused(embedded_site):
         assert status in (403, 405)
 
 
-def test_pages_carry_a_strict_content_security_policy(embedded_site):
+def test_pages_carry_a_strict_content_security_policy(embedded_site, settings):
     port = embedded_site.procs["web"].port
     for path in ("/", "/admin/login/"):
         status, headers, _ = raw(port, "GET", path)
         assert status == 200
         policy = dict(d.strip().split(" ", 1) for d in headers["content-security-policy"].split(";"))
         assert policy["default-src"] == "'none'"
-        assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
+        assert policy["script-src"] == "'self'"
+        assert policy["style-src"].split() == ["'self'", settings.CHART_ATTRIBUTION_STYLE]  # one <style>, by hash
         assert "unsafe" not in headers["content-security-policy"]
         # The page's own WebSocket, by name (CSP 3's 'self' covers it; older browsers need it).
         assert policy["connect-src"] == f"'self' ws://127.0.0.1:{port}"
@@ -201,3 +202,19 @@ def test_parallel_failed_logins_are_each_answered(login_site):
         statuses = list(pool.map(lambda _: log_in(port, "wrong-password", source="127.0.0.4")[0], range(16)))
     assert set(statuses) <= {200, 429} and 429 in statuses, statuses
     assert "Traceback" not in login_site.procs["web"].output()
+
+
+def test_the_one_inline_style_allowed_is_the_vendored_charts_attribution(settings):
+    """CSP allows one <style> by hash: the one lightweight-charts inserts for its attribution logo."""
+    import base64
+    import hashlib
+    import re
+
+    from tests.helpers.procs import ROOT
+
+    source = (ROOT / "ticker/static/ticker/vendor/lightweight-charts.standalone.production.js").read_text()
+    styles = re.findall(r'createElement\("style"\),this\.\w+\.innerText="((?:[^"\\]|\\.)*)"', source)
+    assert len(styles) == 1, "the vendored library inserts another <style>: review the CSP"
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+    assert f"'sha256-{digest}'" == settings.CHART_ATTRIBUTION_STYLE
+    assert settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]["style-src"] == ["'self'", settings.CHART_ATTRIBUTION_STYLE]

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import Candle, Symbol
+from .models import Candle, Symbol, Watchlist
 from .signals import announce_after_commit
 
 
@@ -42,3 +42,9 @@ class CandleAdmin(admin.ModelAdmin):
     list_display = ["symbol", "start", "open", "high", "low", "close", "volume"]
     list_filter = ["symbol"]
     date_hierarchy = "start"
+
+
+@admin.register(Watchlist)
+class WatchlistAdmin(admin.ModelAdmin):
+    list_display = ["user", "updated"]
+    readonly_fields = ["updated"]

@@ -7,10 +7,13 @@ latest quote of every symbol in the quote store (``ticker.layer.store``) instead
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
-from .protocol import SYMBOL_RE
+from .protocol import MAX_SYMBOLS, SYMBOL_RE
+
+MAX_WATCHLIST = MAX_SYMBOLS  # a watchlist is one connection's subscription
 
 
 class Symbol(models.Model):
@@ -76,3 +79,19 @@ class Candle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol_id} {self.start:%Y-%m-%d %H:%M}"
+
+
+class Watchlist(models.Model):
+    """A signed-in user's watchlist: tickers in the order the user put them, at most ``MAX_WATCHLIST``.
+
+    An ordered JSON list rather than a row per ticker: the page always reads and writes the whole
+    list at once (``GET/PUT /api/watchlist/``), and its order is the user's. A ticker deleted by an
+    operator stays in the list but is left out of what the endpoint answers.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watchlist")
+    tickers = models.JSONField(default=list)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {', '.join(self.tickers)}"

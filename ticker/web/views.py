@@ -1,4 +1,4 @@
-"""HTTP endpoints: the board page, JSON snapshots and candles, and the health check.
+"""HTTP endpoints: the board page, JSON snapshots and candles, the watchlist, and the health check.
 
 The board and the snapshot read the process's hub (the same state the WebSocket serves),
 never the database; candles come from the database, written by the feed.
@@ -6,22 +6,27 @@ never the database; candles come from the database, written by the feed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.utils import timezone
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_http_methods, require_safe
 
 from .. import protocol as p
 from ..fanout.hub import Hub
-from ..models import Candle, Symbol
+from ..models import MAX_WATCHLIST, Candle, Symbol, Watchlist
 
 if TYPE_CHECKING:
     from dashboard.services import Services
 
 MAX_CANDLES = 1440
+MAX_SPARK_MINUTES = 240
 STALE_FEED_SECONDS = 5.0
 
 
@@ -131,3 +136,90 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     body = {"status": "degraded", "layer": "reachable" if reachable else "unreachable",
             "database": "reachable" if database else "unreachable", "feed": "fresh" if fresh else "stale"}
     return JsonResponse(body, status=503)
+
+
+@require_safe
+def closes(request: HttpRequest) -> JsonResponse:
+    """``/api/closes/?minutes=30``: every symbol's one-minute closes over the last N minutes, in one
+    answer (the board's sparklines at load), as ``{"closes": {"AAPL": [[start_ms, close], …]}}``."""
+    try:
+        minutes = int(request.GET.get("minutes", "30"))
+    except ValueError:
+        return JsonResponse({"error": "minutes must be a whole number"}, status=400)
+    if not 1 <= minutes <= MAX_SPARK_MINUTES:
+        return JsonResponse({"error": f"minutes must be between 1 and {MAX_SPARK_MINUTES}"}, status=400)
+    since = timezone.now() - timedelta(minutes=minutes)
+    out: dict[str, list[list[float | int]]] = {}
+    rows = Candle.objects.filter(start__gte=since).order_by("start").values_list("symbol__ticker", "start", "close")
+    for ticker, start, close in rows:
+        out.setdefault(ticker, []).append([int(start.timestamp() * 1000), close])
+    return JsonResponse({"minutes": minutes, "closes": out})
+
+
+def _watchlist_error(status: int, code: str, msg: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": code, "msg": msg, **extra}, status=status)
+
+
+def _clean_watchlist(body: bytes) -> list[str] | JsonResponse:
+    """The tickers of a ``PUT`` body ``{"symbols": [...]}``, upper-cased; or the 400 that says why not."""
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        return _watchlist_error(400, "bad_request", "the body is not JSON")
+    symbols = data.get("symbols") if isinstance(data, dict) else None
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        return _watchlist_error(400, "bad_request", 'the body must be {"symbols": ["AAPL", ...]}')
+    tickers = [s.strip().upper() for s in symbols]
+    if len(tickers) > MAX_WATCHLIST:
+        return _watchlist_error(400, "too_many_symbols", f"at most {MAX_WATCHLIST} symbols in a watchlist")
+    repeated = sorted({t for t in tickers if tickers.count(t) > 1})
+    if repeated:
+        return _watchlist_error(400, "duplicate_symbol", f"listed twice: {', '.join(repeated)}", symbols=repeated)
+    known = set(Symbol.objects.filter(ticker__in=tickers).values_list("ticker", flat=True))
+    unknown = [t for t in tickers if t not in known]
+    if unknown:
+        return _watchlist_error(400, "unknown_symbol", f"unknown symbol(s): {', '.join(unknown)}", symbols=unknown)
+    return tickers
+
+
+@ensure_csrf_cookie
+@require_http_methods(["GET", "PUT"])
+def watchlist(request: HttpRequest) -> JsonResponse:
+    """``GET/PUT /api/watchlist/``: the signed-in user's watchlist, ``{"symbols": ["AAPL", ...]}``.
+
+    ``GET`` answers the list (listed symbols only, in the user's order) and sets the CSRF cookie
+    that a ``PUT`` must echo in ``X-CSRFToken``. ``PUT`` replaces the whole list: only listed
+    tickers, each once, at most ``MAX_WATCHLIST``; anything else is a 400 naming the problem.
+    Anonymous visitors get 401 (the page then keeps its list in the browser only).
+    """
+    if not request.user.is_authenticated:
+        return _watchlist_error(401, "not_signed_in", "sign in to keep a watchlist on the server")
+    if request.method == "PUT":
+        tickers = _clean_watchlist(request.body)
+        if isinstance(tickers, JsonResponse):
+            return tickers
+        Watchlist.objects.update_or_create(user=request.user, defaults={"tickers": tickers})
+        return JsonResponse({"symbols": tickers, "user": request.user.get_username()})
+    saved = Watchlist.objects.filter(user=request.user).first()
+    tickers = saved.tickers if saved else []
+    listed = set(Symbol.objects.filter(ticker__in=tickers).values_list("ticker", flat=True))
+    return JsonResponse({"symbols": [t for t in tickers if t in listed], "user": request.user.get_username()})
+
+
+@require_safe
+def request_bytes(request: HttpRequest) -> JsonResponse:
+    """``/api/request-bytes/``: how many bytes of HTTP/1.1 request headers this server received with
+    this request (each ``name: value`` line and the blank line that ends them; not the request
+    line). A page cannot read its own request headers; the board adds this to the request line of
+    a poll to show what polling would cost, measured rather than assumed."""
+    scope = getattr(request, "scope", None)
+    if scope is not None:
+        headers = [(k, v) for k, v in scope.get("headers", [])]
+    else:  # WSGI (tests): rebuild the lines from META
+        headers = [
+            (k[5:].replace("_", "-").lower().encode(), str(v).encode())
+            for k, v in request.META.items()
+            if k.startswith("HTTP_")
+        ]
+    size = sum(len(k) + 2 + len(v) + 2 for k, v in headers) + 2
+    return JsonResponse({"header_bytes": size, "headers": len(headers)})

@@ -1,0 +1,1 @@
+"""Clients of the quote stream outside the browser: ``manage.py watch`` (docs/PROTOCOL.md)."""

@@ -1,0 +1,111 @@
+/* What the page says about its own state: the connection indicator (and what a screen reader
+ * hears of it), the feed-down banner, the age of the last update, server notices and the
+ * market breadth. It reads the board's state and writes only these few elements. */
+'use strict';
+
+import {fmtSeconds, setText} from './format.js';
+
+export const STALE_AFTER_MS = 5000;         // open, but no frame at all this long: stale
+const FEED_DOWN_AFTER_MS = 5000;            // frames (pongs) arrive, but no batch this long: the feed is down
+const OFFLINE_AFTER_FAILURES = 6;           // failed attempts in a row (~10 s) before we say "offline"
+const NOTICE_MS = 6000;
+
+/**
+ * @param els {table, conn, connLabel, announce, banner, age, notice, breadth: {up, down, count}}
+ * @param board {stats, link, rows, transport}
+ */
+export function createStatus(els, {stats, link, rows, transport}) {
+  const {table, conn, connLabel, announce, banner: bannerEl, age: ageEl, notice: noticeEl, breadth} = els;
+
+  let announced = '';
+
+  function setState(state, label, spoken) {
+    stats.state = state;
+    if (conn.dataset.state !== state) conn.dataset.state = state;
+    setText(connLabel, label);
+    // Screen readers hear the state when it changes, not every tick of a countdown.
+    if (spoken !== announced) {
+      announced = spoken;
+      announce.textContent = spoken;
+    }
+    // Once we have been connected (or failed to), quotes shown while not live may be old: grey
+    // them so nobody reads them as fresh. The first paint is fresh from the server.
+    table.classList.toggle('stale', state !== 'live' && (link.everLive || transport.status().failures > 0));
+  }
+
+  /** Derive the indicator from the transport, the last frame and the retry timer. */
+  function refreshState() {
+    const now = performance.now();
+    const t = transport.status();
+    if (t.open) {
+      const quiet = now - stats.lastFrameAt;
+      if (!link.synced) setState('reconnecting', 'syncing…', 'Connecting to the quote stream');
+      else if (quiet > STALE_AFTER_MS) setState('stale', `stale · ${fmtSeconds(quiet)}`, 'Stale: no data is arriving');
+      else {
+        link.everLive = true;
+        setState('live', 'live', `Live over ${transport.name}`);
+      }
+      return;
+    }
+    const offline = navigator.onLine === false || t.failures >= OFFLINE_AFTER_FAILURES;
+    const state = offline ? 'offline' : 'reconnecting';
+    if (t.connecting || !t.retryAt) {
+      setState(state, link.everLive || t.failures ? `reconnecting · attempt ${t.failures + 1}` : 'connecting…',
+        offline ? 'Offline, reconnecting' : 'Reconnecting');
+    } else {
+      const wait = Math.max(0, t.retryAt - now);
+      const label = `reconnecting in ${Math.ceil(wait / 1000)} s`;
+      setState(state, offline ? `offline · ${label}` : label, offline ? 'Offline, reconnecting' : 'Reconnecting');
+    }
+  }
+
+  /** Connected, quotes flowing to us before, and now none for 5 s: the feed behind the server is down. */
+  function renderBanner(now) {
+    const t = transport.status();
+    const watching = stats.subscribed === '*' ? [...rows.values()] :
+      (stats.subscribed || []).map((s) => rows.get(s)).filter(Boolean);
+    const anyTrading = watching.some((row) => !row.paused);
+    const quiet = now - Math.max(stats.lastQuoteAt, link.openedAt);
+    const down = t.open && link.synced && anyTrading && quiet > FEED_DOWN_AFTER_MS &&
+      now - stats.lastFrameAt < STALE_AFTER_MS;
+    stats.feedDown = down;
+    if (down) setText(bannerEl, `Feed down: no price update for ${fmtSeconds(quiet)}. Prices shown may be old.`);
+    if (bannerEl.hidden === down) bannerEl.hidden = !down;
+  }
+
+  function renderAge(now) {
+    if (!stats.lastQuoteAt) {
+      setText(ageEl, 'waiting for data');
+      return;
+    }
+    const age = now - stats.lastQuoteAt;
+    setText(ageEl, `updated ${fmtSeconds(age)} ago`);
+    ageEl.classList.toggle('old', age > STALE_AFTER_MS);
+  }
+
+  let noticeTimer = 0;
+  function showNotice(text, detail) {
+    console.warn('ticker: server error', detail);
+    noticeEl.textContent = text;
+    noticeEl.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { noticeEl.hidden = true; }, NOTICE_MS);
+  }
+
+  function renderBreadth() {
+    let up = 0;
+    let down = 0;
+    let shown = 0;
+    for (const row of rows.values()) {
+      if (!row.shown) continue;
+      shown += 1;
+      if (row.sign > 0) up += 1;
+      else if (row.sign < 0) down += 1;
+    }
+    setText(breadth.up, `▲ ${up}`);
+    setText(breadth.down, `▼ ${down}`);
+    setText(breadth.count, shown === rows.size ? `${rows.size} symbols` : `${shown} of ${rows.size} symbols`);
+  }
+
+  return {refreshState, renderBanner, renderAge, showNotice, renderBreadth};
+}
