@@ -60,7 +60,7 @@ lint: dev-deps
 
 ## Install what the tests need, then run them all (lint included).
 test: system-test-deps dev-deps lint
-	$(PY) -m pytest --cov --cov-report=term
+	$(PY) -m pytest --cov --cov-report=term --durations=15
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
