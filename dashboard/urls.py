@@ -5,6 +5,7 @@ from ticker.web import internal, views
 
 urlpatterns = [
     path("", views.board, name="board"),
+    path("api/hello/", views.hello, name="hello"),
     path("api/quotes/", views.quotes, name="quotes"),
     path("api/candles/<str:symbol>/", views.candles, name="candles"),
     path("api/closes/", views.closes, name="closes"),

@@ -128,3 +128,17 @@ def test_polling_costs_a_304_when_nothing_changed(site):
     stale = urllib.request.Request(site.url + "/api/quotes/?symbols=AAPL", headers={"If-None-Match": '"old:1"'})
     with urllib.request.urlopen(stale, timeout=10) as resp:
         assert resp.status == 200 and resp.headers["ETag"] != '"old:1"'
+
+
+def test_the_polling_hello_names_the_symbols_and_answers_304_until_they_change(site):
+    import json as jsonlib
+    import urllib.error
+    import urllib.request
+
+    with urllib.request.urlopen(site.url + "/api/hello/", timeout=10) as resp:
+        etag, hello = resp.headers["ETag"], jsonlib.loads(resp.read())
+    assert hello["t"] == "hello" and len(hello["symbols"]) == 42 and hello["limits"]["ack_ms"] == 0
+    again = urllib.request.Request(site.url + "/api/hello/", headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(again, timeout=10)
+    assert answer.value.code == 304 and answer.value.read() == b""

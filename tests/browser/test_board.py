@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin
 
 import pytest
@@ -25,26 +24,14 @@ pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 800}
+from tests.helpers.browser import STATE_IS, VIEWPORT, WAIT_MS, Board  # noqa: E402
+
 SEEDED_SYMBOLS = 42
-WAIT_MS = 10_000
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 SCREENSHOT_DIR = Path(os.environ.get("TICKER_SCREENSHOT_DIR", ROOT / "var" / "screenshots"))
 PHONE = {"width": 390, "height": 844}
 
-STATE_IS = "(state) => document.getElementById('conn').dataset.state === state"
 LAST_PRICES = (
     "() => Object.fromEntries([...document.querySelectorAll('tr[data-symbol]')]"
     ".map((tr) => [tr.dataset.symbol, tr.querySelector('td.last').textContent]))"
@@ -53,64 +40,6 @@ SHOWN_ROWS = (
     "() => [...document.querySelectorAll('#board tbody tr[data-symbol]:not([hidden])')].map((tr) => tr.dataset.symbol)"
 )
 WATCHLIST = "() => [...document.querySelectorAll('#wl-list li')].map((li) => li.dataset.symbol)"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def context(browser) -> Iterator[sync_api.BrowserContext]:
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(WAIT_MS)
-    try:
-        yield context
-    finally:
-        context.close()
-
-
-class Board:
-    """An open board page, with the errors it logged, the sockets it opened and the frames it sent."""
-
-    def __init__(self, page: sync_api.Page, url: str) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        self.sent: list[str] = []
-        self.sockets: list[str] = []
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        page.on("console", lambda msg: msg.type == "error" and self.errors.append(msg.text))
-        page.on("websocket", self._opened)
-        page.goto(url)
-
-    def _opened(self, ws: sync_api.WebSocket) -> None:
-        self.sockets.append(ws.url)
-        ws.on("framesent", self._sent)
-
-    def _sent(self, payload: str | bytes) -> None:
-        self.sent.append(payload if isinstance(payload, str) else payload.decode())
-
-    def state(self, name: str) -> Any:
-        return self.page.evaluate("(n) => window.tickerState[n]", name)
-
-    def wait_state(self, state: str) -> None:
-        self.page.wait_for_function(STATE_IS, arg=state)
-
-    def ops(self, op: str) -> list[dict]:
-        """The client frames of one ``op`` sent so far, decoded."""
-        return [json.loads(f) for f in self.sent if f'"op":"{op}"' in f]
-
-    def add_to_watchlist(self, sym: str) -> None:
-        self.page.fill("#wl-input", sym.lower())
-        self.page.press("#wl-input", "Enter")
-        self.page.wait_for_selector(f'#wl-list li[data-symbol="{sym}"]')
 
 
 @pytest.fixture

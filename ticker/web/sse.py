@@ -3,7 +3,8 @@ Events, for networks that block the WebSocket upgrade.
 
 Each frame is one event: ``event: <t>``, ``id: <epoch>:<seq>`` on the frames that carry the
 state (``hello``, ``snap``, ``q``), ``data: <the same JSON>``. A browser that reconnects sends
-``Last-Event-ID``, and the stream resumes exactly as ``resume`` does on a WebSocket. A comment
+``Last-Event-ID`` (or a page opening a new stream, ``?last=<epoch>:<seq>``), and the stream
+resumes exactly as ``resume`` does on a WebSocket. A comment
 every ``TICKER_SSE_KEEPALIVE`` seconds (15) keeps proxies from calling it idle.
 
 An event stream is a client of the same hub as a WebSocket, with the same conflation and hold:
@@ -57,7 +58,10 @@ class QuoteStream(AsyncHttpConsumer):
                                      headers=[(b"Content-Type", b"application/json")])
             return
         headers = dict(self.scope["headers"])
-        mark = parse_mark(headers.get(b"last-event-id", b"").decode(errors="replace"))
+        # A browser's own reconnect sends Last-Event-ID; a page opening a new stream (its
+        # subscription changed) cannot set headers on an EventSource, so ?last= says the same.
+        last = headers.get(b"last-event-id", b"").decode(errors="replace") or ",".join(query.get("last", []))
+        mark = parse_mark(last)
         await self.send_headers(status=200, headers=[
             (b"Content-Type", b"text/event-stream"), (b"Cache-Control", b"no-store"),
             (b"X-Accel-Buffering", b"no"),  # nginx: pass each event on at once

@@ -59,6 +59,23 @@ async def board(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+async def hello(request: HttpRequest) -> HttpResponse:
+    """``/api/hello/``: the ``hello`` frame, for the polling fallback (the symbols, epoch and seq);
+    its ``ETag`` changes with the symbol list and the epoch, so an unchanged one costs a 304."""
+    hub = _hub(request)
+    replica = hub.replica
+    etag = f'"{replica.epoch}:{replica.catalog_version}"'
+    if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
+        response = HttpResponse(status=304)
+    else:
+        text = hub.codec.hello(replica.epoch, replica.seq, replica.catalog.entries, 0)
+        response = HttpResponse(text, content_type="application/json")
+    response["ETag"] = etag
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@require_safe
 async def quotes(request: HttpRequest) -> HttpResponse:
     """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named).
 

@@ -17,7 +17,7 @@
 import {createChartPanel, createSparklines, SPARK_MINUTES} from './chart.js';
 import {decimalsFor, fmtPrice, fmtSigned, fmtVolume} from './format.js';
 import {createStatus} from './status.js';
-import {createWebSocketTransport} from './transport.js';
+import {createSwitchingTransport} from './fallback.js';
 import {createWatchlist} from './watchlist.js';
 import {createWirePanel} from './wire.js';
 
@@ -533,7 +533,7 @@ function acknowledge(now) {
 
 // ---------------------------------------------------------------- the transport
 
-const transport = createWebSocketTransport({
+const transport = createSwitchingTransport({
   opened() {
     link.synced = false;
     link.openedAt = performance.now();
@@ -546,8 +546,11 @@ const transport = createWebSocketTransport({
     stats.subscribed = null;
     refreshState();
   },
-  changed: () => refreshState(),
-});
+  changed() {
+    stats.transport = transport.name;
+    refreshState();
+  },
+}, () => ({symbols: wanted(), epoch: stats.epoch, seq: stats.seq, resumable: link.resumable && stats.seq > 0}));
 stats.transport = transport.name;
 
 // ---------------------------------------------------------------- status
@@ -560,7 +563,7 @@ const {refreshState, renderBanner, renderAge, showNotice, renderBreadth} = statu
 
 // ---------------------------------------------------------------- the wire panel
 
-const wirePanel = createWirePanel(wire, stats, transport.name);
+const wirePanel = createWirePanel(wire, stats);
 const measurePoll = () => wirePanel.measurePoll();
 const renderWire = (now) => wirePanel.render(now);
 

@@ -43,7 +43,8 @@ export function createStatus(els, {stats, link, rows, transport}) {
       else if (quiet > STALE_AFTER_MS) setState('stale', `stale · ${fmtSeconds(quiet)}`, 'Stale: no data is arriving');
       else {
         link.everLive = true;
-        setState('live', 'live', `Live over ${transport.name}`);
+        const over = {WebSocket: 'live', SSE: 'live · on SSE', polling: 'live · polling'}[transport.name] || 'live';
+        setState('live', over, `Live over ${transport.name}`);
       }
       return;
     }

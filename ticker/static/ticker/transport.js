@@ -12,6 +12,7 @@
  *   name                       'WebSocket'
  *   start()                    connect now
  *   send(obj) -> bool          a client request (`sub`, `unsub`, `resume`, `ack`); false if not open
+ *   stop()                     give the link up for good (another transport takes over)
  *   restart(why)               drop the link and reconnect after the usual backoff
  *   reconnectNow()             skip the rest of a backoff wait (network back, tab visible)
  *   status() -> {open, connecting, retryAt, failures, connects, lastFrameAt}
@@ -31,8 +32,10 @@ const DEAD_AFTER_MS = 15000;
 const CHECK_MS = 500;
 
 const PROTOCOL_VERSION = 1;
-// Closes that retrying soon cannot fix (1008 flood/policy, 1009 frame too big): wait the full cap.
-const CLOSE_NEEDS_A_FIX = new Set([1008, 1009]);
+// Closes that retrying soon cannot fix (flood or policy, a frame too big): wait the full cap.
+// 4008/4009 since the protocol's own codes moved to 4000+ (docs/PROTOCOL.md); 1008/1009 for
+// older servers.
+const CLOSE_NEEDS_A_FIX = new Set([1008, 1009, 4008, 4009]);
 
 /** Bytes of `text` as UTF-8, without allocating an encoded copy of every frame. */
 export function utf8Length(text) {
@@ -186,11 +189,18 @@ export function createWebSocketTransport(hooks) {
     if (wasOpen) hooks.closed({code: 0, reason: why});
   }
 
-  setInterval(checkLiveness, CHECK_MS);
+  const liveness = setInterval(checkLiveness, CHECK_MS);
 
   return {
     name: 'WebSocket',
     start: connect,
+    /** Give the connection up for good (the page moves to another transport). */
+    stop() {
+      clearTimeout(retryTimer);
+      retryTimer = 0;
+      clearInterval(liveness);
+      detach();
+    },
     send,
     restart,
     reconnectNow() {

@@ -8,7 +8,7 @@ import {fmtBytes, grouped, setText} from './format.js';
 const RATE_WINDOW_MS = 5000;
 
 /** @param wire the panel's elements; @param stats the board's counters (window.tickerState) */
-export function createWirePanel(wire, stats, transportName) {
+export function createWirePanel(wire, stats) {
   /**
    * What one poll of this server costs, measured: the page polls `/api/quotes/` once for what it
    * shows and reads the answer's size from Resource Timing (`transferSize`: headers and body as
@@ -64,7 +64,7 @@ export function createWirePanel(wire, stats, transportName) {
     setText(wire.seq, grouped.format(stats.seq));
     setText(wire.epoch, stats.epoch || '–');
     setText(wire.node, stats.node || '–');
-    setText(wire.transport, transportName);
+    setText(wire.transport, stats.transport);
     const poll = stats.poll;
     if (!poll) return;
     if (!poll.response) {
