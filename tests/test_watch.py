@@ -45,6 +45,15 @@ def test_json_prints_one_server_message_a_line_and_stops_after_count(embedded_si
     assert seqs == sorted(seqs)
 
 
+def test_over_sse_the_same_messages_come_and_the_count_stops_it(embedded_site):
+    """The event stream of a real daphne, as a client behind a proxy that blocks WebSockets sees it."""
+    done = watch(embedded_site, "AAPL", "MSFT", "--transport", "sse", "--count", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    assert messages[0]["t"] == "hello" and sum(m["t"] in ("snap", "q") for m in messages) == 4
+    assert {r[0] for m in messages if m["t"] in ("snap", "q") for r in m["q"]} <= {"AAPL", "MSFT"}
+
+
 def test_named_symbols_narrow_the_stream(embedded_site):
     done = watch(embedded_site, "aapl", "MSFT", "--count", "4", "--json")
     assert done.returncode == 0, done.stderr
