@@ -343,13 +343,19 @@ async def test_a_send_the_server_suspends_never_holds_up_the_others(setup):
     assert [f["seq"] for f in stuck.of("q")] == [1, 4] and hub.parked == set()
 
 
-async def test_a_held_client_gets_the_symbol_changes_it_missed_then_its_snap(setup):
-    hub, feed = setup
+async def held_after_batch_1(hub: Hub, feed: Feed) -> FlowControlled:
+    """A whole-board client whose server suspends its send of batch 1: held."""
     stuck = FlowControlled(hub)
     hub.subscribe(stuck.client, None)
     stuck.writable.clear()
     await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
+    return stuck
+
+
+async def test_a_held_client_gets_the_symbol_changes_it_missed_then_its_snap(setup):
+    hub, feed = setup
+    stuck = await held_after_batch_1(hub, feed)
     assert hub.parked == {stuck.client}
     # An operator adds DDD and deletes CCC while the client is held.
     changed = catalog([{"s": "AAA"}, {"s": "BBB"}, {"s": "DDD"}])
@@ -368,11 +374,7 @@ async def test_a_held_client_gets_the_symbol_changes_it_missed_then_its_snap(set
 
 async def test_a_client_that_leaves_while_a_send_waits_is_forgotten(setup):
     hub, feed = setup
-    stuck = FlowControlled(hub)
-    hub.subscribe(stuck.client, None)
-    stuck.writable.clear()
-    await feed.publish("e1", 1, [row("AAA", 11.0)])
-    await settle(hub, 1)
+    stuck = await held_after_batch_1(hub, feed)
     task = stuck.client.stall
     assert task is not None
     hub.leave(stuck.client)
@@ -423,12 +425,8 @@ def test_the_outbox_hands_over_each_change_once():
 async def test_a_client_held_past_the_limit_is_dropped_and_forgotten(setup):
     hub, feed = setup
     dropped: list[str] = []
-    stuck = FlowControlled(hub)
+    stuck = await held_after_batch_1(hub, feed)
     hub.drops[stuck.client] = lambda: dropped.append("too slow")  # what the consumer gives connect()
-    hub.subscribe(stuck.client, None)
-    stuck.writable.clear()
-    await feed.publish("e1", 1, [row("AAA", 11.0)])
-    await settle(hub, 1)
     assert hub.parked == {stuck.client}
     hub.drop_stuck(stuck.client.held_since + hub.hold_limit / 2)
     assert dropped == [] and hub.client_count == 1

@@ -109,6 +109,17 @@ def _candles(symbol: str, limit: int) -> list[list[float | int]] | None:
     ]
 
 
+def _whole(request: HttpRequest, name: str, default: int, most: int) -> int | JsonResponse:
+    """A whole-number query parameter from 1 to ``most``, or the 400 that says what is wrong."""
+    try:
+        value = int(request.GET.get(name, str(default)))
+    except ValueError:
+        return JsonResponse({"error": f"{name} must be a whole number"}, status=400)
+    if not 1 <= value <= most:
+        return JsonResponse({"error": f"{name} must be between 1 and {most}"}, status=400)
+    return value
+
+
 @require_safe
 def candles(request: HttpRequest, symbol: str) -> JsonResponse:
     """``/api/candles/<SYM>/?interval=1m&limit=N``: the newest N one-minute candles, oldest first,
@@ -116,12 +127,9 @@ def candles(request: HttpRequest, symbol: str) -> JsonResponse:
     interval = request.GET.get("interval", "1m")
     if interval != "1m":
         return JsonResponse({"error": "only interval=1m is kept"}, status=400)
-    try:
-        limit = int(request.GET.get("limit", "120"))
-    except ValueError:
-        return JsonResponse({"error": "limit must be a whole number"}, status=400)
-    if not 1 <= limit <= MAX_CANDLES:
-        return JsonResponse({"error": f"limit must be between 1 and {MAX_CANDLES}"}, status=400)
+    limit = _whole(request, "limit", 120, MAX_CANDLES)
+    if isinstance(limit, JsonResponse):
+        return limit
     rows = _candles(symbol, limit)
     if rows is None:
         return _unknown([symbol.upper()])
@@ -159,12 +167,9 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 def closes(request: HttpRequest) -> JsonResponse:
     """``/api/closes/?minutes=30``: every symbol's one-minute closes over the last N minutes, in one
     answer (the board's sparklines at load), as ``{"closes": {"AAPL": [[start_ms, close], …]}}``."""
-    try:
-        minutes = int(request.GET.get("minutes", "30"))
-    except ValueError:
-        return JsonResponse({"error": "minutes must be a whole number"}, status=400)
-    if not 1 <= minutes <= MAX_SPARK_MINUTES:
-        return JsonResponse({"error": f"minutes must be between 1 and {MAX_SPARK_MINUTES}"}, status=400)
+    minutes = _whole(request, "minutes", 30, MAX_SPARK_MINUTES)
+    if isinstance(minutes, JsonResponse):
+        return minutes
     since = timezone.now() - timedelta(minutes=minutes)
     out: dict[str, list[list[float | int]]] = {}
     rows = Candle.objects.filter(start__gte=since).order_by("start").values_list("symbol__ticker", "start", "close")
