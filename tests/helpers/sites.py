@@ -46,7 +46,7 @@ def prepared_env(seeded: Path, tmp: Path, **extra: str) -> dict[str, str]:
 @contextmanager
 def embedded(seeded: Path, tmp: Path, server: str = "daphne", **extra: str) -> Iterator[Site]:
     """One app server in the embedded mode: SQLite, in-memory layer, feed in process, no Redis."""
-    env = prepared_env(seeded, tmp, TICKER_FEED_RATE="100", **extra)
+    env = prepared_env(seeded, tmp, **{"TICKER_FEED_RATE": "100", **extra})
     web = start_daphne(tmp / "logs", env, server=server)
     try:
         yield Site(f"http://127.0.0.1:{web.port}", env, {"web": web}, tmp / "logs")
