@@ -24,7 +24,7 @@ from ticker.feed.sources import SimulatedMarket
 from ticker.feed.standby import serve
 from ticker.layer import bus
 from ticker.layer.store import QuoteStore, make_store
-from ticker.models import Symbol
+from ticker.models import Market, Symbol
 from ticker.protocol import MAX_SYMBOLS, QuoteCodec
 from ticker.web.metrics import registry_for
 
@@ -33,13 +33,17 @@ log = logging.getLogger(__name__)
 FIRST_SYNC_WAIT = 2.0  # seconds the first request waits for quotes, so the first paint has them
 
 
-def catalog_of(entries: list[dict[str, Any]]) -> Catalog:
-    return Catalog(frozenset(entry["s"] for entry in entries), entries)
+def catalog_of(entries: list[dict[str, Any]], market: dict[str, Any] | None) -> Catalog:
+    return Catalog(frozenset(entry["s"] for entry in entries), entries, market or {"state": "open", "reason": ""})
+
+
+def read_catalog() -> Catalog:
+    return catalog_of(Symbol.wire_list(), Market.wire())
 
 
 async def load_catalog() -> Catalog:
-    """The symbols from the database, as the hub's catalog."""
-    return catalog_of(await sync_to_async(Symbol.wire_list)())
+    """The symbols and the market's state from the database, as the hub's catalog."""
+    return await sync_to_async(read_catalog)()
 
 
 async def hub_events(listener: bus.Listener) -> AsyncIterator[Event]:
@@ -49,7 +53,7 @@ async def hub_events(listener: bus.Listener) -> AsyncIterator[Event]:
         if kind == bus.BATCH:
             yield Batch(message["epoch"], message["seq"], message["rows"], message["removed"], message.get("ts", 0))
         elif kind == bus.SYMBOLS:
-            yield catalog_of(message["symbols"])
+            yield catalog_of(message["symbols"], message.get("market"))
         elif kind == bus.REJOINED:
             yield Rejoined()
 

@@ -93,3 +93,20 @@ def test_a_symbol_change_is_saved_even_when_the_layer_is_unreachable(settings, d
     with django_capture_on_commit_callbacks(execute=True):
         Symbol.objects.create(ticker="NEW", name="New", prev_close=Decimal("1"))
     assert Symbol.objects.filter(ticker="NEW").exists()
+
+
+def test_halting_the_market_announces_it_with_the_reason_and_reopening_too(
+    admin_client, symbols, control, django_capture_on_commit_callbacks
+):
+    assert "open" in admin_client.get("/admin/ticker/market/").content.decode()  # the one row, made on first look
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/ticker/market/1/change/", {"halted": "on", "reason": "Circuit breaker"})
+    assert response.status_code == 302
+    message = control()
+    assert message["market"]["state"] == "halted" and message["market"]["reason"] == "Circuit breaker"
+    assert [s["s"] for s in message["symbols"]] == ["AAPL", "MSFT"]  # each symbol's own flag untouched
+    assert not any(s["paused"] for s in message["symbols"])
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post("/admin/ticker/market/1/change/", {"reason": ""})
+    assert control()["market"] == {"state": "open", "reason": ""}
+    assert admin_client.get("/admin/ticker/market/add/").status_code == 403  # one market, never two

@@ -20,7 +20,7 @@ class SensorCodec:
     """Frames of a made-up building monitor: rows are ``[room, celsius, people]``."""
 
     def hello(self, epoch, seq, catalog, ack_ms):
-        return json.dumps({"kind": "welcome", "rooms": [c["room"] for c in catalog], "at": [epoch, seq]})
+        return json.dumps({"kind": "welcome", "rooms": [c["room"] for c in catalog.entries], "at": [epoch, seq]})
 
     def snap(self, epoch, seq, rows):
         return json.dumps({"kind": "state", "at": [epoch, seq], "rooms": list(rows)})
@@ -31,8 +31,8 @@ class SensorCodec:
     def delta(self, seq, fragments):
         return f'{{"kind":"change","seq":{seq},"rooms":[{b",".join(fragments).decode()}]}}'
 
-    def catalog(self, entries):
-        return json.dumps({"kind": "rooms", "rooms": [c["room"] for c in entries]})
+    def catalog(self, catalog):
+        return json.dumps({"kind": "rooms", "rooms": [c["room"] for c in catalog.entries]})
 
 
 class Snapshot:

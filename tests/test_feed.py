@@ -12,7 +12,7 @@ from ticker.feed.quotes import QuoteBook
 from ticker.feed.sources import Listing, Tick
 from ticker.layer import bus
 from ticker.layer.store import MemoryStore, Snapshot
-from ticker.models import Candle, Symbol
+from ticker.models import Candle, Market, Symbol
 from ticker.protocol import HIGH, LAST, LOW, OPEN, PREV_CLOSE, VOLUME
 
 
@@ -165,3 +165,16 @@ async def test_feed_follows_admin_changes_from_the_control_group(database):
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+async def test_a_halted_market_stops_every_symbol_and_reopening_restores_each_as_it_was(database):
+    await sync_to_async(Symbol.objects.create)(ticker="AAA", name="A", prev_close=10)
+    await sync_to_async(Symbol.objects.create)(ticker="BBB", name="B", prev_close=20, active=False)
+    feed = Feed(ScriptedSource([]), MemoryStore(), layer=InMemoryChannelLayer())
+    await sync_to_async(Market.objects.create)(pk=1, halted=True, reason="circuit breaker")
+    await feed.reload_symbols()
+    assert feed.source.active == [] and set(feed.book.rows) == {"AAA", "BBB"}  # on the board, not ticking
+    await sync_to_async(Market.objects.filter(pk=1).update)(halted=False)
+    await feed.reload_symbols()
+    assert feed.source.active == ["AAA"]  # BBB was paused on its own before the halt

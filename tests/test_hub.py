@@ -219,8 +219,24 @@ async def test_symbol_changes_go_to_every_client(setup):
     rec = Recorder(hub)
     await feed.queue.put(catalog([{"s": "NEW"}]))
     await eventually(lambda: rec.of("sym"), 2)
-    assert rec.of("sym") == [{"t": "sym", "symbols": [{"s": "NEW"}]}]
+    assert rec.of("sym") == [{"t": "sym", "symbols": [{"s": "NEW"}], "market": {"state": "open", "reason": ""}}]
     assert hub.replica.catalog.keys == {"NEW"}
+
+
+async def test_a_market_halt_goes_to_every_client_and_to_a_held_one_on_catch_up(setup):
+    hub, feed = setup
+    live = Recorder(hub)
+    stuck = await held_after_batch_1(hub, feed)
+    halted = Catalog(frozenset(s["s"] for s in SYMBOLS), SYMBOLS, {"state": "halted", "reason": "circuit breaker"})
+    hub.state["catalog"] = halted
+    await feed.queue.put(halted)
+    await eventually(lambda: live.of("sym"), 2)
+    assert live.of("sym")[-1]["market"] == {"state": "halted", "reason": "circuit breaker"}
+    assert stuck.of("sym") == []  # held: nothing sent
+    stuck.writable.set()
+    await eventually(lambda: stuck.of("sym"), 2)
+    assert stuck.of("sym")[-1]["market"]["state"] == "halted"
+    assert Recorder(hub).frames[0]["market"]["reason"] == "circuit breaker"  # and in every new hello
 
 
 async def test_leave_removes_the_client_and_empty_groups(setup):

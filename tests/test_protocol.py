@@ -76,10 +76,10 @@ def test_frame_size_is_counted_in_bytes_not_characters():
     assert_error(frame, p.ERR_TOO_BIG)
 
 
-def test_hello_announces_version_epoch_seq_node_symbols_and_limits():
+def test_hello_announces_version_epoch_seq_node_symbols_market_and_limits():
     hello = orjson.loads(p.encode_hello("e1", 5, "web1:1", [{"s": "AAPL"}], 2000))
     assert hello == {"t": "hello", "v": 1, "epoch": "e1", "seq": 5, "node": "web1:1",
-                     "symbols": [{"s": "AAPL"}], "limits": p.limits(2000)}
+                     "symbols": [{"s": "AAPL"}], "market": {"state": "open", "reason": ""}, "limits": p.limits(2000)}
     assert hello["limits"]["ack_ms"] == 2000
 
 
@@ -98,7 +98,10 @@ def test_snap_err_pong_and_sym_frames():
     assert orjson.loads(p.encode_snap("e1", 4, [row])) == {"t": "snap", "epoch": "e1", "seq": 4, "q": [row]}
     assert orjson.loads(p.encode_err("x", "y")) == {"t": "err", "code": "x", "msg": "y"}
     assert orjson.loads(p.encode_pong(7)) == {"t": "pong", "id": 7}
-    assert orjson.loads(p.encode_symbols([{"s": "A"}])) == {"t": "sym", "symbols": [{"s": "A"}]}
+    assert orjson.loads(p.encode_symbols([{"s": "A"}])) == {
+        "t": "sym", "symbols": [{"s": "A"}], "market": {"state": "open", "reason": ""}}
+    halted = {"state": "halted", "reason": "news pending"}
+    assert orjson.loads(p.encode_symbols([], halted))["market"] == halted
 
 
 def test_token_bucket_allows_a_burst_then_the_rate():

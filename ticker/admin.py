@@ -1,9 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
-from .models import Candle, Symbol, Watchlist
+from .models import Candle, Market, Symbol, Watchlist
 from .signals import announce_after_commit
 
 
@@ -48,3 +48,22 @@ class CandleAdmin(admin.ModelAdmin):
 class WatchlistAdmin(admin.ModelAdmin):
     list_display = ["user", "updated"]
     readonly_fields = ["updated"]
+
+
+@admin.register(Market)
+class MarketAdmin(admin.ModelAdmin):
+    """One row: tick "halted" and give a reason to stop every symbol; every page shows the reason
+    within a second. Untick to reopen: the symbols tick again as they were."""
+
+    list_display = ["__str__", "halted", "reason", "changed"]
+    fields = ["halted", "reason"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, object] | None = None) -> HttpResponse:
+        Market.current()  # the one row exists, to be edited
+        return super().changelist_view(request, extra_context)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Market | None = None) -> bool:
+        return False

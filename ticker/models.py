@@ -1,8 +1,11 @@
-"""What the ticker stores: the symbols an operator manages and the 1-minute candles the feed writes.
+"""What the ticker stores: the symbols and the market an operator manages, the 1-minute candles the
+feed writes, and signed-in users' watchlists.
 
 Live quotes are not stored here: the tick path never touches the ORM. The feed keeps the
 latest quote of every symbol in the quote store (``ticker.layer.store``) instead.
 """
+
+from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
@@ -95,3 +98,36 @@ class Watchlist(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {', '.join(self.tickers)}"
+
+
+class Market(models.Model):
+    """The market as a whole: open, or halted by an operator with a reason every page shows.
+
+    One row (``current()``). A halt stops every symbol's ticks (the feed reads it with the
+    symbols) without touching each symbol's own paused flag, so reopening restores them as they
+    were.
+    """
+
+    halted = models.BooleanField(default=False, help_text="Halt every symbol: no ticks until reopened.")
+    reason = models.CharField(max_length=200, blank=True, help_text="Shown on every page while halted.")
+    changed = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "market"
+        verbose_name_plural = "market"
+
+    def __str__(self) -> str:
+        return f"halted: {self.reason}" if self.halted else "open"
+
+    @classmethod
+    def current(cls) -> Market:
+        market, _ = cls.objects.get_or_create(pk=1)
+        return market
+
+    @classmethod
+    def wire(cls) -> dict[str, Any]:
+        """The market's state as ``hello`` and ``sym`` frames carry it (docs/PROTOCOL.md)."""
+        market = cls.objects.filter(pk=1).first()
+        if market is None or not market.halted:
+            return {"state": "open", "reason": ""}
+        return {"state": "halted", "reason": market.reason, "since_ms": int(market.changed.timestamp() * 1000)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -255,11 +255,18 @@ def limits(ack_ms: int) -> dict[str, Any]:
     }
 
 
-def encode_hello(epoch: str, seq: int, node: str, symbols: Sequence[Mapping[str, Any]], ack_ms: int) -> str:
-    """The first frame on every connection: version, feed epoch, current seq, the symbol list."""
+OPEN_MARKET: Mapping[str, Any] = {"state": "open", "reason": ""}
+
+
+def encode_hello(
+    epoch: str, seq: int, node: str, symbols: Sequence[Mapping[str, Any]], ack_ms: int,
+    market: Mapping[str, Any] = OPEN_MARKET,
+) -> str:
+    """The first frame on every connection: version, feed epoch, current seq, the symbol list,
+    the market's state."""
     return _text(
         {"t": "hello", "v": VERSION, "epoch": epoch, "seq": seq, "node": node,
-         "symbols": list(symbols), "limits": limits(ack_ms)}
+         "symbols": list(symbols), "market": dict(market or OPEN_MARKET), "limits": limits(ack_ms)}
     )
 
 
@@ -279,9 +286,9 @@ def encode_quotes(seq: int, fragments: Iterable[bytes]) -> str:
     return (b'{"t":"q","seq":%d,"q":[%b]}' % (seq, b",".join(fragments))).decode()
 
 
-def encode_symbols(symbols: Sequence[Mapping[str, Any]]) -> str:
-    """The symbol list changed (admin add, pause or delete): the whole new list."""
-    return _text({"t": "sym", "symbols": list(symbols)})
+def encode_symbols(symbols: Sequence[Mapping[str, Any]], market: Mapping[str, Any] = OPEN_MARKET) -> str:
+    """The symbol list or the market's state changed (admin add, pause, delete, halt): both, whole."""
+    return _text({"t": "sym", "symbols": list(symbols), "market": dict(market or OPEN_MARKET)})
 
 
 def encode_err(code: str, msg: str) -> str:
@@ -300,15 +307,27 @@ def encode_pong(ping_id: int | str | None) -> str:
 
 
 class QuoteCodec:
-    """The fan-out's codec for quotes (``ticker.fanout.types.Codec``): this module's encoders."""
+    """The fan-out's codec for quotes (``ticker.fanout.types.Codec``): this module's encoders. A
+    catalog's entries are the symbols; its status, the market's state."""
 
     def __init__(self, node: str) -> None:
         self.node = node
 
-    def hello(self, epoch: str, seq: int, catalog: Sequence[Mapping[str, Any]], ack_ms: int) -> str:
-        return encode_hello(epoch, seq, self.node, catalog, ack_ms)
+    def hello(self, epoch: str, seq: int, catalog: Listing, ack_ms: int) -> str:
+        return encode_hello(epoch, seq, self.node, catalog.entries, ack_ms, catalog.status)
+
+    def catalog(self, catalog: Listing) -> str:
+        return encode_symbols(catalog.entries, catalog.status)
 
     snap = staticmethod(encode_snap)
     fragment = staticmethod(short_row)
     delta = staticmethod(encode_quotes)
-    catalog = staticmethod(encode_symbols)
+
+
+class Listing(Protocol):
+    """What the codec reads of a catalog (``ticker.fanout.types.Catalog``)."""
+
+    @property
+    def entries(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def status(self) -> Mapping[str, Any]: ...

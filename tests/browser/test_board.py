@@ -222,6 +222,26 @@ def test_admin_changes_reach_an_open_page(board, context, embedded_site):
     assert board.page.locator("#board tbody tr[data-symbol]").count() == SEEDED_SYMBOLS
 
 
+def test_a_market_halt_shows_its_reason_on_every_row_and_the_banner_until_reopened(board, context, embedded_site):
+    board.wait_state("live")
+    admin = _admin(context, embedded_site)
+    admin.goto(embedded_site.url + "/admin/ticker/market/")  # the one row, made on first look
+    admin.goto(embedded_site.url + "/admin/ticker/market/1/change/")
+    admin.check("#id_halted")
+    admin.fill("#id_reason", "Circuit breaker: index down 7 %")
+    admin.click("input[name=_save]")
+    board.page.wait_for_selector("#banner:not([hidden])")
+    assert board.page.text_content("#banner").startswith("Market halted: Circuit breaker: index down 7 %")
+    tags = board.page.evaluate("() => [...document.querySelectorAll('#board tbody tr .tag')].map((t) => t.hidden"
+                               " ? '' : t.textContent)")
+    assert set(tags) == {"halted"}
+    admin.goto(embedded_site.url + "/admin/ticker/market/1/change/")
+    admin.uncheck("#id_halted")
+    admin.click("input[name=_save]")
+    board.page.wait_for_selector("#banner", state="hidden")
+    board.page.wait_for_function("() => ![...document.querySelectorAll('#board tbody tr .tag')].some((t) => !t.hidden)")
+
+
 def test_a_selected_row_draws_candles_and_the_chart_extends_live(board):
     board.wait_state("live")
     # A first visit shows the first row's chart, with no placeholder.

@@ -177,7 +177,7 @@ class Hub:
         if not self.replica.set_catalog(catalog):
             return
         self.drain()
-        frame = Frame(self.codec.catalog(catalog.entries), "sym")
+        frame = Frame(self.codec.catalog(catalog), "sym")
         for _, group in self.registry.items():
             for client in group.members:
                 client.deliver(frame)
@@ -279,7 +279,7 @@ class Hub:
         self.stats.caught_up += 1
         replica = self.replica
         if client.catalog_seen != replica.catalog_version:
-            client.deliver(Frame(self.codec.catalog(replica.catalog.entries), "sym"))
+            client.deliver(Frame(self.codec.catalog(replica.catalog), "sym"))
         keys = client.selection
         if keys != NOTHING:
             changed = None if client.resync_all else replica.changed_since(client.epoch_seen, client.sent_seq)
@@ -337,7 +337,7 @@ class Hub:
         self.registry.file(client)
         replica = self.replica
         ack_ms = 0 if client.sees_buffer else ACK_INTERVAL_MS
-        hello = self.codec.hello(replica.epoch, replica.seq, replica.catalog.entries, ack_ms)
+        hello = self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
         client.deliver(Frame(hello, "hello", self.mark()))
         return client
 

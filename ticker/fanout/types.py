@@ -8,7 +8,7 @@ further into it. A *selection* is what one connection follows: a frozenset of ke
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Row = list[Any]
@@ -30,10 +30,12 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """The list of keys a client may follow, with what the codec says of each (``entries``)."""
+    """The list of keys a client may follow, with what the codec says of each (``entries``), and
+    of the whole (``status``: for quotes, whether the market is open or halted, and why)."""
 
     keys: frozenset[str]
     entries: Sequence[Mapping[str, Any]]
+    status: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class Snapshot(Protocol):
 class Codec(Protocol):
     """Turns the fan-out's state into the text of wire frames; the application supplies it."""
 
-    def hello(self, epoch: str, seq: int, catalog: Sequence[Mapping[str, Any]], ack_ms: int) -> str:
+    def hello(self, epoch: str, seq: int, catalog: Catalog, ack_ms: int) -> str:
         """The first frame of every connection."""
 
     def snap(self, epoch: str, seq: int, rows: Iterable[Row]) -> str:
@@ -72,5 +74,5 @@ class Codec(Protocol):
     def delta(self, seq: int, fragments: Iterable[bytes]) -> str:
         """An incremental frame joined from fragments."""
 
-    def catalog(self, entries: Sequence[Mapping[str, Any]]) -> str:
+    def catalog(self, catalog: Catalog) -> str:
         """The catalog changed."""

@@ -26,7 +26,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from ..layer import bus
 from ..layer.lease import LeaseLost
 from ..layer.store import QuoteStore, now_ms
-from ..models import Candle, Symbol
+from ..models import Candle, Market, Symbol
 from ..protocol import LAST, SYM, TS, Row
 from .candles import Bar, CandleBook
 from .quotes import QuoteBook
@@ -42,8 +42,9 @@ def new_epoch() -> str:
     return f"{int(time.time()):x}-{secrets.token_hex(3)}"
 
 
-def load_symbols() -> list[Symbol]:
-    return list(Symbol.objects.all())
+def load_symbols() -> tuple[list[Symbol], bool]:
+    """Every symbol, and whether the market is halted (then none of them ticks)."""
+    return list(Symbol.objects.all()), Market.wire()["state"] == "halted"
 
 
 def write_candles(bars: list[Bar], ids: dict[str, int]) -> None:
@@ -94,7 +95,7 @@ class Feed:
 
     async def reload_symbols(self) -> None:
         """Read the symbols from the database and start, pause or drop them in the source and book."""
-        symbols = await sync_to_async(load_symbols)()
+        symbols, halted = await sync_to_async(load_symbols)()
         self.ids = {s.ticker: s.pk for s in symbols}
         listings = [
             Listing(s.ticker, float(s.prev_close), float(s.tick_size), s.volatility) for s in symbols
@@ -102,14 +103,15 @@ class Feed:
         before = set(self.book.rows)
         known = (await self.store.load()).rows if not before else {}
         changed = self.book.set_listings(listings, known, now_ms())
-        self.source.set_listings([item for item, s in zip(listings, symbols, strict=True) if s.active],
-                                 self.book.last_prices())
+        ticking = [] if halted else [item for item, s in zip(listings, symbols, strict=True) if s.active]
+        self.source.set_listings(ticking, self.book.last_prices())
         gone = before - set(self.book.rows)
         self.removed |= gone
         for sym in gone:
             self.pending.pop(sym, None)
         self.pending.update((row[SYM], row) for row in changed)
-        log.info("feed %s: %d symbols (%d active)", self.epoch, len(symbols), sum(s.active for s in symbols))
+        log.info("feed %s: %d symbols (%d ticking%s)", self.epoch, len(symbols), len(ticking),
+                 ", market halted" if halted else "")
 
     async def publish(self) -> bool:
         """Write and publish what is pending as the next batch; False (and kept) if that failed."""

@@ -3,7 +3,8 @@
 Two groups carry everything:
 
 - ``ticker.quotes``: one ``ticker.batch`` message per feed batch (feed → every hub).
-- ``ticker.control``: one ``ticker.symbols`` message per admin change (admin → feed and hubs).
+- ``ticker.control``: one ``ticker.symbols`` message per admin change of the symbols or the
+  market (admin → feed and hubs): the whole list and the market's state.
 
 Browsers never join a group: each server process's hub does, once (DESIGN.md §3.2).
 """
@@ -39,11 +40,11 @@ def batch_message(
     return {"type": BATCH, "epoch": epoch, "seq": seq, "rows": list(rows), "removed": list(removed), "ts": ts_ms}
 
 
-def symbols_message(symbols: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": SYMBOLS, "symbols": list(symbols)}
+def symbols_message(symbols: Sequence[dict[str, Any]], market: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": SYMBOLS, "symbols": list(symbols), "market": market or {"state": "open", "reason": ""}}
 
 
-def announce_symbols(symbols: Sequence[dict[str, Any]]) -> None:
+def announce_symbols(symbols: Sequence[dict[str, Any]], market: dict[str, Any] | None = None) -> None:
     """Tell the feed and every hub that the symbol list changed (from sync code: admin, signals).
 
     ``async_to_sync`` costs a thread hop per call: fine for admin changes, never for ticks.
@@ -54,7 +55,7 @@ def announce_symbols(symbols: Sequence[dict[str, Any]]) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(CONTROL_GROUP, symbols_message(symbols))
+        async_to_sync(layer.group_send)(CONTROL_GROUP, symbols_message(symbols, market))
     except Exception as exc:
         log.warning("symbol change saved but not announced (channel layer unreachable: %s)", exc)
 

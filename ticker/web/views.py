@@ -68,7 +68,7 @@ async def hello(request: HttpRequest) -> HttpResponse:
     if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
         response = HttpResponse(status=304)
     else:
-        text = hub.codec.hello(replica.epoch, replica.seq, replica.catalog.entries, 0)
+        text = hub.codec.hello(replica.epoch, replica.seq, replica.catalog, 0)
         response = HttpResponse(text, content_type="application/json")
     response["ETag"] = etag
     response["Cache-Control"] = "no-cache"

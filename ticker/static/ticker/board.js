@@ -58,6 +58,7 @@ const stats = {
   lastFrameAt: 0,   // performance.now() of the last frame of any kind
   lastQuoteAt: 0,   // performance.now() of the last snap/q applied
   subscribed: null, // what this connection asked for: '*' or a list of tickers
+  market: {state: 'open', reason: ''},  // the market's state, from hello and sym
   selected: '',
   feedDown: false,
   flushes: 0,       // animation frames that wrote rows
@@ -188,10 +189,12 @@ function putSign(row, sign) {
  *  (SECONDARY_MS) unless `all`: they move with nearly every tick and nobody reads them that fast. */
 function renderRow(row, now, all = false) {
   const {cells, q, decimals} = row;
-  if (row.text.paused !== row.paused) {
-    row.text.paused = row.paused;
-    row.tr.classList.toggle('paused', row.paused);
-    cells.tag.hidden = !row.paused;
+  const tag = stats.market.state === 'halted' ? 'halted' : row.paused ? 'paused' : '';
+  if (row.text.tag !== tag) {
+    row.text.tag = tag;
+    row.tr.classList.toggle('paused', Boolean(tag));
+    cells.tag.textContent = tag || 'paused';
+    cells.tag.hidden = !tag;
   }
   if (row.text.name !== row.name) {
     put(row, 'name', cells.name, row.name);
@@ -328,6 +331,19 @@ function flushPending() {
 
 // ---------------------------------------------------------------- protocol state
 
+/** `hello` and `sym` both carry the market's state: halted, every row says so and the banner
+ *  gives the operator's reason. */
+function applyMarket(market) {
+  const state = market && market.state === 'halted' ? 'halted' : 'open';
+  if (state === stats.market.state && (market?.reason || '') === stats.market.reason) return;
+  stats.market = {state, reason: (market && market.reason) || ''};
+  for (const row of rows.values()) {
+    if (state === 'halted') stopFlash(row);
+    markDirty(row, 0);
+  }
+  requestFlush();
+}
+
 /** `hello` and `sym` both carry the whole symbol list: add, update and drop rows to match. */
 function applySymbols(list) {
   const listed = new Set();
@@ -440,7 +456,7 @@ function handleMessage(msg, wireBytes) {
     case 'hello': onHello(msg); break;
     case 'snap': applySnap(msg); chartNow(); break;
     case 'q': applyQuotes(msg); chartNow(); break;
-    case 'sym': applySymbols(msg.symbols || []); break;
+    case 'sym': applySymbols(msg.symbols || []); applyMarket(msg.market); break;
     case 'err': onError(msg); break;
     default: break;  // `pong`, and kinds newer servers may send: nothing to do
   }
@@ -481,6 +497,7 @@ function onHello(msg) {
   stats.epoch = msg.epoch;
   stats.node = msg.node || '';
   applySymbols(msg.symbols || []);
+  applyMarket(msg.market);
   const want = wanted();
   if (canResume && (want === '*' || want.length)) {
     stats.subscribed = want;

@@ -65,13 +65,19 @@ export function createStatus(els, {stats, link, rows, transport}) {
     const t = transport.status();
     const watching = stats.subscribed === '*' ? [...rows.values()] :
       (stats.subscribed || []).map((s) => rows.get(s)).filter(Boolean);
-    const anyTrading = watching.some((row) => !row.paused);
+    const halted = stats.market.state === 'halted';
+    const anyTrading = !halted && watching.some((row) => !row.paused);
     const quiet = now - Math.max(stats.lastQuoteAt, link.openedAt);
     const down = t.open && link.synced && anyTrading && quiet > FEED_DOWN_AFTER_MS &&
       now - stats.lastFrameAt < STALE_AFTER_MS;
     stats.feedDown = down;
-    if (down) setText(bannerEl, `Feed down: no price update for ${fmtSeconds(quiet)}. Prices shown may be old.`);
-    if (bannerEl.hidden === down) bannerEl.hidden = !down;
+    if (halted) {
+      setText(bannerEl, `Market halted${stats.market.reason ? `: ${stats.market.reason}` : ''}. No prices move until it reopens.`);
+    } else if (down) {
+      setText(bannerEl, `Feed down: no price update for ${fmtSeconds(quiet)}. Prices shown may be old.`);
+    }
+    const shown = halted || down;
+    if (bannerEl.hidden === shown) bannerEl.hidden = !shown;
   }
 
   function renderAge(now) {
