@@ -28,6 +28,12 @@ episodes and the worst age shown as live, seq gaps, and errors (failed connects,
 closes other than the kill's own 1006, liveness drops). The clients are cheap (``pageclient``:
 raw RFC 6455 on asyncio, ``q`` frames read without decoding), since they share the machine's
 cores with the cluster they watch.
+
+``--kinds stall`` (not in the default mix) freezes both feeds with SIGSTOP for ``--stall``
+seconds instead of killing anything: the market goes silent while every connection stays up.
+No client can be live again before it ends, so such a run fails its "live again" check by
+construction; what it shows is whether a client shows the aging prices as live meanwhile
+(docs/RELIABILITY.md, "Chaos").
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from deploy.cluster import read_pidfile, wait_gone
 from deploy.procs import PYTHON, ROOT, free_port
 
 from .harness import base_env
-from .loadclient import percentiles
+from .loadclient import percentiles, raise_nofile
 from .pageclient import FRESH_MS, Fault, Pool, now_ms
 
 try:
@@ -65,6 +71,9 @@ except ImportError:  # pragma: no cover - uvloop is a locked dependency
     uvloop = None
 
 KINDS = ("web", "feed", "redis")
+# Not a kill, and not in the default mix: both feeds SIGSTOPped for --stall seconds, then SIGCONT.
+# No batch is published meanwhile, so no client can be live again before the stall ends.
+STALL = "stall"
 LIVE_BUDGET_S = 5.0  # every client live again this soon after each fault
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
@@ -229,6 +238,11 @@ def fault_times(duration: float, every: float, budget: float = LIVE_BUDGET_S) ->
     return times
 
 
+def budget(opts: argparse.Namespace) -> float:
+    """Seconds the last fault needs before the end: to be live again, after the stall if any."""
+    return opts.live_within + (opts.stall if STALL in opts.kinds else 0.0)
+
+
 class Kinds:
     """Fault kinds in random order, each once in every ``len(kinds)`` faults."""
 
@@ -244,16 +258,19 @@ class Kinds:
 
 
 async def inflict(
-    cluster: RunnerCluster, pool: Pool, kind: str, rng: random.Random
+    cluster: RunnerCluster, pool: Pool, kind: str, rng: random.Random, stall: float = 0.0
 ) -> tuple[Fault, asyncio.Task[None]]:
-    """SIGKILL the target of ``kind``; the fault is on record before any batch published after it can arrive."""
+    """SIGKILL the target of ``kind`` (or stall the feeds); the fault is on record before any batch
+    published after it can arrive. The task returned ends when the target runs again."""
     whole = await asyncio.to_thread(cluster.whole)
+    if not whole:
+        pool.event("cluster not whole before a fault")
+    if kind == STALL:
+        return stall_feeds(cluster, pool, stall)
     name, pid = await asyncio.to_thread(cluster.target, kind, rng)
     fault = Fault(len(pool.faults) + 1, kind, name, now_ms(), pid)
     pool.faults.append(fault)
     os.kill(pid, signal.SIGKILL)  # a child of the runner, which we started
-    if not whole:
-        pool.event(f"cluster not whole before fault {fault.n}")
     began = time.monotonic()
 
     async def restarted() -> None:
@@ -261,6 +278,26 @@ async def inflict(
             fault.restarted_s = round(time.monotonic() - began, 2)
 
     return fault, asyncio.create_task(restarted())
+
+
+def stall_feeds(cluster: RunnerCluster, pool: Pool, seconds: float) -> tuple[Fault, asyncio.Task[None]]:
+    """Freeze both feeds (SIGSTOP) for ``seconds``: the market goes silent while every connection stays up."""
+    pids = [pid for pid in (cluster.pid("feed1"), cluster.pid("feed2")) if pid]
+    fault = Fault(len(pool.faults) + 1, STALL, "feeds", now_ms(), pids[0] if pids else 0)
+    pool.faults.append(fault)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+    async def resume() -> None:
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for pid in pids:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        fault.restarted_s = seconds
+
+    return fault, asyncio.create_task(resume())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,11 +327,12 @@ async def chaos(opts: argparse.Namespace, cluster: RunnerCluster) -> dict[str, A
     cpu0, t0, start_ms = cpu_seconds(), time.monotonic(), now_ms()
     say(f"{opts.clients} clients live in {ramp:.1f} s; a fault every {opts.every:g} s for {opts.duration:g} s")
     watchers = []
-    for at in fault_times(opts.duration, opts.every):
+    for at in fault_times(opts.duration, opts.every, budget(opts)):
         await sleep_until(t0 + at, cluster)
-        fault, watcher = await inflict(cluster, pool, kinds.next(), rng)
+        fault, watcher = await inflict(cluster, pool, kinds.next(), rng, opts.stall)
         watchers.append(watcher)
-        say(f"t={at:5.0f} s  fault {fault.n}: SIGKILL {fault.target} (pid {fault.pid})")
+        what = f"SIGSTOP the feeds for {opts.stall:g} s" if fault.kind == STALL else f"SIGKILL {fault.target}"
+        say(f"t={at:5.0f} s  fault {fault.n}: {what} (pid {fault.pid})")
     await sleep_until(t0 + opts.duration, cluster)
     end_ms, window, cpu = now_ms(), time.monotonic() - t0, cpu_seconds() - cpu0
     await asyncio.gather(*watchers)
@@ -375,7 +413,7 @@ def summarize(pool: Pool, opts: argparse.Namespace, start_ms: int, end_ms: int, 
                         f"{totals['never']} never")
     if totals["gaps"]:
         failures.append(f"{totals['gaps']} seq gap(s) after a snapshot")
-    if len(faults) < len(fault_times(opts.duration, opts.every)):
+    if len(faults) < len(fault_times(opts.duration, opts.every, budget(opts))):
         failures.append("not every fault was made")
     return {
         "clients": n, "duration_s": round(window, 1), "every_s": opts.every, "seed": opts.seed,
@@ -430,11 +468,12 @@ def run_loop(coro: Any) -> Any:
 def run(opts: argparse.Namespace, workdir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Start the cluster in ``workdir``, run the chaos, stop the cluster: the summary.
     ``env`` is the cluster's environment (default: a fresh database under ``workdir``)."""
+    raise_nofile()
     cluster = RunnerCluster(workdir, workers=opts.workers, env=env)
     try:
         took = cluster.start()
         say(f"cluster up in {took:.1f} s on {cluster.url} (files in {cluster.run_dir})")
-        result = run_loop(chaos(opts, cluster))
+        result: dict[str, Any] = run_loop(chaos(opts, cluster))
     finally:
         code = cluster.stop()
     result["cluster"] = {"workers": opts.workers, "runner_exit": code, "run_dir": str(cluster.run_dir),
@@ -447,8 +486,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=500, help="page-like clients (default %(default)s)")
     p.add_argument("--duration", type=float, default=300.0, help="seconds of chaos (default %(default)s)")
     p.add_argument("--every", type=float, default=20.0, help="seconds between faults (default %(default)s)")
-    p.add_argument("--kinds", type=lambda s: s.split(","), default=list(KINDS),
-                   help="fault kinds, comma-separated (default %(default)s)")
+    p.add_argument("--kinds", type=lambda s: s.split(","), default=",".join(KINDS),
+                   help=f"fault kinds, comma-separated (default %(default)s; also {STALL!r}: both feeds "
+                   "frozen for --stall seconds, every connection up)")
+    p.add_argument("--stall", type=float, default=8.0, help="seconds a 'stall' fault lasts (default %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="app servers (default %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the fault order and targets")
     p.add_argument("--live-within", type=float, default=LIVE_BUDGET_S,
@@ -465,10 +506,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     opts = p.parse_args(argv)
     if opts.seed is None:
         opts.seed = random.randrange(2**31)
-    unknown = set(opts.kinds) - set(KINDS)
+    unknown = set(opts.kinds) - {*KINDS, STALL}
     if unknown or not opts.kinds:
-        p.error(f"--kinds: choose among {', '.join(KINDS)}")
-    if opts.clients < 1 or opts.every <= 0 or not fault_times(opts.duration, opts.every, opts.live_within):
+        p.error(f"--kinds: choose among {', '.join((*KINDS, STALL))}")
+    if STALL in opts.kinds and opts.stall >= opts.every:
+        p.error("--stall must end before the next fault (--every)")
+    if opts.clients < 1 or opts.every <= 0 or not fault_times(opts.duration, opts.every, budget(opts)):
         p.error("need --clients >= 1 and room for one fault: --duration >= --every + --live-within")
     return opts
 
