@@ -11,10 +11,12 @@ holds many of them on one event loop and checks every client on every frame and 
 **What "fresh" means for a client.** As on the page:
 
 - The client shows its prices as live exactly when its socket is open, it has applied a ``snap``
-  or ``q`` on this connection, and a frame of any kind arrived within the last 5 s
-  (``STALE_AFTER_MS``). Otherwise they are stale: disconnected, connecting, waiting for the
-  snapshot, or quiet for 5 s. Like the page it pings a line quiet for 2 s (a ``pong`` is a
-  frame, so it keeps a quiet line live), drops a line quiet for 15 s, drops a connection with
+  or ``q`` on this connection, a frame of any kind arrived within the last 5 s
+  (``STALE_AFTER_MS``), and a quote within the last 4 s (``FEED_DOWN_AFTER_MS``: the page's
+  "feed down", for a whole board that trades). Otherwise they are stale: disconnected,
+  connecting, waiting for the snapshot, quiet for 5 s, or its feed silent for 4 s. Like the
+  page it pings a line quiet for 2 s (a ``pong`` is a frame, so it keeps a quiet line from
+  going stale, not a silent feed), drops a line quiet for 15 s, drops a connection with
   no snapshot 10 s after it opened, reconnects with full-jitter backoff (0.5 s doubling to 15 s,
   reset by a connection that stayed up 5 s), resumes with the epoch and seq it holds, and acks
   every ``hello.limits.ack_ms`` when its seq moved.
@@ -55,6 +57,7 @@ RETRY_CAP = 15.0
 STABLE_AFTER_MS = 5000
 PING_AFTER_MS = 2000
 STALE_AFTER_MS = 5000
+FEED_DOWN_AFTER_MS = 4000
 DEAD_AFTER_MS = 15000
 SYNC_TIMEOUT_MS = 10000
 TICK_SECONDS = 0.25
@@ -73,8 +76,8 @@ class Board:
     """What the page shows, as state (no I/O). Times are wall-clock epoch milliseconds, the
     clock of the feed's ``ts``. See the module docstring for the rules."""
 
-    __slots__ = ("ack_ms", "acked_at", "acked_seq", "connected", "epoch", "last_frame", "last_ping", "mark",
-                 "opened_at", "resumable", "seq", "synced")
+    __slots__ = ("ack_ms", "acked_at", "acked_seq", "connected", "epoch", "last_frame", "last_ping", "last_quote",
+                 "mark", "opened_at", "resumable", "seq", "synced")
 
     def __init__(self) -> None:
         self.connected = False  # the socket is open
@@ -83,7 +86,7 @@ class Board:
         self.seq = 0
         self.mark = 0  # newest ts applied (epoch ms)
         self.resumable = False
-        self.opened_at = self.last_frame = self.last_ping = 0
+        self.opened_at = self.last_frame = self.last_ping = self.last_quote = 0
         self.ack_ms = 0
         self.acked_at, self.acked_seq = 0, -1
 
@@ -130,7 +133,8 @@ class Board:
 
     def live(self, now: int) -> bool:
         """The page draws its prices as live (not greyed)."""
-        return self.connected and self.synced and now - self.last_frame <= STALE_AFTER_MS
+        return (self.connected and self.synced and now - self.last_frame <= STALE_AFTER_MS
+                and now - max(self.last_quote, self.opened_at) <= FEED_DOWN_AFTER_MS)
 
     def stale_shown_as_fresh(self, now: int) -> int:
         """The age of the freshness mark if the page shows it live although older than ``FRESH_MS``; else 0."""
@@ -353,7 +357,9 @@ class PageClient:
         self.applied(now)
 
     def applied(self, now: int) -> None:
-        """A snap or q was applied: the client may be live again after the latest faults."""
+        """A snap or q was applied (the feed is alive): the client may be live again after the
+        latest faults."""
+        self.board.last_quote = now
         faults = self.pool.faults
         mark = self.board.mark
         for fault in reversed(faults):

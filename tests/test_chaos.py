@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import chaos
-from benchmarks.pageclient import DEAD_AFTER_MS, FRESH_MS, PING_AFTER_MS, STALE_AFTER_MS, Board
+from benchmarks.pageclient import DEAD_AFTER_MS, FEED_DOWN_AFTER_MS, FRESH_MS, PING_AFTER_MS, STALE_AFTER_MS, Board
 from tests.helpers.sites import prepared_env
 
 T0 = 1_800_000_000_000  # epoch ms
@@ -22,24 +22,28 @@ def synced_board(mark: int = T0, at: int = T0) -> Board:
     assert board.hello("e1", 0) == {"op": "sub", "symbols": "*"}
     board.frame(at)
     board.snap("e1", 10, mark)
+    board.last_quote = at  # what the client records when it applies a snap or q
     return board
 
 
-def test_a_board_kept_live_by_pongs_while_its_prices_age_shows_stale_prices_as_fresh():
+def test_pongs_do_not_keep_a_board_live_while_its_feed_is_silent():
+    """The page goes stale ("feed down") 4 s after its last quote, though its pings are answered:
+    no price is shown as fresh once it is 5 s old."""
     board = synced_board()
     now = T0
-    while now < T0 + FRESH_MS:  # the feed is silent; the page pings every 2 s and gets its pong
+    while now < T0 + FRESH_MS + 3000:  # the feed is silent; the page pings every 2 s and gets its pong
         now += PING_AFTER_MS + 1
         assert board.due(now) == ("ping",)
         board.frame(now)  # the pong
-    assert board.live(now)
-    assert board.stale_shown_as_fresh(now) == now - T0 > FRESH_MS
+        assert board.stale_shown_as_fresh(now) == 0
+    assert not board.live(now) and board.live(T0 + FEED_DOWN_AFTER_MS)
 
 
 def test_a_quiet_or_closed_board_shows_its_prices_as_stale_and_so_breaks_nothing():
     board = synced_board()
-    assert board.live(T0 + STALE_AFTER_MS) and not board.stale_shown_as_fresh(T0 + STALE_AFTER_MS)
-    assert not board.live(T0 + STALE_AFTER_MS + 1)  # quiet for 5 s: greyed
+    assert board.live(T0 + FEED_DOWN_AFTER_MS) and not board.stale_shown_as_fresh(T0 + FEED_DOWN_AFTER_MS)
+    assert not board.live(T0 + FEED_DOWN_AFTER_MS + 1)  # no quote for 4 s: greyed
+    assert not board.live(T0 + STALE_AFTER_MS + 1)  # nothing at all for 5 s: greyed
     assert board.stale_shown_as_fresh(T0 + FRESH_MS + 1000) == 0
     assert board.due(T0 + DEAD_AFTER_MS + 1) == ("reconnect",)
     board.closed()

@@ -384,8 +384,9 @@ def test_a_signed_in_users_watchlist_is_kept_on_the_server(browser, embedded_sit
         other.close()
 
 
-def test_a_feed_that_stops_shows_the_banner_while_the_link_stays_live(context, embedded_site):
-    """Quote frames stop (the feed is down) but the server still answers pings: a banner, not 'stale'."""
+def test_a_feed_that_stops_makes_the_page_stale_with_a_banner_though_the_link_answers(context, embedded_site):
+    """Quote frames stop (the feed is down) but the server still answers pings: the prices shown
+    are aging, so the page says stale (greyed) and why, and is live again when quotes resume."""
     drop_quotes = {"on": False}
 
     def through(ws: sync_api.WebSocketRoute) -> None:
@@ -405,9 +406,12 @@ def test_a_feed_that_stops_shows_the_banner_while_the_link_stays_live(context, e
     drop_quotes["on"] = True
     board.page.wait_for_selector("#banner:not([hidden])", timeout=15_000)
     assert "Feed down" in board.page.locator("#banner").inner_text()
-    assert board.state("state") == "live"  # pongs still arrive: the link is fine
+    assert board.state("state") == "stale"  # pongs still arrive, but live would mean fresh
+    assert board.page.text_content("#conn-label") == "stale · feed down"
+    assert "stale" in board.page.get_attribute("#board", "class")
     drop_quotes["on"] = False
     board.page.wait_for_selector("#banner", state="hidden", timeout=15_000)
+    board.wait_state("live")
     assert board.errors == []
 
 

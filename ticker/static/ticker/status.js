@@ -6,7 +6,10 @@
 import {fmtSeconds, setText} from './format.js';
 
 export const STALE_AFTER_MS = 5000;         // open, but no frame at all this long: stale
-const FEED_DOWN_AFTER_MS = 5000;            // frames (pongs) arrive, but no batch this long: the feed is down
+// Frames (pongs) arrive, but no quote this long while something watched trades: the feed is down
+// and the page goes stale. Below the 5 s freshness promise by more than a batch's delivery time,
+// so no price is ever shown as live once it is 5 s old (docs/RELIABILITY.md, "Chaos").
+const FEED_DOWN_AFTER_MS = 4000;
 const OFFLINE_AFTER_FAILURES = 6;           // failed attempts in a row (~10 s) before we say "offline"
 const NOTICE_MS = 6000;
 
@@ -33,7 +36,18 @@ export function createStatus(els, {stats, link, rows, transport}) {
     table.classList.toggle('stale', state !== 'live' && (link.everLive || transport.status().failures > 0));
   }
 
-  /** Derive the indicator from the transport, the last frame and the retry timer. */
+  /** True when the link answers but no quote came for FEED_DOWN_AFTER_MS while something we
+   *  watch should trade: the feed stopped, and the prices shown are aging. */
+  function feedDown(now) {
+    if (stats.market.state === 'halted' || !link.synced) return false;
+    const watching = stats.subscribed === '*' ? [...rows.values()] :
+      (stats.subscribed || []).map((s) => rows.get(s)).filter(Boolean);
+    const quiet = now - Math.max(stats.lastQuoteAt, link.openedAt);
+    return watching.some((row) => !row.paused) && quiet > FEED_DOWN_AFTER_MS;
+  }
+
+  /** Derive the indicator from the transport, the last quote and frame, and the retry timer.
+   *  Live means fresh: a link that answers pings while the feed is silent is stale too. */
   function refreshState() {
     const now = performance.now();
     const t = transport.status();
@@ -41,6 +55,7 @@ export function createStatus(els, {stats, link, rows, transport}) {
       const quiet = now - stats.lastFrameAt;
       if (!link.synced) setState('reconnecting', 'syncing…', 'Connecting to the quote stream');
       else if (quiet > STALE_AFTER_MS) setState('stale', `stale · ${fmtSeconds(quiet)}`, 'Stale: no data is arriving');
+      else if (feedDown(now)) setState('stale', 'stale · feed down', 'Stale: the feed has stopped');
       else {
         link.everLive = true;
         const over = {WebSocket: 'live', SSE: 'live · on SSE', polling: 'live · polling'}[transport.name] || 'live';
@@ -63,13 +78,9 @@ export function createStatus(els, {stats, link, rows, transport}) {
   /** Connected, quotes flowing to us before, and now none for 5 s: the feed behind the server is down. */
   function renderBanner(now) {
     const t = transport.status();
-    const watching = stats.subscribed === '*' ? [...rows.values()] :
-      (stats.subscribed || []).map((s) => rows.get(s)).filter(Boolean);
     const halted = stats.market.state === 'halted';
-    const anyTrading = !halted && watching.some((row) => !row.paused);
     const quiet = now - Math.max(stats.lastQuoteAt, link.openedAt);
-    const down = t.open && link.synced && anyTrading && quiet > FEED_DOWN_AFTER_MS &&
-      now - stats.lastFrameAt < STALE_AFTER_MS;
+    const down = t.open && feedDown(now) && now - stats.lastFrameAt < STALE_AFTER_MS;
     stats.feedDown = down;
     if (halted) {
       setText(bannerEl, `Market halted${stats.market.reason ? `: ${stats.market.reason}` : ''}. No prices move until it reopens.`);
