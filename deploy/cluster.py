@@ -313,12 +313,17 @@ def app_server_argv(address: str) -> list[str]:
     return [*argv, "--host", host, "--port", str(port)]
 
 
-def app_env(base: dict[str, str], node: str) -> dict[str, str]:
-    """The environment of one app server: named ``node`` (in ``hello`` and /healthz), no static
-    files (nginx serves them), never the embedded feed (runfeed publishes through Redis), and
-    X-Forwarded-Proto trusted (only nginx reaches it, and nginx always sets that header)."""
-    return {"DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https", **base,
-            "TICKER_NODE": node, "TICKER_SERVE_STATIC": "0", "TICKER_EMBEDDED_FEED": "0"}
+def app_env(base: dict[str, str], node: str, limits: Limits | None = None) -> dict[str, str]:
+    """The environment of one app server: named ``node`` (in ``hello`` and /internal/status), no
+    static files (nginx serves them), never the embedded feed (runfeed publishes through Redis),
+    X-Forwarded-Proto trusted (only nginx reaches it, and nginx always sets that header), and the
+    app's own per-address caps off where nginx's are (``limits`` with no WebSocket cap: a load
+    test from one address)."""
+    env = {"DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https", **base,
+           "TICKER_NODE": node, "TICKER_SERVE_STATIC": "0", "TICKER_EMBEDDED_FEED": "0"}
+    if limits is not None and not limits.ws_per_ip:
+        env.update(TICKER_WS_PER_ADDRESS="0", TICKER_WS_RATE_PER_ADDRESS="0")
+    return env
 
 
 def feed_argv() -> list[str]:
@@ -525,7 +530,7 @@ class Cluster:
         for i in range(1, workers + 1):
             # Unix sockets by default: nothing else on the machine can hold them.
             address = f"127.0.0.1:{app_port + i - 1}" if app_port else f"unix:{self.socket_dir / f'web{i}.sock'}"
-            self.webs.append(Child(f"web{i}", app_server_argv(address), app_env(base, f"web{i}"),
+            self.webs.append(Child(f"web{i}", app_server_argv(address), app_env(base, f"web{i}", self.limits),
                                    ready=lambda address=address: healthy(address), address=address))
         self.children += self.webs
         self.nginx_prefix = run_dir / "nginx"
