@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -522,17 +522,25 @@ def interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse(argv)
+    return run_and_report("chaos", run, table, opts)
+
+
+def run_and_report(
+    name: str, runner: Callable[[Any, Path], dict[str, Any]], summary: Callable[[dict[str, Any]], str], opts: Any
+) -> int:
+    """Run a chaos or soak session in a scratch directory (kept when something failed), print the
+    human summary and one JSON line (also to ``--json``); exit 0 when it passed, 1 when not."""
     signal.signal(signal.SIGTERM, interrupt)  # as Ctrl-C: the cluster is stopped on the way out
-    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="ticker-chaos-"))
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix=f"ticker-{name}-"))
     try:
-        result = run(opts, workdir)
+        result = runner(opts, workdir)
     except KeyboardInterrupt:
-        say(f"interrupted; the cluster's files are in {workdir}")
+        print(f"{name}: interrupted; the cluster's files are in {workdir}", file=sys.stderr, flush=True)
         return 130
     except (RuntimeError, TimeoutError) as exc:
-        say(f"error: {exc}\nthe cluster's files are in {workdir}")
+        print(f"{name}: error: {exc}\nthe cluster's files are in {workdir}", file=sys.stderr, flush=True)
         return 2
-    print(table(result), file=sys.stderr)
+    print(summary(result), file=sys.stderr)
     text = json.dumps(result)
     if opts.json:
         opts.json.parent.mkdir(parents=True, exist_ok=True)
@@ -541,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result["ok"] and opts.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif not result["ok"]:
-        say(f"the cluster's logs are in {workdir / 'run' / 'logs'}")
+        print(f"{name}: the cluster's logs are in {workdir / 'run' / 'logs'}", file=sys.stderr, flush=True)
     return 0 if result["ok"] else 1
 
 

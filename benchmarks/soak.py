@@ -33,21 +33,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .chaos import RunnerCluster, cpu_seconds, interrupt, run_loop, sleep_until
+from .chaos import RunnerCluster, cpu_seconds, run_and_report, run_loop, sleep_until
 from .loadclient import percentiles, raise_nofile
 from .pageclient import PageClient, Pool, now_ms
 
@@ -290,25 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = p.parse_args(argv)
     if opts.clients < 1 or opts.sample <= 0 or opts.duration < 3 * opts.sample:
         p.error("need --clients >= 1 and --duration of at least three --sample periods")
-    signal.signal(signal.SIGTERM, interrupt)
-    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="ticker-soak-"))
-    try:
-        result = run(opts, workdir)
-    except KeyboardInterrupt:
-        say(f"interrupted; the cluster's files are in {workdir}")
-        return 130
-    except (RuntimeError, TimeoutError) as exc:
-        say(f"error: {exc}\nthe cluster's files are in {workdir}")
-        return 2
-    print(verdict(result), file=sys.stderr)
-    text = json.dumps(result)
-    if opts.json:
-        opts.json.parent.mkdir(parents=True, exist_ok=True)
-        opts.json.write_text(text + "\n")
-    print(text, flush=True)
-    if result["ok"] and opts.workdir is None:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if result["ok"] else 1
+    return run_and_report("soak", run, verdict, opts)
 
 
 if __name__ == "__main__":
