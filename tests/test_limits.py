@@ -151,6 +151,7 @@ async def test_a_client_that_keeps_asking_but_never_reads_is_closed_as_too_slow(
     await control.until(lambda f: f["t"] == "snap")
     baseline = await asyncio.to_thread(clients, site)
     before = await asyncio.to_thread(rss_kb, site)
+    too_slow_before = await asyncio.to_thread(closes, site, p.WS_4013_TOO_SLOW)
     deaf = [await asyncio.to_thread(connected, site, recv_buffer=4096) for _ in range(10)]
     started = time.monotonic()
     while await asyncio.to_thread(clients, site) > baseline:
@@ -162,11 +163,15 @@ async def test_a_client_that_keeps_asking_but_never_reads_is_closed_as_too_slow(
         frame = await control.recv()  # the control client is served all along
         assert frame["t"] in ("q", "snap")
     grown = await asyncio.to_thread(rss_kb, site) - before
+    # The close frame (4013) queues behind what the client never read: a client that reads again
+    # within the server's close handshake gets it, one that does not is cut off. /metrics counts
+    # the closes either way.
     codes = [await asyncio.to_thread(ws.close_code) for ws in deaf]
     for ws in deaf:
         ws.close()
-    print(f"\n10 deaf clients dropped after {time.monotonic() - started:.1f} s; RSS +{grown} kB")
-    assert codes == [p.WS_4013_TOO_SLOW] * 10
+    print(f"\n10 deaf clients dropped after {time.monotonic() - started:.1f} s; RSS +{grown} kB; {codes}")
+    assert set(codes) <= {p.WS_4013_TOO_SLOW, None}
+    assert await asyncio.to_thread(closes, site, p.WS_4013_TOO_SLOW) - too_slow_before == 10
     assert grown < 8 * 1024
     await control.close()
 
