@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -468,12 +468,21 @@ def run_loop(coro: Any) -> Any:
 def run(opts: argparse.Namespace, workdir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Start the cluster in ``workdir``, run the chaos, stop the cluster: the summary.
     ``env`` is the cluster's environment (default: a fresh database under ``workdir``)."""
+    return in_cluster(opts, workdir, env, chaos)
+
+
+def in_cluster(
+    opts: argparse.Namespace, workdir: Path, env: dict[str, str] | None,
+    body: Callable[[argparse.Namespace, RunnerCluster], Coroutine[Any, Any, dict[str, Any]]],
+) -> dict[str, Any]:
+    """Start the cluster in ``workdir``, run ``body`` against it, stop it; ``body``'s summary with
+    what the runner did."""
     raise_nofile()
     cluster = RunnerCluster(workdir, workers=opts.workers, env=env)
     try:
         took = cluster.start()
         say(f"cluster up in {took:.1f} s on {cluster.url} (files in {cluster.run_dir})")
-        result: dict[str, Any] = run_loop(chaos(opts, cluster))
+        result: dict[str, Any] = run_loop(body(opts, cluster))
     finally:
         code = cluster.stop()
     result["cluster"] = {"workers": opts.workers, "runner_exit": code, "run_dir": str(cluster.run_dir),

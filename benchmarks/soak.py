@@ -43,8 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .chaos import RunnerCluster, cpu_seconds, run_and_report, run_loop, sleep_until
-from .loadclient import percentiles, raise_nofile
+from .chaos import RunnerCluster, cpu_seconds, in_cluster, run_and_report, sleep_until
+from .loadclient import percentiles
 from .pageclient import PageClient, Pool, now_ms
 
 
@@ -268,17 +268,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(opts: argparse.Namespace, workdir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    raise_nofile()
-    cluster = RunnerCluster(workdir, workers=opts.workers, env=env)
-    try:
-        took = cluster.start()
-        say(f"cluster up in {took:.1f} s on {cluster.url} (files in {cluster.run_dir})")
-        result: dict[str, Any] = run_loop(soak(opts, cluster))
-    finally:
-        code = cluster.stop()
-    result["cluster"] = {"workers": opts.workers, "runner_exit": code,
-                         "restarts": cluster.output().count("starting it again")}
-    return result
+    return in_cluster(opts, workdir, env, soak)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,7 +47,7 @@ class Frame:
     """One frame, built once and sent to many: its text, the ASGI message and RFC 6455 bytes that
     carry it on a WebSocket, and (made on first use) the Server-Sent Event that carries it on an
     event stream: ``event: <kind>``, ``id: <mark>`` (when there is one), ``data: <text>``.
-    A frame with no kind is a keep-alive comment, for event streams only."""
+    A frame with no kind is a keep-alive comment: only event streams are sent one."""
 
     __slots__ = ("_event", "kind", "mark", "message", "text", "wire")
 
@@ -156,8 +156,6 @@ class Client:
         """Send ``frame`` now if the client is live; False when it was not sent (held or closing)."""
         if self.state is not State.LIVE:
             return False
-        if frame is KEEP_ALIVE and not self.stream:
-            return True  # WebSockets have pings of their own
         link = self.link
         if link is not None and link.direct:
             try:
