@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ class Bench:
     def ours_env(self, redis_url: str) -> dict[str, str]:
         env = base_env()
         env.update(CHANNEL_LAYER_URL=redis_url, DATABASE_URL=f"sqlite:///{self.tmp / 'db.sqlite3'}",
-                   TICKER_VAR_DIR=str(self.tmp / "var"), DJANGO_SUPERUSER_PASSWORD="x", TICKER_LOG_LEVEL="WARNING",
+                   TICKER_VAR_DIR=str(self.tmp / "var"), DJANGO_SUPERUSER_PASSWORD="x", TICKER_LOG_LEVEL="INFO",
                    # the load client's thousands of connections all come from loopback
                    TICKER_LIMIT_EXEMPT="127.0.0.0/8,::1")
         return env
@@ -152,11 +153,34 @@ class Deployment:
     servers: list[Proc]
     proxy: Proc | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    metrics: list[str] = field(default_factory=list)  # the app servers' /metrics (ours only)
 
     @property
     def procs(self) -> list[Proc]:
         """Front to back: the proxy first (clients go), then the app servers."""
         return [*([self.proxy] if self.proxy else []), *self.servers]
+
+
+HUB_COUNTERS = ("ticker_clients_held_total", "ticker_clients_caught_up_total", "ticker_batches_conflated_total",
+                "ticker_resyncs_total", "ticker_clients_dropped_total", "ticker_frames_sent_total")
+
+
+def hub_counts(urls: list[str]) -> dict[str, float]:
+    """The hub's own counters, summed over the app servers' ``/metrics``: what the server did
+    (held, caught up, conflated) next to what the load client saw."""
+    totals: dict[str, float] = {}
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            metric = name.split("{")[0]
+            if metric in HUB_COUNTERS:
+                key = metric.removeprefix("ticker_").removesuffix("_total")
+                if "{" in name:
+                    key += "." + name.split('"')[1]
+                totals[key] = totals.get(key, 0) + float(value)
+    return totals
 
 
 def base_env() -> dict[str, str]:

@@ -59,6 +59,7 @@ from benchmarks.harness import (
     base_env,
     free_port,
     http_ok,
+    hub_counts,
     rss_tree,
     wait_ready,
     ws_first_message,
@@ -102,7 +103,8 @@ def ours_server(server: str, **settings: str) -> Callable[[Bench, dict[str, str]
         proc = bench.start(f"ours-{server}-{port}", [PY, "-m", "dashboard.serve", "--server", server, "--host",
                                                      "127.0.0.1", "--port", str(port)], {**env, **settings})
         wait_ready(proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), f"{server} on {port}")
-        return Deployment(f"ws://127.0.0.1:{port}/ws/quotes/", [proc])
+        return Deployment(f"ws://127.0.0.1:{port}/ws/quotes/", [proc],
+                          metrics=[f"http://127.0.0.1:{port}/metrics"])
 
     return start
 
@@ -276,6 +278,8 @@ class Runner:
                       "holds": holds, "collapsed": collapsed, **result}
             if deployment.info:
                 record["deployment"] = deployment.info
+            if deployment.metrics:
+                record["hub"] = hub_counts(deployment.metrics)
             if deployment.proxy:
                 record["proxy"] = proxy_cost(result, deployment.proxy.pid)
         except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as exc:
