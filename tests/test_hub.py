@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.waiting import eventually
 from ticker.fanout.delivery import Outbox, State
-from ticker.fanout.hub import ACK_TIMEOUT, Hub, TooManyKeys
+from ticker.fanout.hub import ACK_TIMEOUT, BEHIND_SECONDS, BUSY_MS, LAG_MS, Hub, TooManyKeys
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
 from ticker.layer.store import MemoryStore
 from ticker.protocol import MAX_SYMBOLS, QuoteCodec
@@ -398,17 +398,58 @@ async def test_a_client_that_leaves_while_a_send_waits_is_forgotten(setup):
     assert task.cancelled() and hub.parked == set() and hub.client_count == 0
 
 
+async def busy_loop(hub: Hub, seconds: float) -> None:
+    """Block the event loop as a fan-out too big for the process would, until the hub notices."""
+    time.sleep(seconds)
+    await eventually(lambda: hub.stats.loop_late_ms > BUSY_MS, 2)
+
+
+def stale() -> int:
+    return int(time.time() * 1000) - 2000  # two seconds ago
+
+
+async def test_late_batches_on_an_idle_hub_are_sent_as_they_are(setup):
+    """Late from upstream (a slow feed or layer), for longer than BEHIND_SECONDS: not behind.
+    Conflating would not make them fresher, and every client would get a snap for its batch."""
+    hub, feed = setup
+    board = Recorder(hub)
+    hub.subscribe(board.client, None)
+    started = time.monotonic()
+    for seq in range(1, 6):
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale())])
+        await settle(hub, seq)
+        await asyncio.sleep(BEHIND_SECONDS / 3)
+    assert time.monotonic() - started > BEHIND_SECONDS
+    assert hub.stats.loop_late_ms < BUSY_MS and hub.stats.lag_ms > LAG_MS
+    assert [f["seq"] for f in board.of("q")] == [1, 2, 3, 4, 5] and len(board.of("snap")) == 1
+    assert hub.stats.conflated == 0
+
+
+async def test_one_pause_does_not_make_the_hub_conflate(setup):
+    """A pause of the process (a garbage collection, a burst of handshakes) leaves a short backlog
+    of late batches: they go out as they are."""
+    hub, feed = setup
+    board = Recorder(hub)
+    hub.subscribe(board.client, None)
+    await busy_loop(hub, 0.5)
+    for seq in range(1, 4):
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale())])
+    await settle(hub, 3)
+    assert [f["seq"] for f in board.of("q")] == [1, 2, 3] and hub.stats.conflated == 0
+
+
 async def test_a_hub_that_falls_behind_conflates_batches_into_snapshots(setup):
     hub, feed = setup
     board, watch = Recorder(hub), Recorder(hub)
     hub.subscribe(board.client, None)
     hub.subscribe(watch.client, ["BBB"])
-    stale = int(time.time() * 1000) - 2000  # these batches arrive two seconds late
-    await feed.publish("e1", 1, [row("AAA", 11.0, stale)])
-    await feed.publish("e1", 2, [row("BBB", 12.0, stale)])
-    await feed.publish("e1", 3, [row("AAA", 13.0, stale), row("CCC", 9.0, stale)])
+    await feed.publish("e1", 1, [row("AAA", 11.0, stale())])  # late: the hub starts watching
+    await settle(hub, 1)
+    await busy_loop(hub, BEHIND_SECONDS + 0.1)  # the process stalls; batches stay late
+    await feed.publish("e1", 2, [row("AAA", 12.0, stale())])
+    await feed.publish("e1", 3, [row("AAA", 13.0, stale()), row("BBB", 12.0, stale())])
     await settle(hub, 3)
-    assert [f["seq"] for f in board.of("q")] == [1]  # then held back: behind, and just sent
+    assert [f["seq"] for f in board.of("q")] == [1, 2]  # then held back: behind, and just sent
     await feed.publish("e1", 4, [row("CCC", 8.0)])  # caught up
     await settle(hub, 4)
     snap = board.of("snap")[-1]
@@ -423,12 +464,14 @@ async def test_held_back_changes_are_sent_even_if_no_batch_follows(setup):
     hub, feed = setup
     board = Recorder(hub)
     hub.subscribe(board.client, None)
-    stale = int(time.time() * 1000) - 2000
-    await feed.publish("e1", 1, [row("AAA", 11.0, stale)])
-    await feed.publish("e1", 2, [row("BBB", 12.0, stale)])
-    await settle(hub, 2)
+    await feed.publish("e1", 1, [row("AAA", 11.0, stale())])
+    await settle(hub, 1)
+    await busy_loop(hub, BEHIND_SECONDS + 0.1)
+    await feed.publish("e1", 2, [row("AAA", 12.0, stale())])
+    await feed.publish("e1", 3, [row("BBB", 12.0, stale())])
+    await settle(hub, 3)
     await eventually(lambda: len(board.of("snap")) > 1, 3)  # the hub's sweep flushes them
-    assert board.of("snap")[-1]["seq"] == 2 and [r[0] for r in board.of("snap")[-1]["q"]] == ["BBB"]
+    assert board.of("snap")[-1]["seq"] == 3 and [r[0] for r in board.of("snap")[-1]["q"]] == ["BBB"]
 
 
 def test_the_outbox_hands_over_each_change_once():

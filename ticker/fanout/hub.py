@@ -20,8 +20,13 @@ Fan-out policy (docs/DESIGN.md §3):
   sent before. A client held for longer than ``hold_limit`` is dropped (its ``drop``
   callback closes the connection): nothing it asks for meanwhile is sent, so a client that
   keeps asking but never reads costs a bounded buffer for a bounded time.
-- **A hub that falls behind conflates.** Batches older than ``LAG_MS`` on arrival are folded
-  together and sent as ``snap``\\ s of what changed, at most every ``CONFLATE_SECONDS``.
+- **A hub that falls behind conflates.** Behind is judged over time, not by one late batch:
+  every batch for ``BEHIND_SECONDS`` arrived older than ``LAG_MS``, *and* this process's event
+  loop runs late (over ``BUSY_MS``, measured by a pulse every ``PULSE_SECONDS``). A pause (a
+  garbage collection, thousands of handshakes or pings at once) leaves a backlog that plain
+  batches clear within a few hundred milliseconds; batches late because the feed or the layer
+  was slow are not made fresher by conflating. While behind, batches are folded together and
+  sent as ``snap``\\ s of what changed, at most every ``CONFLATE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ from .types import NOTHING, Batch, Catalog, Codec, Event, Rejoined, Row, Selecti
 
 log = logging.getLogger(__name__)
 
-LAG_MS = 300  # a batch this old on arrival means the hub is behind the feed
+LAG_MS = 300  # a batch this old on arrival may mean the hub is behind the feed...
+BUSY_MS = 100  # ...when the event loop also runs this late: the process cannot keep up...
+BEHIND_SECONDS = 1.0  # ...and every batch has been late for this long
+PULSE_SECONDS = 0.05  # how often the event loop's lateness is measured
 CONFLATE_SECONDS = 0.5  # while behind, send at most this often
 SWEEP_SECONDS = 0.5
 ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
@@ -60,6 +68,7 @@ class Stats:
     batches: int = 0  # batches fanned out
     fanout_seconds: float = 0.0  # time spent fanning them out
     lag_ms: float = 0.0  # age of the last batch when it arrived
+    loop_late_ms: float = 0.0  # how late the event loop runs: a maximum over about the last second
     resyncs: int = 0  # snapshots reloaded after a gap or an outage
     conflated: int = 0  # batches held back while the hub was behind
     held: dict[str, int] = field(default_factory=dict)  # clients held, by reason
@@ -99,6 +108,7 @@ class Hub:
         self.outbox = Outbox()
         self.behind: frozenset[str] = NOTHING  # keys changed by batches held back (conflating)
         self.fanned_at = 0.0  # monotonic time of the last fan-out
+        self.late_since: float | None = None  # monotonic time since when every batch arrived late
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.stats = Stats()
@@ -108,7 +118,7 @@ class Hub:
     async def start(self) -> None:
         """Load the catalog and start listening; the first resync comes with the first join."""
         self.replica.set_catalog(await self.load_catalog())
-        self.tasks = [asyncio.create_task(coro) for coro in (self.run(), self.sweep(), self.settle())]
+        self.tasks = [asyncio.create_task(coro) for coro in (self.run(), self.sweep(), self.settle(), self.pulse())]
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -145,6 +155,16 @@ class Hub:
                 self.fan_out_snapshots(self.behind)
                 self.behind, self.fanned_at = NOTHING, now
 
+    async def pulse(self) -> None:
+        """Measure how late this process's event loop runs (``Stats.loop_late_ms``, a maximum that
+        decays by a tenth a pulse): the fan-out, and anything else the process does, delays it."""
+        loop = asyncio.get_running_loop()
+        stats = self.stats
+        while True:
+            due = loop.time() + PULSE_SECONDS
+            await asyncio.sleep(PULSE_SECONDS)
+            stats.loop_late_ms = max((loop.time() - due) * 1000, stats.loop_late_ms * 0.9)
+
     # Layer events
 
     async def on_batch(self, batch: Batch) -> None:
@@ -158,7 +178,14 @@ class Hub:
             return
         self.behind |= changed
         lag_ms = self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
+        if lag_ms <= LAG_MS:
+            self.late_since = None
+        elif self.late_since is None:
+            self.late_since = time.monotonic()
         if self.conflating(lag_ms):
+            if self.behind == changed:  # the first batch held back
+                log.info("hub: behind (batch %d is %.0f ms old, the event loop %.0f ms late): conflating",
+                         batch.seq, lag_ms, self.stats.loop_late_ms)
             self.stats.conflated += 1
             return
         if self.behind == changed:
@@ -169,9 +196,12 @@ class Hub:
         self.fanned_at = time.monotonic()
 
     def conflating(self, lag_ms: float) -> bool:
-        """True to hold this batch back: the hub is behind and sent something less than
+        """True to hold this batch back: the hub is behind (batches have been late for
+        ``BEHIND_SECONDS`` and the event loop is late too) and sent something less than
         ``CONFLATE_SECONDS`` ago. Fewer, fresher frames, with full rows (no high or low missed)."""
-        return lag_ms > LAG_MS and time.monotonic() - self.fanned_at < CONFLATE_SECONDS
+        now = time.monotonic()
+        return (self.late_since is not None and now - self.late_since >= BEHIND_SECONDS
+                and self.stats.loop_late_ms > BUSY_MS and now - self.fanned_at < CONFLATE_SECONDS)
 
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
