@@ -276,6 +276,9 @@ TICKER_WS_BURST_PER_ADDRESS = int(os.environ.get("TICKER_WS_BURST_PER_ADDRESS", 
 TICKER_LIMIT_EXEMPT = env_list("TICKER_LIMIT_EXEMPT", "")
 # Seconds between keep-alive comments on an event stream (/sse/quotes/).
 TICKER_SSE_KEEPALIVE = float(os.environ.get("TICKER_SSE_KEEPALIVE", "15"))
+# How often the page, on a fallback (SSE or polling), tries the WebSocket again: milliseconds,
+# at least 1000 (a smaller value is raised to it). The page reads it from the board's data-*.
+TICKER_WS_RETRY_MS = max(1000, int(os.environ.get("TICKER_WS_RETRY_MS", "60000")))
 # A client the server has had to hold (it stopped reading) this many seconds is closed (4013).
 TICKER_HOLD_LIMIT = float(os.environ.get("TICKER_HOLD_LIMIT", "30"))
 

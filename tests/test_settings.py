@@ -94,3 +94,13 @@ def test_proxy_ssl_header_comes_from_the_environment():
     assert done.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https')", done.stderr
     done = manage_py("shell", "-v0", "-c", code)
     assert done.stdout.strip() == "None"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 60000), ("2000", 2000), ("10", 1000)],
+                         ids=["default", "set", "below-minimum"])
+def test_the_websocket_retry_interval_has_a_default_and_a_floor(value, expected):
+    env = {} if value is None else {"TICKER_WS_RETRY_MS": value}
+    code = "from django.conf import settings; print(settings.TICKER_WS_RETRY_MS)"
+    done = manage_py("shell", "-v0", "-c", code, **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(expected)]

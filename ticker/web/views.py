@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -55,7 +56,10 @@ async def board(request: HttpRequest) -> HttpResponse:
             "last": row[p.LAST], "prev": prev, "change": change, "pct": change / prev * 100 if prev else 0.0,
             "open": row[p.OPEN], "high": row[p.HIGH], "low": row[p.LOW], "volume": row[p.VOLUME],
         })
-    return render(request, "ticker/board.html", {"rows": rows, "epoch": hub.replica.epoch, "seq": hub.replica.seq})
+    return render(request, "ticker/board.html", {
+        "rows": rows, "epoch": hub.replica.epoch, "seq": hub.replica.seq,
+        "ws_retry_ms": settings.TICKER_WS_RETRY_MS,
+    })
 
 
 @require_safe

@@ -567,7 +567,8 @@ const transport = createSwitchingTransport({
     stats.transport = transport.name;
     refreshState();
   },
-}, () => ({symbols: wanted(), epoch: stats.epoch, seq: stats.seq, resumable: link.resumable && stats.seq > 0}));
+}, () => ({symbols: wanted(), epoch: stats.epoch, seq: stats.seq, resumable: link.resumable && stats.seq > 0}),
+{retryWsMs: Number(app.dataset.wsRetryMs) || undefined});
 stats.transport = transport.name;
 
 // ---------------------------------------------------------------- status

@@ -11,8 +11,9 @@
  *
  * `createSwitchingTransport` starts on the WebSocket; after FAILS_BEFORE_FALLBACK attempts in a
  * row that bring no `hello` (refused, or opened and silent), it moves to SSE, and from SSE to
- * polling the same way. While on a fallback it tries the WebSocket again every RETRY_WS_MS and
- * moves back as soon as one says `hello`.
+ * polling the same way. While on a fallback it tries the WebSocket again every `retryWsMs` (the
+ * server's TICKER_WS_RETRY_MS, handed over in the board's `data-ws-retry-ms`; RETRY_WS_MS without
+ * it) and moves back as soon as one says `hello`.
  */
 'use strict';
 
@@ -21,6 +22,7 @@ import {backoffDelay, createWebSocketTransport, utf8Length} from './transport.js
 const FAILS_BEFORE_FALLBACK = 3;
 const HELLO_TIMEOUT_MS = 5000;
 const RETRY_WS_MS = 60000;
+const MIN_RETRY_WS_MS = 1000;
 const POLL_MS = 1000;
 const HELLO_POLL_MS = 5000;
 
@@ -203,9 +205,11 @@ export function createPollingTransport(hooks, position) {
 
 /**
  * WebSocket first, then SSE, then polling, by itself; back to the WebSocket when it works again.
- * `position()` -> {symbols: '*' | [..], epoch, seq, resumable}: where the board stands.
+ * `position()` -> {symbols: '*' | [..], epoch, seq, resumable}: where the board stands;
+ * `retryWsMs`: how often to try the WebSocket again while on a fallback.
  */
-export function createSwitchingTransport(hooks, position) {
+export function createSwitchingTransport(hooks, position, {retryWsMs = RETRY_WS_MS} = {}) {
+  const retryEvery = Number.isFinite(retryWsMs) ? Math.max(MIN_RETRY_WS_MS, retryWsMs) : RETRY_WS_MS;
   const kinds = ['WebSocket', 'SSE', 'polling'];
   let level = 0;
   let current = null;
@@ -275,7 +279,7 @@ export function createSwitchingTransport(hooks, position) {
   /** On a fallback, try a WebSocket now and then; the first that says hello takes over. */
   function scheduleProbe() {
     clearTimeout(probeTimer);
-    probeTimer = setTimeout(probe, RETRY_WS_MS);
+    probeTimer = setTimeout(probe, retryEvery);
   }
 
   function probe() {
