@@ -214,11 +214,11 @@ def verdict(result: dict[str, Any]) -> tuple[bool, bool]:
 class Runner:
     """Executes a plan: infrastructure per path, a fresh server per run, one client per run."""
 
-    def __init__(self, opts: argparse.Namespace, bench: Bench, session: dict[str, Any]) -> None:
+    def __init__(self, opts: argparse.Namespace, bench: Bench, session: dict[str, Any], pinning: Pinning) -> None:
         self.opts = opts
         self.bench = bench
         self.session = session
-        self.pinning = Pinning.choose(not opts.no_pin)
+        self.pinning = pinning
         self.records: list[dict[str, Any]] = []
         self.collapsed: dict[tuple[str, str], int] = {}
 
@@ -517,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             paths.append(name)
     now = dt.datetime.now(dt.UTC)
+    pinning = Pinning.choose(not opts.no_pin)  # chosen once: entering it narrows this process's own cores
     session = {
         "session": now.strftime("%Y%m%dT%H%M%SZ"), "date": now.isoformat(timespec="seconds"),
         # A session that runs a cluster path reports in the cluster section of the report only
@@ -529,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                      "procs": opts.procs, "quick": opts.quick, "slow_fraction": opts.slow_fraction,
                      "slow_after": opts.slow_after, "slow_for": opts.slow_for},
         "results": shown(results_file(opts.results_dir, now.isoformat())),
-        "cores": Pinning.choose(not opts.no_pin).describe(),
+        "cores": pinning.describe(),
     }
     runs = plan(opts, paths)
     estimate = sum(r.estimate(opts.connect_rate) for r in runs)
@@ -542,13 +543,13 @@ def main(argv: list[str] | None = None) -> int:
     logdir = ROOT / "var" / "bench" / "logs" / session["session"]
     logdir.mkdir(parents=True, exist_ok=True)
     bench = Bench(logdir)
-    Pinning.choose(not opts.no_pin).enter()
+    pinning.enter()
     print(session["cores"], file=sys.stderr)
     records: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
         with terminated_as_interrupt():
-            records = Runner(opts, bench, session).execute(runs)
+            records = Runner(opts, bench, session, pinning).execute(runs)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping what was started", file=sys.stderr)
         bench.cleanup()
