@@ -22,8 +22,8 @@ class SensorCodec:
     def hello(self, epoch, seq, catalog, ack_ms):
         return json.dumps({"kind": "welcome", "rooms": [c["room"] for c in catalog.entries], "at": [epoch, seq]})
 
-    def snap(self, epoch, seq, rows):
-        return json.dumps({"kind": "state", "at": [epoch, seq], "rooms": list(rows)})
+    def snap(self, epoch, seq, rows, since=None):
+        return json.dumps({"kind": "state", "at": [epoch, seq], "since": since, "rooms": list(rows)})
 
     def fragment(self, row):
         return json.dumps(row).encode()

@@ -176,7 +176,7 @@ async def test_a_gap_in_seq_makes_the_hub_resync_and_snapshot_everyone(setup):
     await feed.publish("e1", 2, [row("BBB", 12.0)])
     await settle(hub, 2)
     snaps = rec.of("snap")
-    assert snaps[-1]["seq"] == 2
+    assert snaps[-1]["seq"] == 2 and "since" not in snaps[-1]  # a resync: everything, not a merge
     assert {r[0]: r[1] for r in snaps[-1]["q"]} == {"AAA": 11.0, "BBB": 12.0, "CCC": 10.0}
 
 
@@ -199,7 +199,7 @@ async def test_resume_in_the_same_epoch_sends_only_what_changed(setup):
     rec = Recorder(hub)
     hub.resume(rec.client, "e1", 1, None)
     snap = rec.of("snap")[-1]
-    assert (snap["epoch"], snap["seq"]) == ("e1", 3)
+    assert (snap["epoch"], snap["seq"], snap["since"]) == ("e1", 3, 1)  # batches 2 and 3, merged
     assert [r[:7] for r in snap["q"]] == [row("AAA", 13.0)[:7], row("BBB", 12.0)[:7]]
     hub.resume(rec.client, "e1", 3, None)
     assert rec.of("snap")[-1]["q"] == []  # nothing missed
@@ -209,9 +209,10 @@ async def test_resume_from_another_epoch_or_an_unknown_seq_gets_a_full_snapshot(
     hub, _ = setup
     rec = Recorder(hub)
     hub.resume(rec.client, "old", 1, None)
-    assert len(rec.of("snap")[-1]["q"]) == 3
+    assert len(rec.of("snap")[-1]["q"]) == 3 and "since" not in rec.of("snap")[-1]
     hub.resume(rec.client, "e1", 99, ["AAA", "BBB"])
     assert len(rec.of("snap")[-1]["q"]) == 3  # the whole board it already had, and nothing lost
+    assert "since" not in rec.of("snap")[-1]
 
 
 async def test_symbol_changes_go_to_every_client(setup):
@@ -353,7 +354,7 @@ async def test_a_send_the_server_suspends_never_holds_up_the_others(setup):
     stuck.writable.set()  # it drained
     await eventually(lambda: stuck.of("snap")[-1]["seq"] == 3, 2)
     assert [f["seq"] for f in stuck.of("q")] == [1]  # the send that waited, then a snap of what it missed
-    assert [r[0] for r in stuck.of("snap")[-1]["q"]] == ["AAA"]
+    assert [r[0] for r in stuck.of("snap")[-1]["q"]] == ["AAA"] and stuck.of("snap")[-1]["since"] == 1
     await feed.publish("e1", 4, [row("AAA", 14.0)])
     await settle(hub, 4)
     assert [f["seq"] for f in stuck.of("q")] == [1, 4] and hub.parked == set()
@@ -454,6 +455,7 @@ async def test_a_hub_that_falls_behind_conflates_batches_into_snapshots(setup):
     await settle(hub, 4)
     snap = board.of("snap")[-1]
     assert snap["seq"] == 4 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 13.0, "BBB": 12.0, "CCC": 8.0}
+    assert snap["since"] == 2  # batches 3 and 4 merged: continuity kept, not a resync
     assert [r[0] for r in watch.of("snap")[-1]["q"]] == ["BBB"] and watch.of("q") == []
     await feed.publish("e1", 5, [row("AAA", 14.0)])
     await settle(hub, 5)
@@ -472,6 +474,7 @@ async def test_held_back_changes_are_sent_even_if_no_batch_follows(setup):
     await settle(hub, 3)
     await eventually(lambda: len(board.of("snap")) > 1, 3)  # the hub's sweep flushes them
     assert board.of("snap")[-1]["seq"] == 3 and [r[0] for r in board.of("snap")[-1]["q"]] == ["BBB"]
+    assert board.of("snap")[-1]["since"] == 2
 
 
 def test_the_outbox_hands_over_each_change_once():

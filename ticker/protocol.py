@@ -270,10 +270,13 @@ def encode_hello(
     )
 
 
-def encode_snap(epoch: str, seq: int, rows: Iterable[Row]) -> str:
+def encode_snap(epoch: str, seq: int, rows: Iterable[Row], since: int | None = None) -> str:
     """Full state of the given symbols as of batch ``seq`` of ``epoch``; the client replaces what
-    it had for them (and takes ``epoch``: a resync may follow a feed restart)."""
-    return _text({"t": "snap", "epoch": epoch, "seq": seq, "q": list(rows)})
+    it had for them (and takes ``epoch``: a resync may follow a feed restart). With ``since``:
+    the rows are every one that changed after batch ``since``, batches merged, not a resync."""
+    if since is None:
+        return _text({"t": "snap", "epoch": epoch, "seq": seq, "q": list(rows)})
+    return _text({"t": "snap", "epoch": epoch, "seq": seq, "since": since, "q": list(rows)})
 
 
 def short_row(row: Row) -> bytes:

@@ -108,6 +108,7 @@ class Hub:
         self.outbox = Outbox()
         self.behind: frozenset[str] = NOTHING  # keys changed by batches held back (conflating)
         self.fanned_at = 0.0  # monotonic time of the last fan-out
+        self.fanned_seq = 0  # every group had everything up to this seq at the last fan-out
         self.late_since: float | None = None  # monotonic time since when every batch arrived late
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -153,7 +154,7 @@ class Hub:
             self.drop_stuck(now)
             if self.behind and now - self.fanned_at >= CONFLATE_SECONDS:
                 self.fan_out_snapshots(self.behind)
-                self.behind, self.fanned_at = NOTHING, now
+                self.behind = NOTHING
 
     async def pulse(self) -> None:
         """Measure how late this process's event loop runs (``Stats.loop_late_ms``, a maximum that
@@ -193,7 +194,6 @@ class Hub:
         else:
             self.fan_out_snapshots(self.behind)
         self.behind = NOTHING
-        self.fanned_at = time.monotonic()
 
     def conflating(self, lag_ms: float) -> bool:
         """True to hold this batch back: the hub is behind (batches have been late for
@@ -252,11 +252,14 @@ class Hub:
             stats.bytes += len(group.members) * len(frame.wire)
         stats.batches += 1
         stats.fanout_seconds += time.monotonic() - now
+        self.fanned_at, self.fanned_seq = now, seq
 
     def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
-        """Send every group a ``snap`` of its keys among ``changed`` (None: all of its keys)."""
+        """Send every group a ``snap`` of its keys among ``changed``: the batches held back since
+        the last fan-out, merged (``since`` that fan-out's seq). None: all of its keys, a resync."""
         self.drain()
         now, seq, mark = time.monotonic(), self.replica.seq, self.mark()
+        since = None if changed is None else self.fanned_seq
         for key, group in self.registry.items():
             if key == NOTHING:
                 continue
@@ -264,13 +267,15 @@ class Hub:
             if changed is not None and not keys:
                 continue
             group.sent(seq, now)
-            frame = Frame(self.snap_text(keys), "snap", mark)
+            frame = Frame(self.snap_text(keys, since), "snap", mark)
             for client in group.members:
                 client.deliver(frame)
+        self.fanned_at, self.fanned_seq = now, seq
 
-    def snap_text(self, keys: Selection) -> str:
+    def snap_text(self, keys: Selection, since: int | None = None) -> str:
+        """A ``snap`` of ``keys``; ``since``: they are the ones changed after that seq (a merge)."""
         replica = self.replica
-        return self.codec.snap(replica.epoch, replica.seq, replica.select(keys))
+        return self.codec.snap(replica.epoch, replica.seq, replica.select(keys), since)
 
     def mark(self) -> str:
         """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""
@@ -315,7 +320,8 @@ class Hub:
             changed = None if client.resync_all else replica.changed_since(client.epoch_seen, client.sent_seq)
             if changed is not None:
                 keys = changed if keys is None else changed & keys
-            client.deliver(Frame(self.snap_text(keys), "snap", self.mark()))
+            since = None if changed is None else client.sent_seq
+            client.deliver(Frame(self.snap_text(keys, since), "snap", self.mark()))
         client.resync_all = False
         client.joined = replica.seq
         if client.state is State.LIVE:
@@ -417,7 +423,7 @@ class Hub:
         selection = client.selection
         if changed is not None:
             selection = changed if selection is None else changed & selection
-        self.send_snap(client, selection)
+        self.send_snap(client, selection, None if changed is None else seq)
         return unknown
 
     def add(self, client: Client, keys: Iterable[str] | None) -> tuple[Selection, list[str]]:
@@ -435,8 +441,8 @@ class Hub:
             self.move(client, combined)
         return added, unknown
 
-    def send_snap(self, client: Client, keys: Selection) -> None:
-        if not client.deliver(Frame(self.snap_text(keys), "snap", self.mark())):
+    def send_snap(self, client: Client, keys: Selection, since: int | None = None) -> None:
+        if not client.deliver(Frame(self.snap_text(keys, since), "snap", self.mark())):
             client.resync_all = True  # held: its catch-up sends all it follows
 
     def move(self, client: Client, selection: Selection) -> None:

@@ -65,8 +65,8 @@ class Codec(Protocol):
     def hello(self, epoch: str, seq: int, catalog: Catalog, ack_ms: int) -> str:
         """The first frame of every connection."""
 
-    def snap(self, epoch: str, seq: int, rows: Iterable[Row]) -> str:
-        """Full state of some keys."""
+    def snap(self, epoch: str, seq: int, rows: Iterable[Row], since: int | None = None) -> str:
+        """Full state of some keys; with ``since``, of every one changed after that seq (a merge)."""
 
     def fragment(self, row: Row) -> bytes:
         """One row of an incremental frame, encoded once per batch and shared by every frame."""
