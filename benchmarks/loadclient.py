@@ -17,7 +17,9 @@ What is measured (see ``wsclient.Group`` and ``Coordinator.result``):
 - **freshness** of every delivered row: receipt wall time − the row's ``ts_ms`` (same clock:
   client and feed run on one machine), p50/p95/p99/max over the measure window;
 - **seq continuity** on whole-board connections: a gap is a ``q`` whose ``seq`` is more than
-  one past the previous one; a ``snap`` restarts continuity; snaps after the first are resyncs;
+  one past the previous one; a ``snap`` restarts continuity; after the first, a ``snap`` whose
+  ``since`` is at or before the seq held is a merge of batches (counted as a delivered frame),
+  any other is a resync;
 - **throughput**: frames, rows (ticks) and wire bytes delivered per second;
 - **errors**: failed connects (by reason) and closes the client did not ask for (by code);
 - **CPU**: the client's own (all its processes) and, with ``--server-pid``, the server's
@@ -543,7 +545,7 @@ class Coordinator:
             "connect_ms": dict(zip(("p50", "p99", "max"), list_percentiles(connect_ms, (50, 99, 100)), strict=True)),
             "freshness_ms": freshness(fast),
             "gaps": everyone["gaps"], "missed_batches": everyone["missed"], "reorders": everyone["reorders"],
-            "resyncs": everyone["resyncs"],
+            "resyncs": everyone["resyncs"], "merges": everyone["merges"],
             "frames": everyone["frames"], "rows": everyone["rows"],
             "frames_per_s": round(everyone["frames"] / window, 1),
             "ticks_per_s": round(everyone["rows"] / window, 1),
@@ -591,9 +593,9 @@ def cpu_each(pids: Sequence[int], cpu: Sequence[float], window: float) -> list[d
 
 def merge(groups: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"clients": 0, "frames": 0, "rows": 0, "bytes": 0, "snaps": 0, "gaps": 0, "missed": 0,
-                           "reorders": 0, "resyncs": 0, "closes": {}, "fmax": -1, "hist": {}}
+                           "reorders": 0, "resyncs": 0, "merges": 0, "closes": {}, "fmax": -1, "hist": {}}
     for g in groups:
-        for k in ("clients", "frames", "rows", "bytes", "snaps", "gaps", "missed", "reorders", "resyncs"):
+        for k in ("clients", "frames", "rows", "bytes", "snaps", "gaps", "missed", "reorders", "resyncs", "merges"):
             out[k] += g[k]
         for k, v in g["closes"].items():
             out["closes"][k] = out["closes"].get(k, 0) + v
@@ -609,6 +611,7 @@ def group_summary(group: dict[str, Any], window: float) -> dict[str, Any]:
     return {"clients": clients, "frames": group["frames"],
             "frames_per_client_s": round(group["frames"] / window / clients, 2) if clients else None,
             "gaps": group["gaps"], "missed_batches": group["missed"], "resyncs": group["resyncs"],
+            "merges": group["merges"],
             "closes": group["closes"]}
 
 
@@ -651,7 +654,7 @@ def summary_line(r: dict[str, Any]) -> str:
     f = r["freshness_ms"]
     line = (f"{r['label'] or r['url']}: {r['connected']}/{r['clients']} connected, {r['frames_per_s']:,.0f} frames/s, "
             f"{r['ticks_per_s']:,.0f} ticks/s, freshness p50 {f['p50']} p99 {f['p99']} max {f['max']} ms, "
-            f"gaps {r['gaps']}, resyncs {r['resyncs']}, errors {r['errors']['total']}, "
+            f"gaps {r['gaps']}, resyncs {r['resyncs']}, merges {r['merges']}, errors {r['errors']['total']}, "
             f"client CPU {r['client_cpu_pct']}%")
     if "server" in r:
         s = r["server"]

@@ -269,14 +269,14 @@ def detail_rows(s: Session, case: str) -> list[list[str]]:
             c = s.cell(path, case, n)
             assert c is not None
             if not c:
-                rows.append([TITLES.get(path, path), fmt(n), "failed", *["–"] * 13, c.failure or ""])
+                rows.append([TITLES.get(path, path), fmt(n), "failed", *["–"] * 15, c.failure or ""])
                 continue
             ref = s.cell("ours-daphne", case, n)
             rows.append([
                 TITLES.get(path, path), fmt(n), held(c), fmt(c.med("connected")),
                 fmt(c.med("freshness_ms.p50")), fmt(c.med("freshness_ms.p99")), fmt(c.med("freshness_ms.max")),
-                fmt(c.med("gaps")) if case == "board" else "n/a", fmt(c.med("resyncs")),
-                fmt(c.med("frames_per_s")), fmt(c.med("ticks_per_s")),
+                fmt(c.med("gaps")) if case == "board" else "n/a", fmt(c.med("resyncs")), fmt(c.med("merges")),
+                fmt(c.med("frames_per_s")), fmt(c.med("ticks_per_s")), fmt(per_client(c, "bytes_per_s")),
                 fmt(c.med("server.cpu_pct")), fmt(c.med("server.us_per_frame"), 1),
                 fmt(c.med("server.us_per_tick"), 2), fmt(c.med("server.rss_per_conn_kb"), 1),
                 fmt(c.med("client_cpu_pct")),
@@ -285,9 +285,15 @@ def detail_rows(s: Session, case: str) -> list[list[str]]:
     return rows
 
 
-DETAIL_HEADER = ["path", "N", "holds", "connected", "p50 ms", "p99 ms", "max ms", "gaps", "resyncs", "frames/s",
-                 "ticks/s", "server CPU %", "µs/frame", "µs/tick", "RSS/conn KB", "client CPU %",
-                 "CPU/tick ÷ ours-daphne"]
+def per_client(c: Cell, key: str) -> float | None:
+    """A run's total per connected client."""
+    total, connected = c.med(key), c.med("connected")
+    return total / connected if total is not None and connected else None
+
+
+DETAIL_HEADER = ["path", "N", "holds", "connected", "p50 ms", "p99 ms", "max ms", "gaps", "resyncs", "merges",
+                 "frames/s", "ticks/s", "bytes/s each", "server CPU %", "µs/frame", "µs/tick", "RSS/conn KB",
+                 "client CPU %", "CPU/tick ÷ ours-daphne"]
 
 
 def collapsed_at(skipped: Record) -> int:
@@ -356,7 +362,10 @@ METHOD = """### How these are measured
   no error. A path **collapses** when p99 exceeds 2 s or fewer than 90 % of the clients connect; larger N
   are then not run for it.
 - **Gaps**: a whole-board connection sees every batch, so its `seq` must rise by one per frame (a `snap`
-  restarts the count; snaps after the first are resyncs). Watchlist connections are not checked.
+  restarts the count). Watchlist connections are not checked. After the first `snap`, one whose `since`
+  is at or before the client's seq is a **merge** (batches folded together by a hub that is behind, or
+  a held client's catch-up: counted as a delivered frame, its rows' freshness too); any other is a
+  **resync**. **Bytes/s each**: every byte a client received in the window (snaps included) ÷ clients.
 - **Server CPU per frame / per tick** = the server process's user + system CPU (children included) over
   the measure window ÷ the frames (rows) all clients received in it. Redis and the feed are not in it
   (their CPU is in the jsonl as `aux`). The stock path sends one frame per tick, the others one per batch,

@@ -68,16 +68,16 @@ class Group:
     """Counters shared by the connections of one kind (fast or slow) in one process.
 
     ``frames``, ``rows``, ``bytes`` and the freshness histogram cover the measure window (they
-    are reset when it starts); ``gaps``, ``missed``, ``resyncs`` and ``closes`` cover the whole
+    are reset when it starts); ``gaps``, ``missed``, ``resyncs``, ``merges`` and ``closes`` cover the whole
     run from the first frame on.
     """
 
-    __slots__ = ("bytes", "clients", "closes", "fmax", "frames", "gaps", "hist", "missed", "reorders", "resyncs",
-                 "rows", "snaps")
+    __slots__ = ("bytes", "clients", "closes", "fmax", "frames", "gaps", "hist", "merges", "missed", "reorders",
+                 "resyncs", "rows", "snaps")
 
     def __init__(self) -> None:
         self.clients = 0
-        self.gaps = self.missed = self.reorders = self.resyncs = 0
+        self.gaps = self.missed = self.reorders = self.resyncs = self.merges = 0
         self.closes: dict[str, int] = {}
         self.reset()
 
@@ -124,7 +124,7 @@ class Group:
         return {
             "clients": self.clients, "frames": self.frames, "rows": self.rows, "bytes": self.bytes,
             "snaps": self.snaps, "gaps": self.gaps, "missed": self.missed, "reorders": self.reorders,
-            "resyncs": self.resyncs, "closes": dict(self.closes), "fmax": self.fmax,
+            "resyncs": self.resyncs, "merges": self.merges, "closes": dict(self.closes), "fmax": self.fmax,
             "hist": {i: c for i, c in enumerate(self.hist) if c},
         }
 
@@ -342,11 +342,19 @@ class Conn(asyncio.Protocol):
             self.acked = seq
             self.send_text(b'{"op":"ack","seq":%d}' % seq)
 
-    def on_snap(self, msg: dict[str, Any]) -> None:
+    def on_snap(self, msg: dict[str, Any], now: int) -> None:
+        """A ``snap``: the first one, a merge (``since`` at or before the seq held: batches merged,
+        counted as a delivered frame with its rows' freshness) or a resync (anything else)."""
         self.snaps += 1
-        self.group.snaps += 1
+        group = self.group
+        group.snaps += 1
+        since, last = msg.get("since"), self.last_seq
         if self.snaps > 1:
-            self.group.resyncs += 1
+            if since is not None and last is not None and since <= last:
+                group.merges += 1
+                group.record([[r[0], r[1], r[6], r[7]] for r in msg["q"]], now)
+            else:
+                group.resyncs += 1
         self.last_seq = msg.get("seq")
 
 
@@ -390,7 +398,7 @@ class V1Conn(Conn):
         if t == "q":
             self.on_quotes(msg, now)
         elif t == "snap":
-            self.on_snap(msg)
+            self.on_snap(msg, now)
         elif t == "hello":
             symbols = self.worker.watchlist(self.index, msg.get("symbols") or [])
             self.send_text(orjson.dumps({"op": "sub", "symbols": symbols or "*"}))
@@ -414,7 +422,7 @@ class SocketIOConn(Conn):
             if name == "q":
                 self.on_quotes(data, now)
             elif name == "snap":
-                self.on_snap(data)
+                self.on_snap(data, now)
             elif name == "hello":
                 symbols = self.worker.watchlist(self.index, data.get("symbols") or [])
                 self.send_text(b'42["sub",%b]' % orjson.dumps({"symbols": symbols or "*"}))
