@@ -20,13 +20,16 @@ Fan-out policy (docs/DESIGN.md §3):
   sent before. A client held for longer than ``hold_limit`` is dropped (its ``drop``
   callback closes the connection): nothing it asks for meanwhile is sent, so a client that
   keeps asking but never reads costs a bounded buffer for a bounded time.
-- **A hub that falls behind conflates.** Behind is judged over time, not by one late batch:
-  every batch for ``BEHIND_SECONDS`` arrived older than ``LAG_MS``, *and* this process's event
-  loop runs late (over ``BUSY_MS``, measured by a pulse every ``PULSE_SECONDS``). A pause (a
-  garbage collection, thousands of handshakes or pings at once) leaves a backlog that plain
-  batches clear within a few hundred milliseconds; batches late because the feed or the layer
-  was slow are not made fresher by conflating. While behind, batches are folded together and
-  sent as ``snap``\\ s of what changed, at most every ``CONFLATE_SECONDS``.
+- **A hub that cannot keep up merges batches.** It measures how long a fan-out takes (wall time,
+  a moving average: ``Stats.fanout_cost``) and sends a batch only if the feed made it at least
+  ``cost / MAX_DUTY`` after the last one sent (by the batches' own times, so that a backlog of
+  queued batches is worked off as it is when the hub can afford it). While that is shorter
+  than the feed's batch interval every batch goes out as it is;
+  past it (more clients than the CPU the process gets can serve) the batches that arrive in
+  between are folded together and sent as one merge, a ``snap`` with ``since`` of what changed:
+  every second, third… batch, as fresh as the process can afford, with full rows (no high or
+  low missed). Late batches alone (a slow feed or layer, a pause of the process) change
+  nothing: the rule is about the hub's own cost.
 """
 
 from __future__ import annotations
@@ -44,11 +47,9 @@ from .types import NOTHING, Batch, Catalog, Codec, Event, Rejoined, Row, Selecti
 
 log = logging.getLogger(__name__)
 
-LAG_MS = 300  # a batch this old on arrival may mean the hub is behind the feed...
-BUSY_MS = 100  # ...when the event loop also runs this late: the process cannot keep up...
-BEHIND_SECONDS = 1.0  # ...and every batch has been late for this long
+MAX_DUTY = 0.85  # the share of the time fan-outs may take; past it, batches are merged
+COST_WEIGHT = 0.25  # weight of the last fan-out in the moving average of their cost
 PULSE_SECONDS = 0.05  # how often the event loop's lateness is measured
-CONFLATE_SECONDS = 0.5  # while behind, send at most this often
 SWEEP_SECONDS = 0.5
 ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
 ACK_TIMEOUT = 5.0  # seconds a sent frame may stay unacknowledged before the client is held
@@ -68,9 +69,10 @@ class Stats:
     batches: int = 0  # batches fanned out
     fanout_seconds: float = 0.0  # time spent fanning them out
     lag_ms: float = 0.0  # age of the last batch when it arrived
+    fanout_cost: float = 0.0  # seconds a fan-out takes (wall time), a moving average
     loop_late_ms: float = 0.0  # how late the event loop runs: a maximum over about the last second
     resyncs: int = 0  # snapshots reloaded after a gap or an outage
-    conflated: int = 0  # batches held back while the hub was behind
+    conflated: int = 0  # batches held back and merged: the hub could not afford a fan-out each
     held: dict[str, int] = field(default_factory=dict)  # clients held, by reason
     caught_up: int = 0  # held clients caught up with a snap
     dropped: int = 0  # held too long: closed as too slow
@@ -107,9 +109,9 @@ class Hub:
         self.parked: set[Client] = set()  # held clients, out of their groups
         self.outbox = Outbox()
         self.behind: frozenset[str] = NOTHING  # keys changed by batches held back (conflating)
-        self.fanned_at = 0.0  # monotonic time of the last fan-out
+        self.fanned_at = 0.0  # monotonic time the last fan-out started
+        self.fanned_ms = 0  # the feed's time of the newest batch in it
         self.fanned_seq = 0  # every group had everything up to this seq at the last fan-out
-        self.late_since: float | None = None  # monotonic time since when every batch arrived late
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.stats = Stats()
@@ -152,7 +154,7 @@ class Hub:
             now = time.monotonic()
             self.hold_laggards(now)
             self.drop_stuck(now)
-            if self.behind and now - self.fanned_at >= CONFLATE_SECONDS:
+            if self.behind and now - self.fanned_at >= self.spacing():
                 self.fan_out_snapshots(self.behind)
                 self.behind = NOTHING
 
@@ -178,15 +180,9 @@ class Hub:
             await self.resync()
             return
         self.behind |= changed
-        lag_ms = self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
-        if lag_ms <= LAG_MS:
-            self.late_since = None
-        elif self.late_since is None:
-            self.late_since = time.monotonic()
-        if self.conflating(lag_ms):
-            if self.behind == changed:  # the first batch held back
-                log.info("hub: behind (batch %d is %.0f ms old, the event loop %.0f ms late): conflating",
-                         batch.seq, lag_ms, self.stats.loop_late_ms)
+        self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
+        spacing_ms = int(self.spacing() * 1000)  # batch times are in whole ms
+        if spacing_ms and batch.ts_ms - self.fanned_ms < spacing_ms:
             self.stats.conflated += 1
             return
         if self.behind == changed:
@@ -195,13 +191,18 @@ class Hub:
             self.fan_out_snapshots(self.behind)
         self.behind = NOTHING
 
-    def conflating(self, lag_ms: float) -> bool:
-        """True to hold this batch back: the hub is behind (batches have been late for
-        ``BEHIND_SECONDS`` and the event loop is late too) and sent something less than
-        ``CONFLATE_SECONDS`` ago. Fewer, fresher frames, with full rows (no high or low missed)."""
-        now = time.monotonic()
-        return (self.late_since is not None and now - self.late_since >= BEHIND_SECONDS
-                and self.stats.loop_late_ms > BUSY_MS and now - self.fanned_at < CONFLATE_SECONDS)
+    def spacing(self) -> float:
+        """Seconds between two fan-outs at the least: their cost over ``MAX_DUTY``. A batch made
+        sooner after the last one sent is held back, to be merged into the next."""
+        return self.stats.fanout_cost / MAX_DUTY
+
+    def fanned(self, seq: int, started: float) -> None:
+        """A fan-out that started at ``started`` has sent every group everything up to ``seq``."""
+        stats = self.stats
+        took = time.monotonic() - started
+        stats.fanout_cost += (took - stats.fanout_cost) * COST_WEIGHT
+        stats.fanout_seconds += took
+        self.fanned_at, self.fanned_seq, self.fanned_ms = started, seq, self.replica.updated_ms
 
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
@@ -251,8 +252,7 @@ class Hub:
             stats.frames += len(group.members)
             stats.bytes += len(group.members) * len(frame.wire)
         stats.batches += 1
-        stats.fanout_seconds += time.monotonic() - now
-        self.fanned_at, self.fanned_seq = now, seq
+        self.fanned(seq, now)
 
     def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
         """Send every group a ``snap`` of its keys among ``changed``: the batches held back since
@@ -270,7 +270,7 @@ class Hub:
             frame = Frame(self.snap_text(keys, since), "snap", mark)
             for client in group.members:
                 client.deliver(frame)
-        self.fanned_at, self.fanned_seq = now, seq
+        self.fanned(seq, now)
 
     def snap_text(self, keys: Selection, since: int | None = None) -> str:
         """A ``snap`` of ``keys``; ``since``: they are the ones changed after that seq (a merge)."""

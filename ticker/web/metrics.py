@@ -44,12 +44,15 @@ class HubCollector(Collector):
         yield CounterMetricFamily("ticker_fanout_seconds", "Time spent fanning batches out", stats.fanout_seconds)
         yield GaugeMetricFamily("ticker_feed_lag_seconds", "Age of the last batch when it arrived",
                                 stats.lag_ms / 1000)
+        yield GaugeMetricFamily("ticker_fanout_cost_seconds", "What a fan-out takes (wall time, moving average)",
+                                stats.fanout_cost)
         yield GaugeMetricFamily("ticker_loop_late_seconds", "How late the event loop runs (recent maximum)",
                                 stats.loop_late_ms / 1000)
         age = hub.feed_age()
         yield GaugeMetricFamily("ticker_feed_age_seconds", "Age of the newest quote", -1 if age is None else age)
         yield CounterMetricFamily("ticker_resyncs", "Snapshots reloaded after a gap or an outage", stats.resyncs)
-        yield CounterMetricFamily("ticker_batches_conflated", "Batches held back while behind", stats.conflated)
+        yield CounterMetricFamily("ticker_batches_conflated", "Batches held back and merged into the next fan-out",
+                                  stats.conflated)
         held = CounterMetricFamily("ticker_clients_held", "Clients held, by reason", labels=["reason"])
         for reason, count in sorted(stats.held.items()):
             held.add_metric([reason.lower()], count)
