@@ -22,8 +22,12 @@ class SensorCodec:
     def hello(self, epoch, seq, catalog, ack_ms):
         return json.dumps({"kind": "welcome", "rooms": [c["room"] for c in catalog.entries], "at": [epoch, seq]})
 
+    def row(self, row):
+        return json.dumps(row).encode()
+
     def snap(self, epoch, seq, rows, since=None):
-        return json.dumps({"kind": "state", "at": [epoch, seq], "since": since, "rooms": list(rows)})
+        rooms = ",".join(r.decode() for r in rows)
+        return f'{{"kind":"state","at":{json.dumps([epoch, seq])},"since":{json.dumps(since)},"rooms":[{rooms}]}}'
 
     def fragment(self, row):
         return json.dumps(row).encode()

@@ -95,8 +95,8 @@ def test_empty_quotes_frame_is_valid_json():
 
 def test_snap_err_pong_and_sym_frames():
     row = ["AAPL", 1.5, 1.0, 1.0, 2.0, 1.0, 300, 1000]
-    assert orjson.loads(p.encode_snap("e1", 4, [row])) == {"t": "snap", "epoch": "e1", "seq": 4, "q": [row]}
-    merged = orjson.loads(p.encode_snap("e1", 4, [row], since=2))
+    assert orjson.loads(p.encode_snap("e1", 4, [p.full_row(row)])) == {"t": "snap", "epoch": "e1", "seq": 4, "q": [row]}
+    merged = orjson.loads(p.encode_snap("e1", 4, [p.full_row(row)], since=2))
     assert merged == {"t": "snap", "epoch": "e1", "seq": 4, "since": 2, "q": [row]}
     assert orjson.loads(p.encode_err("x", "y")) == {"t": "err", "code": "x", "msg": "y"}
     assert orjson.loads(p.encode_pong(7)) == {"t": "pong", "id": 7}

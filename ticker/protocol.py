@@ -270,13 +270,19 @@ def encode_hello(
     )
 
 
-def encode_snap(epoch: str, seq: int, rows: Iterable[Row], since: int | None = None) -> str:
-    """Full state of the given symbols as of batch ``seq`` of ``epoch``; the client replaces what
-    it had for them (and takes ``epoch``: a resync may follow a feed restart). With ``since``:
-    the rows are every one that changed after batch ``since``, batches merged, not a resync."""
-    if since is None:
-        return _text({"t": "snap", "epoch": epoch, "seq": seq, "q": list(rows)})
-    return _text({"t": "snap", "epoch": epoch, "seq": seq, "since": since, "q": list(rows)})
+def full_row(row: Row) -> bytes:
+    """A ``snap`` row, encoded once and shared by every ``snap`` that carries it until it changes."""
+    return orjson.dumps(row)
+
+
+def encode_snap(epoch: str, seq: int, rows: Iterable[bytes], since: int | None = None) -> str:
+    """Full state of the given symbols (pre-encoded by ``full_row``: joined, not re-encoded) as of
+    batch ``seq`` of ``epoch``; the client replaces what it had for them (and takes ``epoch``: a
+    resync may follow a feed restart). With ``since``: the rows are every one that changed after
+    batch ``since``, batches merged, not a resync."""
+    merged = b"" if since is None else b'"since":%d,' % since
+    return (b'{"t":"snap","epoch":%b,"seq":%d,%b"q":[%b]}' % (orjson.dumps(epoch), seq, merged,
+                                                              b",".join(rows))).decode()
 
 
 def short_row(row: Row) -> bytes:
@@ -323,6 +329,7 @@ class QuoteCodec:
         return encode_symbols(catalog.entries, catalog.status)
 
     snap = staticmethod(encode_snap)
+    row = staticmethod(full_row)
     fragment = staticmethod(short_row)
     delta = staticmethod(encode_quotes)
 

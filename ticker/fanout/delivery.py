@@ -44,20 +44,28 @@ class State(enum.Enum):
 
 
 class Frame:
-    """One frame, built once and sent to many: its text, the ASGI message and RFC 6455 bytes that
-    carry it on a WebSocket, and (made on first use) the Server-Sent Event that carries it on an
-    event stream: ``event: <kind>``, ``id: <mark>`` (when there is one), ``data: <text>``.
+    """One frame, built once and sent to many: its text, the RFC 6455 bytes that carry it on a
+    WebSocket, and (made on first use) the ASGI message for a WebSocket and the Server-Sent Event
+    that carries it on an event stream: ``event: <kind>``, ``id: <mark>`` (when there is one), ``data: <text>``.
     A frame with no kind is a keep-alive comment: only event streams are sent one."""
 
-    __slots__ = ("_event", "kind", "mark", "message", "text", "wire")
+    __slots__ = ("_event", "_message", "kind", "mark", "text", "wire")
 
     def __init__(self, text: str, kind: str = "", mark: str = "") -> None:
         self.text = text
         self.kind = kind
         self.mark = mark
-        self.message = {"type": "websocket.send", "text": text}
         self.wire = fastpath.text_frame(text.encode())
+        self._message: dict[str, Any] | None = None
         self._event: dict[str, Any] | None = None
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The ASGI ``websocket.send`` message of this frame (made on first use: daphne's fast path
+        writes ``wire`` and never needs it)."""
+        if self._message is None:
+            self._message = {"type": "websocket.send", "text": self.text}
+        return self._message
 
     @property
     def event(self) -> dict[str, Any]:

@@ -105,6 +105,7 @@ class Hub:
         self.hold_limit = hold_limit
         self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
         self.replica = Replica()
+        self.encoded: dict[str, bytes] = {}  # the replica's rows as the codec encodes them, made on demand
         self.registry: Registry[Client] = Registry()
         self.parked: set[Client] = set()  # held clients, out of their groups
         self.outbox = Outbox()
@@ -179,6 +180,8 @@ class Hub:
                      self.replica.seq)
             await self.resync()
             return
+        for key in (*changed, *batch.removed):
+            self.encoded.pop(key, None)
         self.behind |= changed
         self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
         spacing_ms = int(self.spacing() * 1000)  # batch times are in whole ms
@@ -225,6 +228,7 @@ class Hub:
             self.replica.epoch = ""  # keep what clients have; the feed's next batch resyncs
             return
         self.replica.load(snap)
+        self.encoded.clear()
         self.behind = NOTHING
         self.synced.set()
         self.stats.resyncs += 1
@@ -256,18 +260,26 @@ class Hub:
 
     def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
         """Send every group a ``snap`` of its keys among ``changed``: the batches held back since
-        the last fan-out, merged (``since`` that fan-out's seq). None: all of its keys, a resync."""
+        the last fan-out, merged (``since`` that fan-out's seq), joined from rows encoded once.
+        None: all of its keys, a resync."""
         self.drain()
-        now, seq, mark = time.monotonic(), self.replica.seq, self.mark()
+        replica = self.replica
+        now, seq, mark = time.monotonic(), replica.seq, self.mark()
         since = None if changed is None else self.fanned_seq
+        rows = self.encoded_rows(changed)
         for key, group in self.registry.items():
             if key == NOTHING:
                 continue
-            keys = key if changed is None else changed if key is None else changed & key
-            if changed is not None and not keys:
-                continue
+            if key is None:
+                parts: Iterable[bytes] = rows.values()
+            elif changed is None:
+                parts = self.encoded_rows(key).values()
+            else:
+                parts = [row for k, row in rows.items() if k in key]
+                if not parts:
+                    continue
             group.sent(seq, now)
-            frame = Frame(self.snap_text(keys, since), "snap", mark)
+            frame = Frame(self.codec.snap(replica.epoch, seq, parts, since), "snap", mark)
             for client in group.members:
                 client.deliver(frame)
         self.fanned(seq, now)
@@ -275,7 +287,19 @@ class Hub:
     def snap_text(self, keys: Selection, since: int | None = None) -> str:
         """A ``snap`` of ``keys``; ``since``: they are the ones changed after that seq (a merge)."""
         replica = self.replica
-        return self.codec.snap(replica.epoch, replica.seq, replica.select(keys), since)
+        return self.codec.snap(replica.epoch, replica.seq, self.encoded_rows(keys).values(), since)
+
+    def encoded_rows(self, keys: Selection) -> dict[str, bytes]:
+        """The rows of ``keys`` (None: all) in key order, as the codec encodes them: each row is
+        encoded once, then shared by every ``snap`` until it changes."""
+        encoded, encode, out = self.encoded, self.codec.row, {}
+        for row in self.replica.select(keys):
+            key = row[0]
+            data = encoded.get(key)
+            if data is None:
+                data = encoded[key] = encode(row)
+            out[key] = data
+        return out
 
     def mark(self) -> str:
         """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""

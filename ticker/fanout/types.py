@@ -65,8 +65,12 @@ class Codec(Protocol):
     def hello(self, epoch: str, seq: int, catalog: Catalog, ack_ms: int) -> str:
         """The first frame of every connection."""
 
-    def snap(self, epoch: str, seq: int, rows: Iterable[Row], since: int | None = None) -> str:
-        """Full state of some keys; with ``since``, of every one changed after that seq (a merge)."""
+    def row(self, row: Row) -> bytes:
+        """One row of a ``snap``, encoded once and shared by every ``snap`` until the row changes."""
+
+    def snap(self, epoch: str, seq: int, rows: Iterable[bytes], since: int | None = None) -> str:
+        """Full state of some keys, joined from their encoded rows; with ``since``, of every one
+        changed after that seq (a merge)."""
 
     def fragment(self, row: Row) -> bytes:
         """One row of an incremental frame, encoded once per batch and shared by every frame."""
