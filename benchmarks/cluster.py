@@ -12,10 +12,11 @@ machine's cores with the load client: see docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import resource
+import socket
 import subprocess
 from collections.abc import Callable
 
-from benchmarks.harness import Bench, Deployment, Proc, free_port, wait_ready, ws_first_message
+from benchmarks.harness import PY, Bench, Deployment, Proc, free_port, http_ok, wait_ready, ws_first_message
 
 # name: (ASGI server, app servers behind nginx)
 CLUSTER_PATHS = {
@@ -24,6 +25,8 @@ CLUSTER_PATHS = {
     "cluster-uvicorn-1": ("uvicorn", 1),
     "cluster-uvicorn-2": ("uvicorn", 2),
 }
+# name: (ASGI server, app servers sharing one listening socket, no proxy)
+SHARED_PATHS = {"shared-2": ("daphne", 2), "shared-uvicorn-2": ("uvicorn", 2)}
 # `make cluster` renders 4096 worker connections (8192 files) per nginx worker. Every proxied
 # WebSocket takes two, and the kernel does not spread accepted connections evenly over nginx's
 # workers, so 5,000 clients need more: the compose file's 16384.
@@ -83,5 +86,35 @@ def cluster_server(server: str, workers: int) -> Callable[[Bench, dict[str, str]
                       "conf": "deploy/nginx/nginx.conf.in via deploy.cluster.write_nginx_conf"},
         }
         return Deployment(url, servers, proxy=nginx, info=info)
+
+    return start
+
+
+def shared_server(server: str, workers: int) -> Callable[[Bench, dict[str, str]], Deployment]:
+    """Start ``workers`` app servers running ``server`` that accept on one listening socket, made
+    here and inherited by each (``dashboard.serve --fd``, as supervisor's ``fcgi-program`` does):
+    the kernel hands each new connection to one of them. No proxy; they serve static files."""
+
+    def start(bench: Bench, env: dict[str, str]) -> Deployment:
+        listener = socket.create_server(("127.0.0.1", 0), backlog=2048)
+        port = listener.getsockname()[1]
+        name = f"shared{workers}-{server}-{port}"
+        nodes = [f"web{i}" for i in range(1, workers + 1)]
+        started: list[Proc] = []
+        try:
+            for node in nodes:
+                argv = [PY, "-m", "dashboard.serve", "--server", server, "--fd", str(listener.fileno())]
+                started.append(bench.start(f"{name}-{node}", argv, {**env, "TICKER_NODE": node},
+                                           pass_fds=(listener.fileno(),)))
+            for proc in started:
+                wait_ready(proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), proc.name)
+        except BaseException:
+            bench.stop(*started)
+            raise
+        finally:
+            listener.close()  # the servers hold their own copies
+        info = {"server": server, "workers": workers, "upstreams": "one shared listening socket (--fd)",
+                "nodes": {node: proc.pid for node, proc in zip(nodes, started, strict=True)}}
+        return Deployment(f"ws://127.0.0.1:{port}/ws/quotes/", started, info=info)
 
     return start

@@ -94,8 +94,8 @@ class Bench:
         self.procs: list[Proc] = []
         self.db_ready = False
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(name, argv, self.logdir, env=env or base_env())
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, **popen: Any) -> Proc:
+        proc = Proc(name, argv, self.logdir, env=env or base_env(), **popen)
         self.procs.append(proc)
         return proc
 
@@ -154,11 +154,12 @@ class Deployment:
     proxy: Proc | None = None
     info: dict[str, Any] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=list)  # the app servers' /metrics (ours only)
+    others: list[Proc] = field(default_factory=list)  # started for the run, stopped after it (busy loops)
 
     @property
     def procs(self) -> list[Proc]:
-        """Front to back: the proxy first (clients go), then the app servers."""
-        return [*([self.proxy] if self.proxy else []), *self.servers]
+        """Front to back: the proxy first (clients go), then the app servers, then the rest."""
+        return [*([self.proxy] if self.proxy else []), *self.servers, *self.others]
 
 
 HUB_COUNTERS = ("ticker_clients_held_total", "ticker_clients_caught_up_total", "ticker_batches_conflated_total",

@@ -227,6 +227,8 @@ class Worker:
         await self.command()  # "measure"
         for group in (self.fast, self.slow):
             group.reset()
+        for conn in self.conns.values():
+            conn.delivered = 0
         cpu0, t0 = cpu_seconds(), time.perf_counter()
         if self.slow_set:
             self.loop.call_later(self.opts.slow_after, self.pause_slow, True)
@@ -237,7 +239,8 @@ class Worker:
         window, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         stats = {"window_s": window, "cpu_s": cpu, "fast": self.fast.summary(), "slow": self.slow.summary(),
                  "connect_ms": self.connect_ms, "connect_errors": self.connect_errors, "notes": self.notes,
-                 "nodes": self.nodes, "open": len(self.conns)}
+                 "nodes": self.nodes, "open": len(self.conns),
+                 "least": min((c.delivered for i, c in self.conns.items() if i not in self.slow_set), default=None)}
         await self.close_all()
         self.send("stats", stats)
 
@@ -551,6 +554,9 @@ class Coordinator:
             "ticks_per_s": round(everyone["rows"] / window, 1),
             "bytes_per_s": round(everyone["bytes"] / window, 1),
             "frames_per_client_s": round(everyone["frames"] / window / connected, 2) if connected else None,
+            # the reading client that got the fewest updates (q frames and merges) in the window
+            "least_frames_per_client_s": round(min(counts) / window, 2) if (counts := [
+                s["least"] for s in stats if s.get("least") is not None]) else None,
             "client_cpu_s": round(client_cpu, 3),
             "client_cpu_pct": round(100 * client_cpu / window, 1),
             "client_us_per_frame": round(1e6 * client_cpu / everyone["frames"], 2) if everyone["frames"] else None,

@@ -432,7 +432,8 @@ def write_plot(s: Session, path: Path) -> None:
 
 # The cluster comparison (`make bench-cluster`): its own section, between its own markers.
 
-CLUSTER_ORDER = ("ours-daphne", "cluster-1", "cluster-2", "ours-uvicorn", "cluster-uvicorn-1", "cluster-uvicorn-2")
+CLUSTER_ORDER = ("ours-daphne", "cluster-1", "cluster-2", "shared-2", "ours-uvicorn", "cluster-uvicorn-1",
+                 "cluster-uvicorn-2", "shared-uvicorn-2")
 CLUSTER_TITLES = {
     "ours-daphne": "daphne, direct (no nginx)",
     "cluster-1": "nginx → 1 daphne",
@@ -440,6 +441,8 @@ CLUSTER_TITLES = {
     "ours-uvicorn": "uvicorn, direct (no nginx)",
     "cluster-uvicorn-1": "nginx → 1 uvicorn",
     "cluster-uvicorn-2": "nginx → 2 uvicorn",
+    "shared-2": "2 daphne on one shared socket (no nginx)",
+    "shared-uvicorn-2": "2 uvicorn on one shared socket (no nginx)",
 }
 
 
@@ -549,6 +552,85 @@ def cluster_section(s: Session) -> list[str]:
     ]
 
 
+def resyncs_per_100_minute(c: Cell) -> float | None:
+    """Resyncs per 100 connected clients per minute of the run (ramp, warm-up and window: the
+    client counts them over the whole run)."""
+    resyncs, connected = c.med("resyncs"), c.med("connected")
+    minutes = sum(c.med(k) or 0 for k in ("ramp_s", "warmup_s", "duration_s")) / 60
+    return resyncs / (connected / 100) / minutes if resyncs is not None and connected and minutes else None
+
+
+def overload_targets(s: Session) -> list[list[str]]:
+    """Issue 11's targets, each with what this session measured (those it did not run are left out)."""
+    rows = []
+    for path, case, p99_max, us_max in (("ours-daphne", "board", 150, 10), ("ours-uvicorn", "board", 250, 13),
+                                        ("ours-daphne", "watchlist", 250, 15)):
+        c = s.cell(path, case, 5000)
+        if not c:
+            continue
+        p99, us, rate = c.med("freshness_ms.p99"), c.med("server.us_per_frame"), resyncs_per_100_minute(c)
+        what = "whole board" if case == "board" else "watchlists of 10"
+        ok = p99 is not None and p99 <= p99_max and us is not None and us <= us_max and c.med("gaps") == 0
+        resync_rule = path == "ours-daphne" and case == "board"
+        if resync_rule:
+            ok = ok and rate is not None and rate < 1
+        rows.append([f"{path}, {what}, 5,000: p99 ≤ {p99_max} ms, ≤ {us_max} µs per frame"
+                     + (", < 1 resync per 100 clients per minute" if resync_rule else ""),
+                     f"p99 {fmt(p99)} ms, {fmt(us, 1)} µs, {fmt(rate, 2)} resyncs/100/min "
+                     f"({fmt(c.med('resyncs'))}), {fmt(c.med('merges'))} merges", verdict(ok)])
+    for path in s.paths:
+        for n in s.ns("overload", path):
+            c, ref = s.cell(path, "overload", n), s.cell(path, "board", n)
+            if not c:
+                continue
+            least, p99 = c.med("least_frames_per_client_s"), c.med("freshness_ms.p99")
+            dropped = (c.med("clients") or 0) - (c.med("connected") or 0) + c.med("errors.total")
+            each, ref_each = per_client(c, "bytes_per_s"), per_client(ref, "bytes_per_s") if ref else None
+            ok = (least is not None and least >= 2 and p99 is not None and p99 <= 1000 and dropped == 0
+                  and each is not None and ref_each is not None and each <= ref_each)
+            rows.append([f"{path}, overload: {fmt(n)} whole-board clients, the server's core shared with "
+                         f"{fmt(c.med('busy'))} busy loops: every client ≥ 2 frames/s, p99 ≤ 1 s, none dropped, "
+                         "bytes per client ≤ unloaded",
+                         f"least {fmt(least, 1)} frames/s, p99 {fmt(p99)} ms, {fmt(dropped)} dropped, "
+                         f"{fmt(each)} B/s each (unloaded {fmt(ref_each)})", verdict(ok)])
+    for path in s.paths:
+        for n in s.ns("slow", path):
+            slow, ref = s.cell(path, "slow", n), s.cell(path, "ack", n)
+            if not (slow and ref):
+                continue
+            fast, base = slow.med("freshness_ms.p99"), ref.med("freshness_ms.p99")
+            change = (fast - base) / base if fast is not None and base else None
+            ok = change is not None and change <= 0.20 and not slow.med("fast.resyncs")
+            rows.append([f"{path}, {fmt(n)} clients, 5 % stop reading for 30 s: the others' p99 moves ≤ 20 %, "
+                         "no resync for them",
+                         f"p99 {fmt(base)} → {fmt(fast)} ms ({'–' if change is None else f'{change:+.0%}'}), "
+                         f"{fmt(slow.med('fast.resyncs'))} resyncs", verdict(ok)])
+    return rows
+
+
+def overload_section(s: Session) -> list[str]:
+    m = s.first["machine"]
+    return [
+        "## Under overload (issue 11)",
+        "",
+        f"- **Command**: `make bench-overload`, that is `{s.first['bench_command']}`; results in "
+        f"`{s.first.get('results', 'benchmarks/results/')}` (session `{s.first['session']}`).",
+        f"- **Date**: {s.first['date']}; **commit** `{s.first['git']}`. **Machine**: {m['cpu']}, {m['cores']} "
+        f"cores, Python {m['python']}. Cores: {s.first.get('cores')}.",
+        "- " + (f"Each cell is the **median of {s.repeats} runs**." if s.repeats > 1 else "Each cell is one run."),
+        "",
+        *table(["target (issue 11)", "measured", ""], overload_targets(s)),
+        *table(DETAIL_HEADER, [[f"{row[0]}, {case}", *row[1:]] for case in ("board", "watchlist", "overload")
+                               for row in detail_rows(s, case)]),
+        "Overload: the same whole-board run with busy loops pinned to the server's core from before the "
+        "first connection. \"Least frames/s\" is the reading client that got the fewest updates (`q` frames "
+        "and merges) in the window.",
+        "",
+    ]
+
+
+OVERLOAD_BEGIN = "<!-- bench-overload:begin: generated by `make bench-overload`; edit outside these markers -->"
+OVERLOAD_END = "<!-- bench-overload:end -->"
 CLUSTER_BEGIN = ("<!-- bench-cluster:begin: generated by `python -m benchmarks.run --paths …,cluster-1,cluster-2`; "
                  "edit outside these markers -->")
 CLUSTER_END = "<!-- bench-cluster:end -->"
@@ -596,3 +678,6 @@ def write_report(records: list[Record], report: Path) -> None:
         replace_section(report, BEGIN, END, body)
     if cluster:
         replace_section(report, CLUSTER_BEGIN, CLUSTER_END, cluster_section(Session(cluster)), after=END)
+    overload = [r for r in records if r.get("suite") == "overload"]
+    if overload:
+        replace_section(report, OVERLOAD_BEGIN, OVERLOAD_END, overload_section(Session(overload)), after=END)

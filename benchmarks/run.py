@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cluster import CLUSTER_PATHS, cluster_server
+from benchmarks.cluster import CLUSTER_PATHS, SHARED_PATHS, cluster_server, shared_server
 from benchmarks.harness import (
     BATCH_MS,
     PY,
@@ -154,10 +154,12 @@ PATHS = {
                  in_process_server("socketio_server", "socketio")),
         *(PathSpec(name, "v1", (), ours_infra, cluster_server(server, workers))
           for name, (server, workers) in CLUSTER_PATHS.items()),
+        *(PathSpec(name, "v1", (), ours_infra, shared_server(server, workers))
+          for name, (server, workers) in SHARED_PATHS.items()),
     )
 }
 OURS = ("ours-daphne", "ours-daphne-asgi", "ours-uvicorn")
-FANOUT = tuple(p for p in PATHS if p not in CLUSTER_PATHS)  # what `make bench` runs
+FANOUT = tuple(p for p in PATHS if p not in CLUSTER_PATHS and p not in SHARED_PATHS)  # what `make bench` runs
 
 
 # The matrix
@@ -168,7 +170,7 @@ class Run:
     """One load run of the plan."""
 
     path: str
-    case: str  # board | watchlist | ack (reference of the slow run) | slow
+    case: str  # board | watchlist | ack (reference of the slow run) | slow | overload (board, busy server core)
     clients: int
     duration: float
     repeat: int = 0
@@ -187,6 +189,9 @@ def plan(opts: argparse.Namespace, paths: list[str]) -> list[Run]:
             runs += [Run(path, "board", n, opts.duration, r) for r in range(opts.repeat)]
         for n in opts.watchlist_clients:
             runs += [Run(path, "watchlist", n, opts.duration, r, ["--symbols", str(opts.watchlist_symbols)])
+                     for r in range(opts.repeat)]
+        if path in OURS:
+            runs += [Run(path, "overload", n, opts.duration, r) for n in opts.overload_clients
                      for r in range(opts.repeat)]
         if path in OURS and opts.slow_clients:
             # Clients ack as the server's hello asks: not at all on daphne's fast path (Twisted
@@ -256,6 +261,11 @@ class Runner:
             deployment = spec.start_server(self.bench, infra_env)
             for proc in deployment.servers:
                 self.pinning.serve(proc)
+            if run.case == "overload":  # busy loops where the server runs: it gets a share of its core
+                for i in range(self.opts.busy):
+                    busy = self.bench.start(f"busy-{i}", [PY, "-c", "while True: pass"], {})
+                    self.pinning.serve(busy)
+                    deployment.others.append(busy)
             time.sleep(1.0)  # let it settle before the idle RSS is read
             base = sum(rss_tree(proc.pid) for proc in deployment.servers)
             cmd = [PY, "-m", "benchmarks.loadclient", "--url", deployment.url, "--clients", str(run.clients),
@@ -280,6 +290,8 @@ class Runner:
                 record["deployment"] = deployment.info
             if deployment.metrics:
                 record["hub"] = hub_counts(deployment.metrics)
+            if run.case == "overload":
+                record["busy"] = self.opts.busy
             if deployment.proxy:
                 record["proxy"] = proxy_cost(result, deployment.proxy.pid)
         except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as exc:
@@ -419,6 +431,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-fraction", type=float, default=0.05)
     parser.add_argument("--slow-after", type=float, default=None, help="seconds (default 5)")
     parser.add_argument("--slow-for", type=float, default=None, help="seconds (default 30)")
+    parser.add_argument("--overload-clients", type=int_list, default=[],
+                        help="client counts of the overload case, ours only: the whole board while --busy "
+                             "busy loops share the server's core (default none; `make bench-overload`: 5000)")
+    parser.add_argument("--busy", type=int, default=2, help="busy-loop processes of the overload case (default 2)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the report shows medians")
     parser.add_argument("--no-pin", action="store_true",
                         help="share every core (the default gives the server process(es) a core of their own "
@@ -522,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         "session": now.strftime("%Y%m%dT%H%M%SZ"), "date": now.isoformat(timespec="seconds"),
         # A session that runs a cluster path reports in the cluster section of the report only
         # (its ours-* runs are the reference without nginx there); any other in the fan-out part.
-        "suite": "cluster" if any(p in CLUSTER_PATHS for p in paths) else "fanout",
+        "suite": "cluster" if any(p in CLUSTER_PATHS or p in SHARED_PATHS for p in paths)
+        else "overload" if opts.overload_clients else "fanout",
         "git": git_commit(), "machine": machine_info(),
         "bench_command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
         "market": {"symbols": SYMBOLS, "rate": RATE, "batch_ms": BATCH_MS},

@@ -162,8 +162,8 @@ CONNECTING, OPEN, CLOSING, CLOSED = range(4)
 class Conn(asyncio.Protocol):
     """One client connection: handshake, frame parsing, control frames; subclasses read messages."""
 
-    __slots__ = ("acked", "buf", "check_seq", "connected_at", "frag", "group", "index", "key", "last_seq",
-                 "paused", "ready", "snaps", "state", "transport", "worker")
+    __slots__ = ("acked", "buf", "check_seq", "connected_at", "delivered", "frag", "group", "index", "key",
+                 "last_seq", "paused", "ready", "snaps", "state", "transport", "worker")
 
     def __init__(self, worker: Owner, index: int, group: Group) -> None:
         self.worker = worker
@@ -178,6 +178,7 @@ class Conn(asyncio.Protocol):
         self.last_seq: int | None = None
         self.check_seq = worker.whole_board
         self.snaps = 0
+        self.delivered = 0  # updates it got (q frames and merges) since the window started
         self.paused = False
         self.connected_at = 0.0
         self.acked: int | None = None  # the last seq acknowledged
@@ -326,6 +327,7 @@ class Conn(asyncio.Protocol):
 
     def check(self, seq: int) -> None:
         """Seq continuity (whole-board connections only: a watchlist's seq may jump)."""
+        self.delivered += 1
         last = self.last_seq
         if self.check_seq and last is not None and seq != last + 1:
             if seq > last:
@@ -352,6 +354,7 @@ class Conn(asyncio.Protocol):
         if self.snaps > 1:
             if since is not None and last is not None and since <= last:
                 group.merges += 1
+                self.delivered += 1
                 group.record([[r[0], r[1], r[6], r[7]] for r in msg["q"]], now)
             else:
                 group.resyncs += 1

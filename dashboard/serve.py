@@ -34,9 +34,10 @@ def escape(value: str) -> str:
 
 def server_argv(
     server: str, host: str, port: int, unix_socket: str | None, proxy_headers: bool,
-    tls: tuple[str, str] | None = None,
+    tls: tuple[str, str] | None = None, fd: int | None = None,
 ) -> list[str]:
-    """The command line that runs ``server`` with this application (``tls``: certificate and key files)."""
+    """The command line that runs ``server`` with this application (``tls``: certificate and key
+    files; ``fd``: a listening socket it inherited, shared with other server processes)."""
     if server == "daphne":
         argv = [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", "--ping-interval", "20",
                 "--ping-timeout", "30", "--websocket-max-frame-size", str(MAX_FRAME_BYTES),
@@ -47,6 +48,8 @@ def server_argv(
             # through nginx (clients reconnecting after a worker restart) gets 502s. uvicorn's
             # default backlog is 2048. The path is escaped for Twisted's endpoint syntax.
             argv += ["-e", f"unix:{escape(unix_socket)}:backlog={UNIX_BACKLOG}"]
+        elif fd is not None:
+            argv += ["--fd", str(fd)]
         elif tls:
             cert, key = tls
             argv += ["-e", f"ssl:{port}:interface={escape(host)}:certKey={escape(cert)}:privateKey={escape(key)}"]
@@ -60,7 +63,12 @@ def server_argv(
                 "--ws-per-message-deflate", "false", "--ws-ping-interval", "20", "--ws-ping-timeout", "30",
                 "--ws-max-size", str(MAX_FRAME_BYTES),
                 "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
-        argv += ["--uds", unix_socket] if unix_socket else ["--host", host, "--port", str(port)]
+        if unix_socket:
+            argv += ["--uds", unix_socket]
+        elif fd is not None:
+            argv += ["--fd", str(fd)]
+        else:
+            argv += ["--host", host, "--port", str(port)]
         if tls:
             argv += ["--ssl-certfile", tls[0], "--ssl-keyfile", tls[1]]
         argv += ["--proxy-headers", "--forwarded-allow-ips", "*"] if proxy_headers else ["--no-proxy-headers"]
@@ -74,6 +82,8 @@ def main(args: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--unix-socket", help="listen on this unix socket instead of host:port")
+    parser.add_argument("--fd", type=int, help="accept on this inherited listening socket instead of host:port "
+                        "(several processes on one socket: supervisor's fcgi-program passes 0)")
     parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-For (behind nginx only)")
     parser.add_argument("--tls-cert", help="serve HTTPS/WSS with this certificate (PEM; with --tls-key)")
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
@@ -81,7 +91,7 @@ def main(args: Sequence[str] | None = None) -> None:
     if bool(opts.tls_cert) != bool(opts.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     tls = (opts.tls_cert, opts.tls_key) if opts.tls_cert else None
-    argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers, tls)
+    argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers, tls, opts.fd)
     os.execv(argv[0], argv)
 
 
