@@ -36,3 +36,12 @@ PAGE_BENCH_ARGS ?=
 .PHONY: bench-page
 bench-page: system-test-deps dev-deps
 	$(PY) -m benchmarks.page $(PAGE_BENCH_ARGS)
+
+## Issue 11's targets under load and past it: 5,000 clients, whole board and watchlists, the server's core
+## shared with busy loops, and slow consumers; its own section of docs/PERFORMANCE.md (about 25 minutes).
+BENCH_OVERLOAD_PATHS ?= ours-daphne,ours-uvicorn
+BENCH_OVERLOAD_REPEAT ?= 3
+.PHONY: bench-overload
+bench-overload: bench-system-deps dev-deps
+	$(PY) -m benchmarks.run --paths $(BENCH_OVERLOAD_PATHS) --clients 5000 --watchlist-clients 5000 \
+		--overload-clients 5000 --slow-clients 5000 --repeat $(BENCH_OVERLOAD_REPEAT) $(BENCH_ARGS)
