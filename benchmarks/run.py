@@ -235,10 +235,9 @@ class Runner:
         infra_env: dict[str, str] = {}
         try:
             for i, run in enumerate(runs):
-                left = sum(r.estimate(self.opts.connect_rate) for r in runs[i:]
-                           if (r.path, r.case) not in self.collapsed)
+                left = sum(r.estimate(self.opts.connect_rate) for r in runs[i:] if not self.beyond(r))
                 header(i, total, run, time.monotonic() - started, left)
-                if (run.path, run.case) in self.collapsed and run.case in ("board", "watchlist"):
+                if self.beyond(run):
                     at = self.collapsed[(run.path, run.case)]
                     print(f"    skipped: {run.path} collapsed at {at} clients", file=sys.stderr)
                     self.keep({**self.session, "path": run.path, "case": run.case, "n": run.clients,
@@ -307,6 +306,11 @@ class Runner:
         self.keep(record)
         if collapsed and run.case in ("board", "watchlist"):
             self.collapsed[(run.path, run.case)] = run.clients
+
+    def beyond(self, run: Run) -> bool:
+        """True for a run at a larger N than one where its path collapsed (its repeats still run)."""
+        at = self.collapsed.get((run.path, run.case))
+        return at is not None and run.case in ("board", "watchlist") and run.clients > at
 
     def keep(self, record: dict[str, Any]) -> None:
         self.records.append(record)
