@@ -345,14 +345,17 @@ class Conn(asyncio.Protocol):
             self.send_text(b'{"op":"ack","seq":%d}' % seq)
 
     def on_snap(self, msg: dict[str, Any], now: int) -> None:
-        """A ``snap``: the first one, a merge (``since`` at or before the seq held: batches merged,
-        counted as a delivered frame with its rows' freshness) or a resync (anything else)."""
+        """A ``snap``: the first one, a merge (``since`` at or before the seq held, or any ``since`` on
+        a watchlist: batches merged, counted as a delivered frame with its rows' freshness) or a
+        resync (anything else)."""
         self.snaps += 1
         group = self.group
         group.snaps += 1
         since, last = msg.get("since"), self.last_seq
         if self.snaps > 1:
-            if since is not None and last is not None and since <= last:
+            # A watchlist's seq lags (it gets no frame for batches that missed its symbols): any
+            # merge follows on for it. A whole-board connection must hold ``since`` or later.
+            if since is not None and (not self.check_seq or (last is not None and since <= last)):
                 group.merges += 1
                 self.delivered += 1
                 group.record([[r[0], r[1], r[6], r[7]] for r in msg["q"]], now)
