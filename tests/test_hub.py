@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.waiting import eventually
 from ticker.fanout.delivery import Outbox, State
-from ticker.fanout.hub import ACK_TIMEOUT, Hub, TooManyKeys
+from ticker.fanout.hub import ACK_TIMEOUT, QUEUED_SECONDS, Hub, TooManyKeys
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
 from ticker.layer.store import MemoryStore
 from ticker.protocol import MAX_SYMBOLS, QuoteCodec
@@ -403,18 +403,38 @@ def stale() -> int:
     return int(time.time() * 1000) - 2000  # two seconds ago
 
 
-async def test_late_batches_are_sent_as_they_are(setup):
-    """Late from upstream (a slow feed or layer) or queued behind a pause of the process: the hub
-    can afford every fan-out, so every batch goes out as it is."""
+async def test_batches_late_from_upstream_are_sent_as_they_are(setup):
+    """Late because the feed or the layer was slow: they arrive apart, and the hub can afford a
+    fan-out each, so each goes out as it is (merging would not make them fresher)."""
     hub, feed = setup
     board = Recorder(hub)
     hub.subscribe(board.client, None)
-    time.sleep(0.3)  # noqa: ASYNC251 (a pause of the process: batches queue behind it)
     for seq in range(1, 6):
+        await asyncio.sleep(QUEUED_SECONDS * 2)  # each comes a while after the last, as the feed makes it
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale())])
-    await settle(hub, 5)
+        await settle(hub, seq)
     assert hub.stats.lag_ms > 1000 and hub.stats.conflated == 0
     assert [f["seq"] for f in board.of("q")] == [1, 2, 3, 4, 5] and len(board.of("snap")) == 1
+
+
+async def test_a_backlog_queued_behind_a_pause_goes_out_as_one_merge(setup):
+    """A pause of the process (a garbage collection, a burst of handshakes) leaves late batches
+    queued: the first goes out, the ones queued behind it are folded into one merge."""
+    hub, feed = setup
+    board = Recorder(hub)
+    hub.subscribe(board.client, None)
+    await asyncio.sleep(QUEUED_SECONDS * 2)  # idle a while; then the pause, and its backlog:
+    for seq in range(1, 6):  # all in the queue at once, all two seconds old
+        other = ("BBB", "CCC")[seq % 2]
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale()), row(other, 9.0 + seq, stale())])
+    await settle(hub, 5)
+    await eventually(lambda: board.of("snap")[-1]["seq"] == 5, 2)  # flushed once the queue is empty
+    assert [f["seq"] for f in board.of("q")] == [1] and hub.stats.conflated == 4
+    snap = board.of("snap")[-1]
+    assert snap["since"] == 1 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 15.0, "BBB": 13.0, "CCC": 14.0}
+    await feed.publish("e1", 6, [row("AAA", 16.0)])  # on time again: plain batches
+    await settle(hub, 6)
+    assert board.of("q")[-1]["seq"] == 6
 
 
 class Heavy(Recorder):

@@ -28,8 +28,12 @@ Fan-out policy (docs/DESIGN.md §3):
   past it (more clients than the CPU the process gets can serve) the batches that arrive in
   between are folded together and sent as one merge, a ``snap`` with ``since`` of what changed:
   every second, third… batch, as fresh as the process can afford, with full rows (no high or
-  low missed). Late batches alone (a slow feed or layer, a pause of the process) change
-  nothing: the rule is about the hub's own cost.
+  low missed). A backlog is merged too: a batch that arrives over ``LAG_MS`` late within
+  ``QUEUED_SECONDS`` of the end of the last fan-out was waiting for it (behind a pause of the
+  process: a garbage collection, a burst of handshakes), and the batches queued with it go out
+  as one merge, flushed ``QUEUED_SECONDS`` after the last of them. Batches that are late
+  because the feed or the layer was slow arrive apart and go out as they are: merging would not
+  make them fresher.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 
 MAX_DUTY = 0.85  # the share of the time fan-outs may take; past it, batches are merged
 COST_WEIGHT = 0.25  # weight of the last fan-out in the moving average of their cost
+LAG_MS = 300  # a batch this old that arrives...
+QUEUED_SECONDS = 0.02  # ...this soon after a fan-out ended was queued behind it: a backlog
 PULSE_SECONDS = 0.05  # how often the event loop's lateness is measured
 SWEEP_SECONDS = 0.5
 ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
@@ -112,6 +118,8 @@ class Hub:
         self.behind: frozenset[str] = NOTHING  # keys changed by batches held back (conflating)
         self.fanned_at = 0.0  # monotonic time the last fan-out started
         self.fanned_ms = 0  # the feed's time of the newest batch in it
+        self.fanned_end = 0.0  # monotonic time it ended
+        self.flushing: asyncio.TimerHandle | None = None  # sends the batches held back, unless a fan-out does
         self.fanned_seq = 0  # every group had everything up to this seq at the last fan-out
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -183,15 +191,38 @@ class Hub:
         for key in (*changed, *batch.removed):
             self.encoded.pop(key, None)
         self.behind |= changed
-        self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
-        spacing_ms = int(self.spacing() * 1000)  # batch times are in whole ms
-        if spacing_ms and batch.ts_ms - self.fanned_ms < spacing_ms:
+        if batch.ts_ms and self.held_back(batch.ts_ms):
             self.stats.conflated += 1
+            self.flush_later()
             return
         if self.behind == changed:
             self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows})
         else:
             self.fan_out_snapshots(self.behind)
+        self.behind = NOTHING
+
+    def held_back(self, ts_ms: int) -> bool:
+        """True to hold back a batch the feed made at ``ts_ms``, to be merged into the next fan-out:
+        made too soon after the last one sent for what a fan-out costs, or queued in a backlog."""
+        lag_ms = self.stats.lag_ms = time.time() * 1000 - ts_ms
+        spacing_ms = int(self.spacing() * 1000)  # batch times are in whole ms
+        too_soon = spacing_ms > 0 and ts_ms - self.fanned_ms < spacing_ms
+        return too_soon or (lag_ms > LAG_MS and time.monotonic() - self.fanned_end < QUEUED_SECONDS)
+
+    def flush_later(self) -> None:
+        """Send what is held back once a fan-out may start and no queued batch came meanwhile."""
+        if self.flushing is None:
+            delay = max(QUEUED_SECONDS, self.fanned_at + self.spacing() - time.monotonic())
+            self.flushing = asyncio.get_running_loop().call_later(delay, self.flush)
+
+    def flush(self) -> None:
+        self.flushing = None
+        if not self.behind:
+            return
+        if time.monotonic() - self.fanned_end < QUEUED_SECONDS or time.monotonic() - self.fanned_at < self.spacing():
+            self.flush_later()
+            return
+        self.fan_out_snapshots(self.behind)
         self.behind = NOTHING
 
     def spacing(self) -> float:
@@ -206,6 +237,7 @@ class Hub:
         stats.fanout_cost += (took - stats.fanout_cost) * COST_WEIGHT
         stats.fanout_seconds += took
         self.fanned_at, self.fanned_seq, self.fanned_ms = started, seq, self.replica.updated_ms
+        self.fanned_end = time.monotonic()
 
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
