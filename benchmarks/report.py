@@ -620,6 +620,7 @@ def overload_section(s: Session) -> list[str]:
         f"- **Date**: {s.first['date']}; **commit** `{s.first['git']}`. **Machine**: {m['cpu']}, {m['cores']} "
         f"cores, Python {m['python']}. Cores: {s.first.get('cores')}.",
         "- " + (f"Each cell is the **median of {s.repeats} runs**." if s.repeats > 1 else "Each cell is one run."),
+        *later_sessions(s),
         "",
         *table(["target (issue 11)", "measured", ""], overload_targets(s)),
         *table(DETAIL_HEADER, [[f"{row[0]}, {case}", *row[1:]] for case in ("board", "watchlist", "overload")
