@@ -1,11 +1,11 @@
 # The fan-out benchmark (issue 4): every server path under the same market and load client.
 # `make bench` runs the full matrix (about 20 minutes) and regenerates docs/PERFORMANCE.md;
 # `make bench-quick` is a smoke run of about two minutes, written under var/bench/.
-# `make bench-cluster` (issue 5): 1 vs 2 daphne workers behind nginx next to daphne without nginx,
+# `make bench-cluster` (issues 5, 11): 1 vs 2 daphne workers behind nginx, 2 on one shared socket, and daphne alone,
 # 1,000-5,000 whole-board clients (about 6 minutes); its own section of docs/PERFORMANCE.md.
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--paths ours-uvicorn --clients 1000,5000".
 BENCH_ARGS ?=
-BENCH_CLUSTER_PATHS ?= ours-daphne,cluster-1,cluster-2
+BENCH_CLUSTER_PATHS ?= ours-daphne,cluster-1,cluster-2,shared-2
 BENCH_CLUSTER_CLIENTS ?= 1000,2000,5000
 
 .PHONY: bench bench-quick bench-cluster bench-system-deps
