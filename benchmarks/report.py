@@ -8,7 +8,7 @@ the median of each figure over the repeats.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,18 @@ def later_sessions(s: Session) -> list[str]:
     return out
 
 
+def slow_runs(s: Session, paths: Iterable[str]) -> Iterator[tuple[str, int, Cell, Cell, Any, Any, float | None]]:
+    """Each slow-consumer cell that has its reference (``ack``): path, N, both cells, the reference's
+    p99 and the slow run's (the other clients'), and the change from one to the other."""
+    for path in paths:
+        for n in s.ns("slow", path):
+            slow, ref = s.cell(path, "slow", n), s.cell(path, "ack", n)
+            if not (slow and ref):
+                continue
+            fast, base = slow.med("freshness_ms.p99"), ref.med("freshness_ms.p99")
+            yield path, n, slow, ref, base, fast, (fast - base) / base if fast is not None and base else None
+
+
 def targets_section(s: Session) -> list[str]:
     """The issue's targets, each with what this session measured (those it did not run are left out)."""
     rows = []
@@ -197,26 +209,20 @@ def targets_section(s: Session) -> list[str]:
                      f"holds up to {fmt(best)}" if best else "holds at no N tried", verdict(best >= 2000)])
     settings = s.first["settings"]
     who = f"{settings.get('slow_fraction', 0.05):.0%} stop reading for {fmt(settings.get('slow_for', 30))} s"
-    for path in ("ours-daphne", "ours-daphne-asgi", "ours-uvicorn"):
-        for n in s.ns("slow", path):
-            slow, ref = s.cell(path, "slow", n), s.cell(path, "ack", n)
-            if not (slow and ref):
-                continue
-            fast, base = slow.med("freshness_ms.p99"), ref.med("freshness_ms.p99")
-            change = (fast - base) / base if fast is not None and base else None
-            rate, ref_rate = slow.med("fast.frames_per_client_s"), ref.med("frames_per_client_s")
-            undisturbed = (not slow.med("fast.resyncs") and not slow.med("fast.gaps") and rate is not None
-                           and ref_rate is not None and rate >= 0.95 * ref_rate)
-            rows.append([f"{path}, {fmt(n)} clients, {who}: the others' p99 moves ≤ 20 %, and they lose nothing",
-                         f"p99 {fmt(base)} → {fmt(fast)} ms ({'–' if change is None else f'{change:+.0%}'}); "
-                         f"{fmt(rate, 1)} frames/s each (reference {fmt(ref_rate, 1)}), "
-                         f"{fmt(slow.med('fast.resyncs'))} resyncs",
-                         verdict(change is not None and change <= 0.20 and undisturbed)])
-            peak, ref_peak = slow.med("server.rss_peak_mb"), ref.med("server.rss_peak_mb")
-            grow = (peak - ref_peak) / ref_peak if peak and ref_peak else None
-            rows.append([f"{path}, same run: server RSS stays bounded (peak within 10 % of the reference run)",
-                         f"{fmt(ref_peak, 1)} → {fmt(peak, 1)} MB ({'–' if grow is None else f'{grow:+.0%}'})",
-                         verdict(grow is not None and grow <= 0.10)])
+    for path, n, slow, ref, base, fast, change in slow_runs(s, ("ours-daphne", "ours-daphne-asgi", "ours-uvicorn")):
+        rate, ref_rate = slow.med("fast.frames_per_client_s"), ref.med("frames_per_client_s")
+        undisturbed = (not slow.med("fast.resyncs") and not slow.med("fast.gaps") and rate is not None
+                       and ref_rate is not None and rate >= 0.95 * ref_rate)
+        rows.append([f"{path}, {fmt(n)} clients, {who}: the others' p99 moves ≤ 20 %, and they lose nothing",
+                     f"p99 {fmt(base)} → {fmt(fast)} ms ({'–' if change is None else f'{change:+.0%}'}); "
+                     f"{fmt(rate, 1)} frames/s each (reference {fmt(ref_rate, 1)}), "
+                     f"{fmt(slow.med('fast.resyncs'))} resyncs",
+                     verdict(change is not None and change <= 0.20 and undisturbed)])
+        peak, ref_peak = slow.med("server.rss_peak_mb"), ref.med("server.rss_peak_mb")
+        grow = (peak - ref_peak) / ref_peak if peak and ref_peak else None
+        rows.append([f"{path}, same run: server RSS stays bounded (peak within 10 % of the reference run)",
+                     f"{fmt(ref_peak, 1)} → {fmt(peak, 1)} MB ({'–' if grow is None else f'{grow:+.0%}'})",
+                     verdict(grow is not None and grow <= 0.10)])
     if not rows:
         return []
     return ["### Targets", "", *table(["target (issue 4)", "measured", ""], rows)]
@@ -595,18 +601,12 @@ def overload_targets(s: Session) -> list[list[str]]:
                          f"least {fmt(least, 1)} frames/s, p99 {fmt(p99)} ms, {fmt(dropped)} dropped, "
                          f"{fmt(failed)} never connected, "
                          f"{fmt(each)} B/s each (unloaded {fmt(ref_each)})", verdict(ok)])
-    for path in s.paths:
-        for n in s.ns("slow", path):
-            slow, ref = s.cell(path, "slow", n), s.cell(path, "ack", n)
-            if not (slow and ref):
-                continue
-            fast, base = slow.med("freshness_ms.p99"), ref.med("freshness_ms.p99")
-            change = (fast - base) / base if fast is not None and base else None
-            ok = change is not None and change <= 0.20 and not slow.med("fast.resyncs")
-            rows.append([f"{path}, {fmt(n)} clients, 5 % stop reading for 30 s: the others' p99 moves ≤ 20 %, "
-                         "no resync for them",
-                         f"p99 {fmt(base)} → {fmt(fast)} ms ({'–' if change is None else f'{change:+.0%}'}), "
-                         f"{fmt(slow.med('fast.resyncs'))} resyncs", verdict(ok)])
+    for path, n, slow, _, base, fast, change in slow_runs(s, s.paths):
+        ok = change is not None and change <= 0.20 and not slow.med("fast.resyncs")
+        rows.append([f"{path}, {fmt(n)} clients, 5 % stop reading for 30 s: the others' p99 moves ≤ 20 %, "
+                     "no resync for them",
+                     f"p99 {fmt(base)} → {fmt(fast)} ms ({'–' if change is None else f'{change:+.0%}'}), "
+                     f"{fmt(slow.med('fast.resyncs'))} resyncs", verdict(ok)])
     return rows
 
 
