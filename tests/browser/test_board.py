@@ -357,7 +357,8 @@ def test_a_signed_in_users_watchlist_is_kept_on_the_server(browser, embedded_sit
         _admin(context, embedded_site).close()
         board = Board(context.new_page(), embedded_site.url + "/")
         board.wait_state("live")
-        board.page.wait_for_function("() => /saved for admin/.test(document.getElementById('wl-where').textContent)")
+        board.page.wait_for_selector("#wl-where[data-source=server]")  # the server's list, loaded
+        assert board.page.inner_text("#wl-where") == "kept on the server for admin"
         board.add_to_watchlist("IBM")
         board.add_to_watchlist("INTC")
 
