@@ -146,10 +146,11 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# Admin login throttling (django-axes): this many failed logins from one address lock that
-# address out of the login for the cool-off time (HTTP 429). Attempts are kept in the database;
-# `manage.py axes_reset` lifts every lockout, `axes_reset_ip ADDRESS` one of them. Behind nginx
-# the address is the client's (the app servers run with --proxy-headers; REMOTE_ADDR).
+# Login throttling (django-axes), on the admin's login and the traders' (/accounts/login/) alike:
+# this many failed logins from one address lock that address out of both for the cool-off time
+# (HTTP 429). Attempts are kept in the database; `manage.py axes_reset` lifts every lockout,
+# `axes_reset_ip ADDRESS` one of them. Behind nginx the address is the client's (the app servers run
+# with --proxy-headers; REMOTE_ADDR).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -158,6 +159,14 @@ AXES_FAILURE_LIMIT = int(os.environ.get("TICKER_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("TICKER_LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "ticker.web.accounts.locked_out"  # the 429 page, in the site's look
+
+# Traders sign in on the site's own page (/accounts/login/, Django's LoginView; the admin keeps
+# its own for staff), and both come back to the board. Both login forms authenticate through the
+# backends above, so the same throttling counts and locks out the failures of either.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "board"
+LOGOUT_REDIRECT_URL = "board"
 
 # A strict Content-Security-Policy (django-csp) on every page Django renders: scripts, styles
 # and fetches from this site only, no inline script or style, no framing, no plugins. The page

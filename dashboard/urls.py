@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from ticker.web import internal, views
@@ -14,5 +15,9 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("internal/status", internal.status, name="status"),
     path("metrics", internal.metrics, name="metrics"),
+    # Any active user signs in here (the admin's login is for staff); signing out is a POST.
+    path("accounts/login/", auth_views.LoginView.as_view(
+        template_name="ticker/login.html", redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

@@ -24,13 +24,11 @@ pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from tests.helpers.browser import STATE_IS, VIEWPORT, WAIT_MS, Board  # noqa: E402
+from tests.helpers.browser import PHONE, SCREENSHOT_DIR, STATE_IS, VIEWPORT, WAIT_MS, Board  # noqa: E402
 
 SEEDED_SYMBOLS = 42
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
-SCREENSHOT_DIR = Path(os.environ.get("TICKER_SCREENSHOT_DIR", ROOT / "var" / "screenshots"))
-PHONE = {"width": 390, "height": 844}
 
 LAST_PRICES = (
     "() => Object.fromEntries([...document.querySelectorAll('tr[data-symbol]')]"
@@ -357,7 +355,8 @@ def test_a_signed_in_users_watchlist_is_kept_on_the_server(browser, embedded_sit
         _admin(context, embedded_site).close()
         board = Board(context.new_page(), embedded_site.url + "/")
         board.wait_state("live")
-        board.page.wait_for_function("() => /saved for admin/.test(document.getElementById('wl-where').textContent)")
+        board.page.wait_for_selector("#wl-where[data-source=server]")  # the server's list, loaded
+        assert board.page.inner_text("#wl-where") == "kept on the server for admin"
         board.add_to_watchlist("IBM")
         board.add_to_watchlist("INTC")
 
@@ -512,7 +511,7 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
-@pytest.mark.parametrize("path", ["/", "/admin/login/"])
+@pytest.mark.parametrize("path", ["/", "/admin/login/", "/accounts/login/"])
 def test_pages_load_under_their_content_security_policy_without_a_violation(context, embedded_site, path):
     """The strict CSP is in force (the header is there) and nothing on the page breaks it:
     no blocked script, style, image or connection, the board's own WebSocket included."""

@@ -4,6 +4,7 @@ machine needs, and ``Board``, an open board page with what it logged, opened and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+# The screenshots the suite saves (artifacts): var/screenshots/, or TICKER_SCREENSHOT_DIR.
+SCREENSHOT_DIR = Path(os.environ.get("TICKER_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "var/screenshots"))
 WAIT_MS = 10_000
 STATE_IS = "(state) => document.getElementById('conn').dataset.state === state"
 

@@ -56,9 +56,13 @@ async def board(request: HttpRequest) -> HttpResponse:
             "last": row[p.LAST], "prev": prev, "change": change, "pct": change / prev * 100 if prev else 0.0,
             "open": row[p.OPEN], "high": row[p.HIGH], "low": row[p.LOW], "volume": row[p.VOLUME],
         })
+    # Who is signed in, read here (the session's user is a database query, which an async view
+    # makes off the event loop): the header says so, and the watchlist is kept on the server.
+    user = await request.auser()
     return render(request, "ticker/board.html", {
         "rows": rows, "epoch": hub.replica.epoch, "seq": hub.replica.seq,
         "ws_retry_ms": settings.TICKER_WS_RETRY_MS,
+        "signed_in_as": user.get_username() if user.is_authenticated else "",
     })
 
 

@@ -773,5 +773,5 @@ window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', onT
 setInterval(tick, TICK_MS);
 setInterval(drawSparks, SPARK_EVERY_MS);
 loadSparklines().then(drawSparks);
-watchlist.loadRemote(app.dataset.session === '1');
+watchlist.loadRemote(app.dataset.user || '');
 transport.start();

@@ -77,21 +77,25 @@ export function createWatchlist(els, hooks) {
     }
   }
 
-  /** Signed in? Then the server's list wins; a first sign-in uploads the browser's list. Without
-   *  a session cookie (the page says so: the cookie itself is HttpOnly) nobody is signed in, and
-   *  the page does not ask (a 401 would be logged as an error in the console). */
-  async function loadRemote(hasSession) {
-    if (!hasSession) return;
+  /** Signed in (the page names the user)? Then the server's list wins; a first sign-in uploads
+   *  the browser's list. Anonymous, the page does not ask (a 401 would be logged as an error in
+   *  the console) and the list stays in this browser. */
+  async function loadRemote(user) {
+    if (!user) return;
     let res;
     try {
       res = await fetch('/api/watchlist/', {credentials: 'same-origin', cache: 'no-store'});
     } catch {
       return;
     }
-    if (res.status !== 200) return;  // 401: not signed in, the browser keeps the list
+    if (res.status !== 200) {  // 401: the session ended since the page was served
+      els.where.textContent = 'only in this browser';
+      return;
+    }
     const body = await res.json();
-    state.user = body.user || 'you';
-    els.where.textContent = `saved for ${state.user}`;
+    state.user = body.user || user;
+    els.where.textContent = `kept on the server for ${state.user}`;
+    els.where.dataset.source = 'server';  // the list shown is the server's from now on
     if (body.symbols.length || !state.symbols.length) {
       const same = body.symbols.join() === state.symbols.join();
       state.symbols = body.symbols.slice(0, MAX);
