@@ -265,7 +265,9 @@ def test_a_selected_row_draws_candles_and_the_chart_extends_live(board):
 def test_rows_are_reachable_and_selected_from_the_keyboard(board):
     board.wait_state("live")
     board.page.wait_for_function("() => window.tickerState.selected === 'AAPL'")
-    # The selected row is the board's one tab stop, and the first on the page.
+    # The selected row is the board's one tab stop, right after the header's sign-in link.
+    board.page.keyboard.press("Tab")
+    assert board.page.evaluate("() => document.activeElement.textContent") == "Sign in"
     board.page.keyboard.press("Tab")
     assert board.page.evaluate("() => document.activeElement.dataset.symbol") == "AAPL"
     board.page.keyboard.press("ArrowDown")
@@ -305,11 +307,12 @@ def test_the_watchlist_survives_a_reload_and_narrows_the_subscription(board):
     assert board.page.evaluate(WATCHLIST) == ["KO", "MSFT", "NVDA"]
     # And by dragging: NVDA onto the top half of KO.
     source, target = (board.page.locator(f'#wl-list li[data-symbol="{s}"]') for s in ("NVDA", "KO"))
-    source.scroll_into_view_if_needed()
+    target.scroll_into_view_if_needed()  # the list scrolls in its panel: KO's top half in sight
+    board.page.evaluate("document.getElementById('wl-list').scrollTop = 0")
     a, b = source.bounding_box(), target.bounding_box()
-    board.page.mouse.move(a["x"] + 20, a["y"] + a["height"] / 2)
+    board.page.mouse.move(a["x"] + 20, a["y"] + a["height"] / 4)
     board.page.mouse.down()
-    board.page.mouse.move(b["x"] + 20, b["y"] + 3, steps=5)
+    board.page.mouse.move(b["x"] + 20, b["y"] + b["height"] / 4, steps=5)  # its top half, clear of the edge
     board.page.mouse.up()
     board.page.wait_for_function(f"() => ({WATCHLIST})().join() === 'NVDA,KO,MSFT'")
 
