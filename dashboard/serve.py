@@ -90,6 +90,8 @@ def main(args: Sequence[str] | None = None) -> None:
     opts = parser.parse_args(args)
     if bool(opts.tls_cert) != bool(opts.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if opts.fd is not None and (opts.unix_socket or opts.tls_cert):
+        parser.error("--fd takes the place of --unix-socket and TLS: terminate TLS in front of a shared socket")
     tls = (opts.tls_cert, opts.tls_key) if opts.tls_cert else None
     argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers, tls, opts.fd)
     os.execv(argv[0], argv)

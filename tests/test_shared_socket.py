@@ -5,6 +5,7 @@ connection to one of them; each serves it from its own hub."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import urllib.request
 from collections import Counter
 
@@ -61,3 +62,10 @@ async def test_two_servers_on_one_inherited_socket_share_the_clients_and_stand_i
             await ws.conn.close()
         for proc in reversed(procs):
             proc.stop()
+
+
+@pytest.mark.parametrize("extra", [["--unix-socket", "/tmp/x.sock"], ["--tls-cert", "c.pem", "--tls-key", "k.pem"]])
+def test_a_shared_socket_with_another_listener_or_tls_is_refused_with_a_clear_error(extra):
+    done = subprocess.run([PYTHON, "-m", "dashboard.serve", "--fd", "3", *extra], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2 and "--fd takes the place of --unix-socket and TLS" in done.stderr

@@ -133,6 +133,8 @@ class Hub:
         self.tasks = [asyncio.create_task(coro) for coro in (self.run(), self.sweep(), self.settle(), self.pulse())]
 
     async def stop(self) -> None:
+        if self.flushing is not None:
+            self.flushing.cancel()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -157,15 +159,12 @@ class Hub:
             self.drain()
 
     async def sweep(self) -> None:
-        """Hold clients that stopped acknowledging; flush conflated changes when no batch comes."""
+        """Hold clients that stopped acknowledging; drop the ones held too long."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
             self.hold_laggards(now)
             self.drop_stuck(now)
-            if self.behind and now - self.fanned_at >= self.spacing():
-                self.fan_out_snapshots(self.behind)
-                self.behind = NOTHING
 
     async def pulse(self) -> None:
         """Measure how late this process's event loop runs (``Stats.loop_late_ms``, a maximum that
@@ -191,6 +190,8 @@ class Hub:
         for key in (*changed, *batch.removed):
             self.encoded.pop(key, None)
         self.behind |= changed
+        if batch.ts_ms:
+            self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
         if batch.ts_ms and self.held_back(batch.ts_ms):
             self.stats.conflated += 1
             self.flush_later()
@@ -204,10 +205,9 @@ class Hub:
     def held_back(self, ts_ms: int) -> bool:
         """True to hold back a batch the feed made at ``ts_ms``, to be merged into the next fan-out:
         made too soon after the last one sent for what a fan-out costs, or queued in a backlog."""
-        lag_ms = self.stats.lag_ms = time.time() * 1000 - ts_ms
         spacing_ms = int(self.spacing() * 1000)  # batch times are in whole ms
         too_soon = spacing_ms > 0 and ts_ms - self.fanned_ms < spacing_ms
-        return too_soon or (lag_ms > LAG_MS and time.monotonic() - self.fanned_end < QUEUED_SECONDS)
+        return too_soon or (self.stats.lag_ms > LAG_MS and time.monotonic() - self.fanned_end < QUEUED_SECONDS)
 
     def flush_later(self) -> None:
         """Send what is held back once a fan-out may start and no queued batch came meanwhile."""
@@ -219,7 +219,8 @@ class Hub:
         self.flushing = None
         if not self.behind:
             return
-        if time.monotonic() - self.fanned_end < QUEUED_SECONDS or time.monotonic() - self.fanned_at < self.spacing():
+        now = time.monotonic()
+        if now - self.fanned_end < QUEUED_SECONDS or now - self.fanned_at < self.spacing():
             self.flush_later()
             return
         self.fan_out_snapshots(self.behind)
@@ -233,11 +234,12 @@ class Hub:
     def fanned(self, seq: int, started: float) -> None:
         """A fan-out that started at ``started`` has sent every group everything up to ``seq``."""
         stats = self.stats
-        took = time.monotonic() - started
+        ended = time.monotonic()
+        took = ended - started
         stats.fanout_cost += (took - stats.fanout_cost) * COST_WEIGHT
         stats.fanout_seconds += took
-        self.fanned_at, self.fanned_seq, self.fanned_ms = started, seq, self.replica.updated_ms
-        self.fanned_end = time.monotonic()
+        self.fanned_at, self.fanned_end = started, ended
+        self.fanned_seq, self.fanned_ms = seq, self.replica.updated_ms
 
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):

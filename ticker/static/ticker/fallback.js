@@ -22,7 +22,6 @@ import {backoffDelay, createWebSocketTransport, utf8Length} from './transport.js
 const FAILS_BEFORE_FALLBACK = 3;
 const HELLO_TIMEOUT_MS = 5000;
 const RETRY_WS_MS = 60000;
-const MIN_RETRY_WS_MS = 1000;
 const POLL_MS = 1000;
 const HELLO_POLL_MS = 5000;
 
@@ -209,7 +208,6 @@ export function createPollingTransport(hooks, position) {
  * `retryWsMs`: how often to try the WebSocket again while on a fallback.
  */
 export function createSwitchingTransport(hooks, position, {retryWsMs = RETRY_WS_MS} = {}) {
-  const retryEvery = Number.isFinite(retryWsMs) ? Math.max(MIN_RETRY_WS_MS, retryWsMs) : RETRY_WS_MS;
   const kinds = ['WebSocket', 'SSE', 'polling'];
   let level = 0;
   let current = null;
@@ -279,7 +277,7 @@ export function createSwitchingTransport(hooks, position, {retryWsMs = RETRY_WS_
   /** On a fallback, try a WebSocket now and then; the first that says hello takes over. */
   function scheduleProbe() {
     clearTimeout(probeTimer);
-    probeTimer = setTimeout(probe, retryEvery);
+    probeTimer = setTimeout(probe, retryWsMs);
   }
 
   function probe() {
