@@ -513,7 +513,31 @@ class Hub:
         client.joined = self.replica.seq
         self.registry.file(client)
 
-    # What the health check reads
+    # What views, health and metrics read: nothing else of the hub's state leaves it
+
+    @property
+    def position(self) -> tuple[str, int]:
+        """The state's ``(epoch, seq)``."""
+        return self.replica.epoch, self.replica.seq
+
+    @property
+    def catalog(self) -> Catalog:
+        """The symbol list as clients see it."""
+        return self.replica.catalog
+
+    def unknown(self, keys: Iterable[str]) -> list[str]:
+        """The keys among ``keys`` that are not in the catalog."""
+        return self.replica.unknown(keys)
+
+    def hello_text(self, ack_ms: int = 0) -> str:
+        """The ``hello`` frame as a client without acks would get it now."""
+        replica = self.replica
+        return self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
+
+    @property
+    def held_count(self) -> int:
+        """Clients held (sent nothing until they catch up)."""
+        return len(self.parked)
 
     @property
     def client_count(self) -> int:
