@@ -15,6 +15,8 @@ import pytest
 from tests.helpers.compose import compose
 from tests.helpers.procs import PYTHON, ROOT, django_env
 
+pytestmark = pytest.mark.integration  # each test runs manage.py or a server
+
 STRONG_KEY = secrets.token_urlsafe(50)
 
 

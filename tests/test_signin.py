@@ -13,6 +13,8 @@ from tests.helpers.accounts import WebSession, create_user
 from tests.helpers.procs import manage
 from tests.helpers.sites import Site, embedded
 
+pytestmark = pytest.mark.integration
+
 FAILURE_LIMIT = 3
 PASSWORD = "a-trader-password"
 WATCHLIST = "/api/watchlist/"

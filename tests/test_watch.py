@@ -15,6 +15,8 @@ from tests.helpers.procs import PYTHON, ROOT
 from ticker.clients import watch as watch_module
 from ticker.clients.watch import Watcher, WatchOptions
 
+pytestmark = pytest.mark.integration
+
 HELLO = {"t": "hello", "v": 1, "epoch": "E1", "seq": 3, "node": "fake:1",
          "symbols": [{"s": "AAPL", "name": "Apple Inc.", "prev": 100.0, "paused": False}]}
 
