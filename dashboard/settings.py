@@ -115,8 +115,10 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# Not "daphne": its app config imports daphne's server (Twisted, its TLS stack, autobahn) into
+# every Django process, a second of start-up for each management command; it only swaps in a
+# runserver this project does not use (`python -m dashboard.serve` starts daphne or uvicorn).
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
