@@ -12,7 +12,7 @@ const NOTICE_MS = 6000;
 
 /**
  * @param els {table, conn, connLabel, announce, banner, age, notice, breadth: {up, down, count}}
- * @param board {session, rows}
+ * @param deps {session, rows: Map sym -> row}
  */
 export function createStatus(els, {session, rows}) {
   const {table, conn, connLabel, announce, banner: bannerEl, age: ageEl, notice: noticeEl, breadth} = els;
