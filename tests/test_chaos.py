@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import chaos
-from benchmarks.pageclient import DEAD_AFTER_MS, FEED_DOWN_AFTER_MS, FRESH_MS, PING_AFTER_MS, STALE_AFTER_MS, Board
+from benchmarks.pageclient import FRESH_MS, Board
 from tests.helpers.sites import prepared_env
+from ticker.clients.rules import DEAD_AFTER_MS, FEED_DOWN_AFTER_MS, PING_AFTER_MS, STALE_AFTER_MS
 
 T0 = 1_800_000_000_000  # epoch ms
 
