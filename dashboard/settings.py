@@ -174,18 +174,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# Login throttling (django-axes), on the admin's login and the traders' (/accounts/login/) alike:
-# this many failed logins from one address lock that address out of both for the cool-off time
-# (HTTP 429). Attempts are kept in the database; `manage.py axes_reset` lifts every lockout,
-# `axes_reset_ip ADDRESS` one of them. Behind nginx the address is the client's (the app servers run
-# with --proxy-headers; REMOTE_ADDR).
+# Login throttling (django-axes), on the admin's login and the traders' (/accounts/login/) alike,
+# per address and per account (the policy: ticker/lockout.py). TICKER_LOGIN_FAILURE_LIMIT failed
+# logins from one address lock that address out of both for the cool-off time (HTTP 429);
+# TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT at one account, from any addresses, lock that account for
+# the addresses it has never signed in from. Attempts are kept in the database; `manage.py
+# axes_reset` lifts every lockout, `axes_reset_ip ADDRESS` or `axes_reset_username NAME` one.
+# Behind nginx the address is the client's (the app servers run with --proxy-headers; REMOTE_ADDR).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("TICKER_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("TICKER_LOGIN_COOLOFF_MINUTES", "15")))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = "ticker.lockout.lockout_parameters"
+TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT = int(os.environ.get("TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT", "20"))
+if TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        "TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT must be at least TICKER_LOGIN_FAILURE_LIMIT: an account's "
+        "count is taken across addresses, an address's within one"
+    )
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "ticker.web.accounts.locked_out"  # the 429 page, in the site's look
 

@@ -72,6 +72,12 @@ def test_an_unknown_environment_is_refused():
     assert done.returncode != 0 and "DJANGO_ENV must be one of development, production" in done.stderr
 
 
+def test_an_account_lockout_limit_below_the_address_limit_is_refused():
+    done = manage_py("check", TICKER_LOGIN_FAILURE_LIMIT="5", TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT="4")
+    assert done.returncode != 0
+    assert "TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT must be at least TICKER_LOGIN_FAILURE_LIMIT" in done.stderr
+
+
 def test_development_still_starts_without_a_key(tmp_path):
     done = manage_py("check", TICKER_VAR_DIR=str(tmp_path))
     assert done.returncode == 0, done.stderr
