@@ -473,6 +473,28 @@ async def test_a_hub_that_cannot_afford_every_fan_out_merges_the_batches_in_betw
     assert [f["seq"] for f in board.of("q")][-3:] == [19, 20, 21] and hub.spacing() < 0.04
 
 
+async def test_a_batch_after_one_held_back_goes_out_as_a_merge_even_when_it_changed_the_same_keys(setup):
+    """Batch 8 is held back; batch 9 changes its key and one more and is not too soon: it must go
+    out as a merge since 7, never as a ``q`` 9 right after ``q`` 7 (a seq jump)."""
+    hub, feed = setup
+    board, heavy = Recorder(hub), Heavy(hub)
+    hub.subscribe(board.client, None)
+    hub.subscribe(heavy.client, ["AAA"])
+    now = int(time.time() * 1000)
+    for seq in range(1, 8):  # a second apart: every one goes out, and the hub learns their cost
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq, now + 1000 * seq)])
+        await settle(hub, seq)
+    made = now + 7000
+    await feed.publish("e1", 8, [row("AAA", 18.0, made + 1)])  # made too soon after batch 7: held back
+    await settle(hub, 8)
+    assert hub.stats.conflated == 1
+    await feed.publish("e1", 9, [row("AAA", 19.0, made + 1000), row("BBB", 12.0, made + 1000)])  # not too soon
+    await settle(hub, 9)  # sent as it arrived: not too soon
+    assert [f["seq"] for f in board.of("q")] == list(range(1, 8))
+    snap = board.of("snap")[-1]
+    assert snap["since"] == 7 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 19.0, "BBB": 12.0}
+
+
 def test_the_outbox_hands_over_each_change_once():
     outbox = Outbox()
     outbox.put("a")  # type: ignore[arg-type]

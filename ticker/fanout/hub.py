@@ -196,7 +196,7 @@ class Hub:
             self.stats.conflated += 1
             self.flush_later()
             return
-        if self.behind == changed:
+        if batch.seq == self.fanned_seq + 1:  # the last fan-out covered every batch before it
             self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows})
         else:
             self.fan_out_snapshots(self.behind)
