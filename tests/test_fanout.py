@@ -19,6 +19,8 @@ from ticker.fanout.types import NOTHING, Batch, Catalog, Rejoined
 class SensorCodec:
     """Frames of a made-up building monitor: rows are ``[room, celsius, people]``."""
 
+    hello_kind, snap_kind, delta_kind, catalog_kind = "welcome", "state", "change", "rooms"
+
     def hello(self, epoch, seq, catalog, ack_ms):
         return json.dumps({"kind": "welcome", "rooms": [c["room"] for c in catalog.entries], "at": [epoch, seq]})
 

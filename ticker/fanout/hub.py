@@ -245,7 +245,7 @@ class Hub:
         if not self.replica.set_catalog(catalog):
             return
         self.drain()
-        frame = Frame(self.codec.catalog(catalog), "sym")
+        frame = Frame(self.codec.catalog(catalog), self.codec.catalog_kind)
         for _, group in self.registry.items():
             for client in group.members:
                 client.deliver(frame)
@@ -275,7 +275,7 @@ class Hub:
         self.drain()
         stats = self.stats
         now = time.monotonic()
-        mark = self.mark()
+        mark, kind = self.mark(), self.codec.delta_kind
         for key, group in self.registry.items():
             if key is None:
                 parts: Iterable[bytes] = fragments.values()
@@ -284,7 +284,7 @@ class Hub:
                 if not parts:
                     continue
             group.sent(seq, now)
-            frame = Frame(self.codec.delta(seq, parts), "q", mark)
+            frame = Frame(self.codec.delta(seq, parts), kind, mark)
             for client in group.members:
                 client.deliver(frame)
             stats.frames += len(group.members)
@@ -298,7 +298,7 @@ class Hub:
         None: all of its keys, a resync."""
         self.drain()
         replica = self.replica
-        now, seq, mark = time.monotonic(), replica.seq, self.mark()
+        now, seq, mark, kind = time.monotonic(), replica.seq, self.mark(), self.codec.snap_kind
         since = None if changed is None else self.fanned_seq
         rows = self.encoded_rows(changed)
         for key, group in self.registry.items():
@@ -313,15 +313,16 @@ class Hub:
                 if not parts:
                     continue
             group.sent(seq, now)
-            frame = Frame(self.codec.snap(replica.epoch, seq, parts, since), "snap", mark)
+            frame = Frame(self.codec.snap(replica.epoch, seq, parts, since), kind, mark)
             for client in group.members:
                 client.deliver(frame)
         self.fanned(seq, now)
 
-    def snap_text(self, keys: Selection, since: int | None = None) -> str:
-        """A ``snap`` of ``keys``; ``since``: they are the ones changed after that seq (a merge)."""
+    def snap_frame(self, keys: Selection, since: int | None = None) -> Frame:
+        """A ``snap`` of ``keys`` for one client; ``since``: they are the ones changed after that seq (a merge)."""
         replica = self.replica
-        return self.codec.snap(replica.epoch, replica.seq, self.encoded_rows(keys).values(), since)
+        text = self.codec.snap(replica.epoch, replica.seq, self.encoded_rows(keys).values(), since)
+        return Frame(text, self.codec.snap_kind, self.mark())
 
     def encoded_rows(self, keys: Selection) -> dict[str, bytes]:
         """The rows of ``keys`` (None: all) in key order, as the codec encodes them: each row is
@@ -372,14 +373,14 @@ class Hub:
         self.stats.caught_up += 1
         replica = self.replica
         if client.catalog_seen != replica.catalog_version:
-            client.deliver(Frame(self.codec.catalog(replica.catalog), "sym"))
+            client.deliver(Frame(self.codec.catalog(replica.catalog), self.codec.catalog_kind))
         keys = client.selection
         if keys != NOTHING:
             changed = None if client.resync_all else replica.changed_since(client.epoch_seen, client.sent_seq)
             if changed is not None:
                 keys = changed if keys is None else changed & keys
             since = None if changed is None else client.sent_seq
-            client.deliver(Frame(self.snap_text(keys, since), "snap", self.mark()))
+            client.deliver(self.snap_frame(keys, since))
         client.resync_all = False
         client.joined = replica.seq
         if client.state is State.LIVE:
@@ -432,7 +433,7 @@ class Hub:
         replica = self.replica
         ack_ms = 0 if client.sees_buffer else ACK_INTERVAL_MS
         hello = self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
-        client.deliver(Frame(hello, "hello", self.mark()))
+        client.deliver(Frame(hello, self.codec.hello_kind, self.mark()))
         return client
 
     def leave(self, client: Client) -> None:
@@ -500,7 +501,7 @@ class Hub:
         return added, unknown
 
     def send_snap(self, client: Client, keys: Selection, since: int | None = None) -> None:
-        if not client.deliver(Frame(self.snap_text(keys, since), "snap", self.mark())):
+        if not client.deliver(self.snap_frame(keys, since)):
             client.resync_all = True  # held: its catch-up sends all it follows
 
     def move(self, client: Client, selection: Selection) -> None:

@@ -60,7 +60,14 @@ class Snapshot(Protocol):
 
 
 class Codec(Protocol):
-    """Turns the fan-out's state into the text of wire frames; the application supplies it."""
+    """Turns the fan-out's state into the text of wire frames; the application supplies it, with
+    the kind of each frame it makes (an event stream's ``event:`` name): the fan-out knows no
+    word of the protocol."""
+
+    hello_kind: str
+    snap_kind: str
+    delta_kind: str
+    catalog_kind: str
 
     def hello(self, epoch: str, seq: int, catalog: Catalog, ack_ms: int) -> str:
         """The first frame of every connection."""
