@@ -13,7 +13,8 @@ import pytest
 
 from tests.helpers.waiting import eventually
 from ticker.fanout.delivery import Outbox, State
-from ticker.fanout.hub import ACK_TIMEOUT, QUEUED_SECONDS, Hub, TooManyKeys
+from ticker.fanout.hub import ACK_TIMEOUT, Hub, TooManyKeys
+from ticker.fanout.pacer import QUEUED_SECONDS
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
 from ticker.layer.store import MemoryStore
 from ticker.protocol import MAX_SYMBOLS, QuoteCodec
@@ -455,7 +456,7 @@ async def test_a_hub_that_cannot_afford_every_fan_out_merges_the_batches_in_betw
     for seq in range(1, 8):  # a second apart: every one goes out, and the hub learns their cost
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq, now + 1000 * seq)])
         await settle(hub, seq)
-    assert hub.spacing() > 0.05  # about 50 ms a fan-out, at most 70 % of the time
+    assert hub.pacer.spacing > 0.05  # about 50 ms a fan-out, at most 70 % of the time
     made = now + 7000
     await feed.publish("e1", 8, [row("AAA", 18.0, made + 20)])  # made too soon after batch 7
     await feed.publish("e1", 9, [row("AAA", 19.0, made + 40), row("BBB", 12.0, made + 40)])
@@ -470,7 +471,7 @@ async def test_a_hub_that_cannot_afford_every_fan_out_merges_the_batches_in_betw
     for seq in range(10, 22):
         await feed.publish("e1", seq, [row("CCC", 10.0 + seq, made + 40 * seq)])
         await settle(hub, seq)
-    assert [f["seq"] for f in board.of("q")][-3:] == [19, 20, 21] and hub.spacing() < 0.04
+    assert [f["seq"] for f in board.of("q")][-3:] == [19, 20, 21] and hub.pacer.spacing < 0.04
 
 
 async def test_a_batch_after_one_held_back_goes_out_as_a_merge_even_when_it_changed_the_same_keys(setup):

@@ -20,20 +20,8 @@ Fan-out policy (docs/DESIGN.md §3):
   sent before. A client held for longer than ``hold_limit`` is dropped (its ``drop``
   callback closes the connection): nothing it asks for meanwhile is sent, so a client that
   keeps asking but never reads costs a bounded buffer for a bounded time.
-- **A hub that cannot keep up merges batches.** It measures how long a fan-out takes (wall time,
-  a moving average: ``Stats.fanout_cost``) and sends a batch only if the feed made it at least
-  ``cost / MAX_DUTY`` after the last one sent (by the batches' own times, so that a backlog of
-  queued batches is worked off as it is when the hub can afford it). While that is shorter
-  than the feed's batch interval every batch goes out as it is;
-  past it (more clients than the CPU the process gets can serve) the batches that arrive in
-  between are folded together and sent as one merge, a ``snap`` with ``since`` of what changed:
-  every second, third… batch, as fresh as the process can afford, with full rows (no high or
-  low missed). A backlog is merged too: a batch that arrives over ``LAG_MS`` late within
-  ``QUEUED_SECONDS`` of the end of the last fan-out was waiting for it (behind a pause of the
-  process: a garbage collection, a burst of handshakes), and the batches queued with it go out
-  as one merge, flushed ``QUEUED_SECONDS`` after the last of them. Batches that are late
-  because the feed or the layer was slow arrive apart and go out as they are: merging would not
-  make them fresher.
+- **A hub that cannot keep up merges batches**: the ``Pacer`` says which batches go out as they
+  are, which are held back to go out merged, and when (``pacer``).
 """
 
 from __future__ import annotations
@@ -45,16 +33,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 
 from .delivery import Client, Frame, Outbox, State
+from .pacer import Pacer
 from .registry import Registry
 from .replica import Replica, Step
 from .types import NOTHING, Batch, Catalog, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
 
 log = logging.getLogger(__name__)
 
-MAX_DUTY = 0.85  # the share of the time fan-outs may take; past it, batches are merged
-COST_WEIGHT = 0.25  # weight of the last fan-out in the moving average of their cost
-LAG_MS = 300  # a batch this old that arrives...
-QUEUED_SECONDS = 0.02  # ...this soon after a fan-out ended was queued behind it: a backlog
 PULSE_SECONDS = 0.05  # how often the event loop's lateness is measured
 SWEEP_SECONDS = 0.5
 ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
@@ -115,12 +100,8 @@ class Hub:
         self.registry: Registry[Client] = Registry()
         self.parked: set[Client] = set()  # held clients, out of their groups
         self.outbox = Outbox()
-        self.behind: frozenset[str] = NOTHING  # keys changed by batches held back (conflating)
-        self.fanned_at = 0.0  # monotonic time the last fan-out started
-        self.fanned_ms = 0  # the feed's time of the newest batch in it
-        self.fanned_end = 0.0  # monotonic time it ended
+        self.pacer = Pacer()
         self.flushing: asyncio.TimerHandle | None = None  # sends the batches held back, unless a fan-out does
-        self.fanned_seq = 0  # every group had everything up to this seq at the last fan-out
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.stats = Stats()
@@ -162,7 +143,7 @@ class Hub:
         """Hold clients that stopped acknowledging; drop the ones held too long."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            now = time.monotonic()
+            now = self.now()
             self.hold_laggards(now)
             self.drop_stuck(now)
 
@@ -189,57 +170,41 @@ class Hub:
             return
         for key in (*changed, *batch.removed):
             self.encoded.pop(key, None)
-        self.behind |= changed
+        now, pacer, stats = self.now(), self.pacer, self.stats
         if batch.ts_ms:
-            self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
-        if batch.ts_ms and self.held_back(batch.ts_ms):
-            self.stats.conflated += 1
-            self.flush_later()
-            return
-        if batch.seq == self.fanned_seq + 1:  # the last fan-out covered every batch before it
-            self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows})
+            stats.lag_ms = time.time() * 1000 - batch.ts_ms
+        if pacer.hold_back(changed, batch.ts_ms, stats.lag_ms, now):
+            stats.conflated += 1
+            self.flush_later(now)
+        elif pacer.follows_on(batch.seq):
+            self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows}, now)
         else:
-            self.fan_out_snapshots(self.behind)
-        self.behind = NOTHING
+            self.fan_out_snapshots(pacer.held, now)
 
-    def held_back(self, ts_ms: int) -> bool:
-        """True to hold back a batch the feed made at ``ts_ms``, to be merged into the next fan-out:
-        made too soon after the last one sent for what a fan-out costs, or queued in a backlog."""
-        spacing_ms = int(self.spacing() * 1000)  # batch times are in whole ms
-        too_soon = spacing_ms > 0 and ts_ms - self.fanned_ms < spacing_ms
-        return too_soon or (self.stats.lag_ms > LAG_MS and time.monotonic() - self.fanned_end < QUEUED_SECONDS)
-
-    def flush_later(self) -> None:
-        """Send what is held back once a fan-out may start and no queued batch came meanwhile."""
+    def flush_later(self, now: float) -> None:
+        """Have what is held back sent once the pacer says so, unless a fan-out sends it first."""
         if self.flushing is None:
-            delay = max(QUEUED_SECONDS, self.fanned_at + self.spacing() - time.monotonic())
-            self.flushing = asyncio.get_running_loop().call_later(delay, self.flush)
+            self.flushing = asyncio.get_running_loop().call_later(self.pacer.flush_delay(now), self.flush)
 
     def flush(self) -> None:
         self.flushing = None
-        if not self.behind:
+        pacer, now = self.pacer, self.now()
+        if not pacer.held:
             return
-        now = time.monotonic()
-        if now - self.fanned_end < QUEUED_SECONDS or now - self.fanned_at < self.spacing():
-            self.flush_later()
-            return
-        self.fan_out_snapshots(self.behind)
-        self.behind = NOTHING
-
-    def spacing(self) -> float:
-        """Seconds between two fan-outs at the least: their cost over ``MAX_DUTY``. A batch made
-        sooner after the last one sent is held back, to be merged into the next."""
-        return self.stats.fanout_cost / MAX_DUTY
+        if pacer.flush_due(now):
+            self.fan_out_snapshots(pacer.held, now)
+        else:
+            self.flush_later(now)
 
     def fanned(self, seq: int, started: float) -> None:
         """A fan-out that started at ``started`` has sent every group everything up to ``seq``."""
-        stats = self.stats
-        ended = time.monotonic()
-        took = ended - started
-        stats.fanout_cost += (took - stats.fanout_cost) * COST_WEIGHT
-        stats.fanout_seconds += took
-        self.fanned_at, self.fanned_end = started, ended
-        self.fanned_seq, self.fanned_ms = seq, self.replica.updated_ms
+        stats, pacer = self.stats, self.pacer
+        stats.fanout_seconds += pacer.fanned(seq, self.replica.updated_ms, started, self.now())
+        stats.fanout_cost = pacer.cost
+
+    def now(self) -> float:
+        """Seconds on a steady clock: the hub's one reading of it, handed to the pacer and the holds."""
+        return time.monotonic()
 
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
@@ -263,18 +228,16 @@ class Hub:
             return
         self.replica.load(snap)
         self.encoded.clear()
-        self.behind = NOTHING
         self.synced.set()
         self.stats.resyncs += 1
-        self.fan_out_snapshots(None)
+        self.fan_out_snapshots(None, self.now())
 
     # Fan-out
 
-    def fan_out(self, seq: int, fragments: Mapping[str, bytes]) -> None:
+    def fan_out(self, seq: int, fragments: Mapping[str, bytes], now: float) -> None:
         """Send batch ``seq`` to every group whose keys changed: one frame per group."""
         self.drain()
         stats = self.stats
-        now = time.monotonic()
         mark, kind = self.mark(), self.codec.delta_kind
         for key, group in self.registry.items():
             if key is None:
@@ -292,14 +255,14 @@ class Hub:
         stats.batches += 1
         self.fanned(seq, now)
 
-    def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
+    def fan_out_snapshots(self, changed: frozenset[str] | None, now: float) -> None:
         """Send every group a ``snap`` of its keys among ``changed``: the batches held back since
         the last fan-out, merged (``since`` that fan-out's seq), joined from rows encoded once.
         None: all of its keys, a resync."""
         self.drain()
         replica = self.replica
-        now, seq, mark, kind = time.monotonic(), replica.seq, self.mark(), self.codec.snap_kind
-        since = None if changed is None else self.fanned_seq
+        seq, mark, kind = replica.seq, self.mark(), self.codec.snap_kind
+        since = None if changed is None else self.pacer.seq
         rows = self.encoded_rows(changed)
         for key, group in self.registry.items():
             if key == NOTHING:
