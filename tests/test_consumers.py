@@ -168,7 +168,7 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(service
     gc.collect()
     grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
-    assert services.hub.client_count == 0 and services.hub.registry.groups == {} and services.hub.parked == set()
+    assert services.hub.client_count == 0 and services.hub.registry.groups == {} and services.hub.held_count == 0
     assert len(asyncio.all_tasks()) == tasks
     assert {g: set(m) for g, m in layer.groups.items()} == groups  # only the hub's and the feed's channels
     assert grown < 256 * 1024, f"{grown} bytes still allocated after 1000 cycles"

@@ -12,14 +12,8 @@ Fan-out policy (docs/DESIGN.md §3):
   just what it needs.
 - **Gaps are repaired, not hidden.** A batch that does not follow on (a new epoch, a layer
   outage, a lost message) makes the hub reload a snapshot and send every group a ``snap``.
-- **Nobody waits for a slow client.** ``Client.deliver`` never waits; a client that cannot
-  take frames is held (``delivery.State``), sent nothing, and taken out of its group. When it
-  is live again it is caught up: the catalog if that changed meanwhile, then a ``snap`` of
-  the keys changed since the last frame it got. Clients that ``ack`` are also held when they
-  sit on a frame for ``ack_timeout`` and released by the ack that shows they read everything
-  sent before. A client held for longer than ``hold_limit`` is dropped (its ``drop``
-  callback closes the connection): nothing it asks for meanwhile is sent, so a client that
-  keeps asking but never reads costs a bounded buffer for a bounded time.
+- **Nobody waits for a slow client**: the ``Holds`` say who is held, what they missed and who
+  is dropped (``holds``); the hub sends the catch-ups and closes the dropped (their ``drop``).
 - **A hub that cannot keep up merges batches**: the ``Pacer`` says which batches go out as they
   are, which are held back to go out merged, and when (``pacer``).
 """
@@ -30,12 +24,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
-from .delivery import Client, Frame, Outbox, State
+from .delivery import Client, Frame, Outbox
+from .holds import ACK_TIMEOUT, HOLD_LIMIT, Holds
 from .pacer import Pacer
 from .registry import Registry
 from .replica import Replica, Step
+from .stats import Stats
 from .types import NOTHING, Batch, Catalog, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
 
 log = logging.getLogger(__name__)
@@ -43,30 +38,10 @@ log = logging.getLogger(__name__)
 PULSE_SECONDS = 0.05  # how often the event loop's lateness is measured
 SWEEP_SECONDS = 0.5
 ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
-ACK_TIMEOUT = 5.0  # seconds a sent frame may stay unacknowledged before the client is held
-HOLD_LIMIT = 30.0  # seconds a client may stay held before it is dropped as too slow
 
 
 class TooManyKeys(Exception):
     """A subscription would pass the hub's ``max_keys``; nothing was changed."""
-
-
-@dataclass
-class Stats:
-    """What the hub did, counted where it happens and read by the metrics (never reset)."""
-
-    frames: int = 0  # frames handed to live clients by the fan-out (each recipient counts)
-    bytes: int = 0  # their size on the wire
-    batches: int = 0  # batches fanned out
-    fanout_seconds: float = 0.0  # time spent fanning them out
-    lag_ms: float = 0.0  # age of the last batch when it arrived
-    fanout_cost: float = 0.0  # seconds a fan-out takes (wall time), a moving average
-    loop_late_ms: float = 0.0  # how late the event loop runs: a maximum over about the last second
-    resyncs: int = 0  # snapshots reloaded after a gap or an outage
-    conflated: int = 0  # batches held back and merged: the hub could not afford a fan-out each
-    held: dict[str, int] = field(default_factory=dict)  # clients held, by reason
-    caught_up: int = 0  # held clients caught up with a snap
-    dropped: int = 0  # held too long: closed as too slow
 
 
 class Hub:
@@ -92,19 +67,17 @@ class Hub:
         self.max_keys = max_keys
         self.fast_path = fast_path
         self.sndbuf = sndbuf
-        self.ack_timeout = ack_timeout
-        self.hold_limit = hold_limit
         self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
         self.replica = Replica()
         self.encoded: dict[str, bytes] = {}  # the replica's rows as the codec encodes them, made on demand
         self.registry: Registry[Client] = Registry()
-        self.parked: set[Client] = set()  # held clients, out of their groups
+        self.stats = Stats()
+        self.holds = Holds(self.registry, self.replica, self.stats, ack_timeout=ack_timeout, hold_limit=hold_limit)
         self.outbox = Outbox()
         self.pacer = Pacer()
         self.flushing: asyncio.TimerHandle | None = None  # sends the batches held back, unless a fan-out does
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
-        self.stats = Stats()
 
     # Lifecycle
 
@@ -137,7 +110,7 @@ class Hub:
         """Act on clients that were held or released, as soon as they change."""
         while True:
             await self.outbox.ready.wait()
-            self.drain()
+            self.drain(self.now())
 
     async def sweep(self) -> None:
         """Hold clients that stopped acknowledging; drop the ones held too long."""
@@ -209,7 +182,7 @@ class Hub:
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
             return
-        self.drain()
+        self.drain(self.now())
         frame = Frame(self.codec.catalog(catalog), self.codec.catalog_kind)
         for _, group in self.registry.items():
             for client in group.members:
@@ -236,7 +209,7 @@ class Hub:
 
     def fan_out(self, seq: int, fragments: Mapping[str, bytes], now: float) -> None:
         """Send batch ``seq`` to every group whose keys changed: one frame per group."""
-        self.drain()
+        self.drain(now)
         stats = self.stats
         mark, kind = self.mark(), self.codec.delta_kind
         for key, group in self.registry.items():
@@ -259,7 +232,7 @@ class Hub:
         """Send every group a ``snap`` of its keys among ``changed``: the batches held back since
         the last fan-out, merged (``since`` that fan-out's seq), joined from rows encoded once.
         None: all of its keys, a resync."""
-        self.drain()
+        self.drain(now)
         replica = self.replica
         seq, mark, kind = replica.seq, self.mark(), self.codec.snap_kind
         since = None if changed is None else self.pacer.seq
@@ -303,76 +276,38 @@ class Hub:
         """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""
         return f"{self.replica.epoch}:{self.replica.seq}"
 
-    # Held clients
+    # Held clients: the holds decide, the hub sends
 
-    def drain(self) -> None:
-        """Park the clients held since the last look, catch up the ones live again.
-
-        Called before every fan-out, so a client parked here got every frame its group was
-        sent up to now: its group's last seq is where its catch-up starts.
-        """
+    def drain(self, now: float) -> None:
+        """Park the clients held since the last look, catch up the ones live again (before every
+        fan-out: see ``Holds.update``)."""
+        holds = self.holds
         for client in self.outbox.take():
-            parked = client in self.parked
-            if client.state is State.CLOSING:
-                continue
-            if client.state is not State.LIVE:
-                if not parked:
-                    self.park(client)
-            elif parked or client.resync_all:  # resync_all: held and released between two looks
-                self.catch_up(client)
+            if holds.update(client, now):
+                self.catch_up(client, now)
 
-    def park(self, client: Client) -> None:
-        held = self.stats.held
-        held[client.state.name] = held.get(client.state.name, 0) + 1
-        group = self.registry.take_out(client)
-        client.sent_seq = max(group.sent_seq if group else 0, client.joined)
-        client.epoch_seen = self.replica.epoch
-        client.catalog_seen = self.replica.catalog_version
-        self.parked.add(client)
-
-    def catch_up(self, client: Client) -> None:
+    def catch_up(self, client: Client, now: float) -> None:
         """Send a client that is live again what it missed, then file it in its group."""
-        self.parked.discard(client)
-        self.stats.caught_up += 1
-        replica = self.replica
-        if client.catalog_seen != replica.catalog_version:
-            client.deliver(Frame(self.codec.catalog(replica.catalog), self.codec.catalog_kind))
-        keys = client.selection
-        if keys != NOTHING:
-            changed = None if client.resync_all else replica.changed_since(client.epoch_seen, client.sent_seq)
-            if changed is not None:
-                keys = changed if keys is None else changed & keys
-            since = None if changed is None else client.sent_seq
-            client.deliver(self.snap_frame(keys, since))
-        client.resync_all = False
-        client.joined = replica.seq
-        if client.state is State.LIVE:
-            self.registry.file(client)
-        elif client.state is not State.CLOSING:
-            self.park(client)  # held again by the catch-up itself; the frame is on its way
+        missed = self.holds.catch_up(client)
+        if missed.catalog:
+            client.deliver(Frame(self.codec.catalog(self.replica.catalog), self.codec.catalog_kind))
+        if missed.snap:
+            client.deliver(self.snap_frame(missed.keys, missed.since))
+        self.holds.refile(client, now)
 
     def hold_laggards(self, now: float) -> None:
-        """Hold every acknowledging client that sat on a frame for over ``ack_timeout``.
-
-        A client lags when a frame newer than both its last ack and its joining snap was sent to
-        it more than ``ack_timeout`` ago: one comparison per acknowledging client per sweep.
-        """
-        self.drain()
-        lagging = 0
-        for _, group in self.registry.items():
-            overdue = group.overdue(now, self.ack_timeout)
-            if not overdue:
-                continue
-            for client in [c for c in group.members if c.acked is not None and overdue > max(c.acked, c.joined)]:
-                client.hold_for_acks()
-                lagging += 1
+        """Hold every acknowledging client that sat on a frame for over the ack timeout."""
+        self.drain(now)
+        lagging = self.holds.laggards(now)
+        for client in lagging:
+            client.hold_for_acks()
         if lagging:
-            log.info("hub: held %d client(s) that stopped reading", lagging)
-            self.drain()
+            log.info("hub: held %d client(s) that stopped reading", len(lagging))
+            self.drain(now)
 
     def drop_stuck(self, now: float) -> None:
-        """Close every client held for longer than ``hold_limit``: it stopped reading."""
-        stuck = [c for c in self.parked if now - c.held_since > self.hold_limit]
+        """Close every client held for longer than the hold limit: it stopped reading."""
+        stuck = self.holds.stuck(now)
         for client in stuck:
             drop = self.drops.get(client)
             self.leave(client)
@@ -380,7 +315,7 @@ class Hub:
                 drop()
         self.stats.dropped += len(stuck)
         if stuck:
-            log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.hold_limit)
+            log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.holds.hold_limit)
 
     # What consumers call
 
@@ -402,7 +337,7 @@ class Hub:
     def leave(self, client: Client) -> None:
         client.close()
         self.drops.pop(client, None)
-        self.parked.discard(client)
+        self.holds.forget(client)
         self.registry.take_out(client)
 
     def reply(self, client: Client, text: str, kind: str) -> None:
@@ -412,8 +347,7 @@ class Hub:
     def ack(self, client: Client, seq: int) -> None:
         """``client`` applied everything up to ``seq``; held for lagging, it is released once that
         covers what it was sent before."""
-        client.acked = seq
-        if client.state is State.HELD_ACKS and seq >= client.sent_seq:
+        if self.holds.ack(client, seq):
             client.release_acks()
 
     def subscribe(self, client: Client, keys: Iterable[str] | None) -> list[str]:
@@ -465,12 +399,12 @@ class Hub:
 
     def send_snap(self, client: Client, keys: Selection, since: int | None = None) -> None:
         if not client.deliver(self.snap_frame(keys, since)):
-            client.resync_all = True  # held: its catch-up sends all it follows
+            self.holds.owe_whole(client)  # held: its catch-up sends all it follows
 
     def move(self, client: Client, selection: Selection) -> None:
-        if client in self.parked:
+        if client in self.holds:
             client.selection = selection
-            client.resync_all = True
+            self.holds.owe_whole(client)
             return
         self.registry.take_out(client)
         client.selection = selection
@@ -501,11 +435,11 @@ class Hub:
     @property
     def held_count(self) -> int:
         """Clients held (sent nothing until they catch up)."""
-        return len(self.parked)
+        return len(self.holds)
 
     @property
     def client_count(self) -> int:
-        return len(self.registry) + len(self.parked)
+        return len(self.registry) + len(self.holds)
 
     @property
     def direct_count(self) -> int:
