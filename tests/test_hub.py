@@ -1,6 +1,7 @@
 """The hub: fan-out, subscriptions, resync on gaps, resume, held clients, conflation.
 
-The hub is driven directly: its events come from a queue, its snapshots from a memory store.
+The hub is driven directly: its events come from a queue, its snapshots from a memory store,
+its steady clock from the test (``FakeClock``): time moves when a test says so, nothing sleeps.
 """
 
 from __future__ import annotations
@@ -33,6 +34,22 @@ def row(sym, last, ts=None):
     return [sym, last, 10.0, 10.0, max(10.0, last), min(10.0, last), 100, ts]
 
 
+class FakeClock:
+    """The hub's clock: its steady time moves only when a test moves it; its wall time is the real
+    one, as are the times of the rows the tests publish."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    time = staticmethod(time.time)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Feed:
     """Publishes like the real feed: store first, then the event."""
 
@@ -54,6 +71,7 @@ class Recorder:
     """A client that records every frame it is sent, decoded."""
 
     def __init__(self, hub: Hub):
+        self.hub = hub
         self.frames: list[dict] = []
         self.client = hub.connect(self.send)
 
@@ -88,7 +106,7 @@ async def setup():
     async def load_catalog():
         return state["catalog"]
 
-    hub = Hub(QuoteCodec("node-1"), store.load, load_catalog, feed.events, max_keys=MAX_SYMBOLS)
+    hub = Hub(QuoteCodec("node-1"), store.load, load_catalog, feed.events, max_keys=MAX_SYMBOLS, clock=FakeClock())
     await hub.start()
     await feed.queue.put(Rejoined())
     await asyncio.wait_for(hub.synced.wait(), 2)
@@ -329,7 +347,7 @@ async def test_a_quiet_watchlist_is_not_mistaken_for_a_slow_client(setup):
     for seq in range(1, 4):
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq)])  # CCC never changes
     await settle(hub, 3)
-    hub.hold_laggards(time.monotonic() + 60)
+    hub.hold_laggards(hub.now() + 60)
     assert parked(hub) == set()
 
 
@@ -340,7 +358,7 @@ async def test_a_held_client_that_leaves_is_forgotten(setup):
     hub.ack(rec.client, 0)
     await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
-    hub.hold_laggards(time.monotonic() + ACK_TIMEOUT + 1)
+    hub.hold_laggards(hub.now() + ACK_TIMEOUT + 1)
     assert parked(hub) == {rec.client}
     hub.leave(rec.client)
     assert parked(hub) == set() and hub.client_count == 0
@@ -416,7 +434,7 @@ async def test_batches_late_from_upstream_are_sent_as_they_are(setup):
     board = Recorder(hub)
     hub.subscribe(board.client, None)
     for seq in range(1, 6):
-        await asyncio.sleep(QUEUED_SECONDS * 2)  # each comes a while after the last, as the feed makes it
+        hub.clock.advance(QUEUED_SECONDS * 2)  # each comes a while after the last, as the feed makes it
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale())])
         await settle(hub, seq)
     assert hub.stats.lag_ms > 1000 and hub.stats.conflated == 0
@@ -429,13 +447,15 @@ async def test_a_backlog_queued_behind_a_pause_goes_out_as_one_merge(setup):
     hub, feed = setup
     board = Recorder(hub)
     hub.subscribe(board.client, None)
-    await asyncio.sleep(QUEUED_SECONDS * 2)  # idle a while; then the pause, and its backlog:
+    hub.clock.advance(QUEUED_SECONDS * 2)  # idle a while; then the pause, and its backlog:
     for seq in range(1, 6):  # all in the queue at once, all two seconds old
         other = ("BBB", "CCC")[seq % 2]
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale()), row(other, 9.0 + seq, stale())])
     await settle(hub, 5)
-    await eventually(lambda: board.of("snap")[-1]["seq"] == 5, 2)  # flushed once the queue is empty
     assert [f["seq"] for f in board.of("q")] == [1] and hub.stats.conflated == 4
+    assert board.of("snap")[-1]["seq"] == 0  # held back while the backlog may still be arriving
+    hub.clock.advance(QUEUED_SECONDS * 2)
+    await eventually(lambda: board.of("snap")[-1]["seq"] == 5, 2)  # then flushed
     snap = board.of("snap")[-1]
     assert snap["since"] == 1 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 15.0, "BBB": 13.0, "CCC": 14.0}
     await feed.publish("e1", 6, [row("AAA", 16.0)])  # on time again: plain batches
@@ -447,7 +467,7 @@ class Heavy(Recorder):
     """A client whose every send takes the process 50 ms: the hub's fan-outs become costly."""
 
     async def send(self, message: dict) -> None:
-        time.sleep(0.05)  # noqa: ASYNC251 (the cost of a fan-out too big for the process)
+        self.hub.clock.advance(0.05)  # the cost of a fan-out too big for the process
         await super().send(message)
 
 
@@ -467,6 +487,7 @@ async def test_a_hub_that_cannot_afford_every_fan_out_merges_the_batches_in_betw
     await feed.publish("e1", 9, [row("AAA", 19.0, made + 40), row("BBB", 12.0, made + 40)])
     await settle(hub, 9)
     assert [f["seq"] for f in board.of("q")] == list(range(1, 8)) and hub.stats.conflated == 2
+    hub.clock.advance(1.0)
     await eventually(lambda: board.of("snap")[-1]["seq"] == 9, 3)  # flushed once it can afford it
     snap = board.of("snap")[-1]
     assert snap["since"] == 7 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 19.0, "BBB": 12.0}

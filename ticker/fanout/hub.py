@@ -31,7 +31,7 @@ from .pacer import Pacer
 from .registry import Registry
 from .replica import Replica, Step
 from .stats import Stats
-from .types import NOTHING, Batch, Catalog, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
+from .types import NOTHING, Batch, Catalog, Clock, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ class Hub:
         sndbuf: int = 0,
         ack_timeout: float = ACK_TIMEOUT,
         hold_limit: float = HOLD_LIMIT,
+        clock: Clock = time,
     ) -> None:
         self.codec = codec
+        self.clock = clock
         self.load = load
         self.load_catalog = load_catalog
         self.events = events
@@ -145,7 +147,7 @@ class Hub:
             self.encoded.pop(key, None)
         now, pacer, stats = self.now(), self.pacer, self.stats
         if batch.ts_ms:
-            stats.lag_ms = time.time() * 1000 - batch.ts_ms
+            stats.lag_ms = self.age_ms(batch.ts_ms)
         if pacer.hold_back(changed, batch.ts_ms, stats.lag_ms, now):
             stats.conflated += 1
             self.flush_later(now)
@@ -176,8 +178,13 @@ class Hub:
         stats.fanout_cost = pacer.cost
 
     def now(self) -> float:
-        """Seconds on a steady clock: the hub's one reading of it, handed to the pacer and the holds."""
-        return time.monotonic()
+        """Seconds on the steady clock: the hub's one reading of it, handed to the pacer, the holds
+        and the groups' logs."""
+        return self.clock.monotonic()
+
+    def age_ms(self, ts_ms: int) -> float:
+        """How old a time of the feed's (Unix epoch ms) is: the one reading of the wall clock."""
+        return self.clock.time() * 1000 - ts_ms
 
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
@@ -449,7 +456,7 @@ class Hub:
     def feed_age(self) -> float | None:
         """Seconds since the newest batch this hub has seen, None before any."""
         updated = self.replica.updated_ms
-        return None if not updated else max(0.0, time.time() - updated / 1000)
+        return None if not updated else max(0.0, self.age_ms(updated) / 1000)
 
     def rows(self, keys: Selection) -> list[Row]:
         return self.replica.select(keys)

@@ -59,6 +59,16 @@ class Snapshot(Protocol):
     def updated_ms(self) -> int: ...
 
 
+class Clock(Protocol):
+    """Where the hub reads the time: the ``time`` module, or a test's fake."""
+
+    def monotonic(self) -> float:
+        """Seconds on a steady clock: when fan-outs start and end, when clients were parked."""
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch: what the feed's batch times are compared with."""
+
+
 class Codec(Protocol):
     """Turns the fan-out's state into the text of wire frames; the application supplies it, with
     the kind of each frame it makes (an event stream's ``event:`` name): the fan-out knows no
