@@ -122,14 +122,12 @@ class Holds(Generic[C]):
         whole = client in self.whole
         self.whole.discard(client)
         self.stats.caught_up += 1
-        replica = self.replica
-        keys = client.selection
-        changed = None if whole or hold is None else replica.changed_since(hold.epoch, hold.seq)
-        if changed is not None:
-            keys = changed if keys is None else changed & keys
-        since = None if changed is None or hold is None else hold.seq
+        replica, selection = self.replica, client.selection
+        keys, since = selection, None
+        if hold is not None and not whole:
+            keys, since = replica.missed(hold.epoch, hold.seq, selection)
         catalog = hold is None or hold.catalog != replica.catalog_version
-        return CatchUp(catalog, client.selection != NOTHING, keys, since)
+        return CatchUp(catalog, selection != NOTHING, keys, since)
 
     def refile(self, client: C, now: float) -> None:
         """After its catch-up: file ``client`` in its group if it is live, park it again if the

@@ -5,17 +5,20 @@ Fan-out policy (docs/DESIGN.md §3):
 - **One subscription per process.** The hub reads one stream of events (batches, catalog
   changes); connections never subscribe to the layer themselves.
 - **Encode once per batch, allocate nothing per recipient.** Each changed row is encoded once
-  (``Codec.fragment``); connections with the same selection form one group and share one
-  ``Frame`` joined from those fragments. The loop over recipients makes no object.
+  (``frames``); connections with the same selection form one group and share one ``Frame``
+  joined from those fragments. The loop over recipients makes no object.
 - **Only the latest state matters.** The ``Replica`` keeps every key's latest row and which
-  keys recent batches changed, so a new, resuming or caught-up connection gets a ``snap`` of
+  keys recent batches changed, so a new, resuming or caught-up connection gets a snap of
   just what it needs.
 - **Gaps are repaired, not hidden.** A batch that does not follow on (a new epoch, a layer
-  outage, a lost message) makes the hub reload a snapshot and send every group a ``snap``.
+  outage, a lost message) makes the hub reload a snapshot and send every group a snap.
 - **Nobody waits for a slow client**: the ``Holds`` say who is held, what they missed and who
   is dropped (``holds``); the hub sends the catch-ups and closes the dropped (their ``drop``).
 - **A hub that cannot keep up merges batches**: the ``Pacer`` says which batches go out as they
   are, which are held back to go out merged, and when (``pacer``).
+
+The hub reads the clock it is given in two places, ``now`` (steady) and ``age_ms`` (wall), and
+hands the time down: the pacer and the holds read none.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from .delivery import Client, Frame, Outbox
+from .frames import Frames
 from .holds import ACK_TIMEOUT, HOLD_LIMIT, Holds
 from .pacer import Pacer
 from .registry import Registry
@@ -62,21 +66,21 @@ class Hub:
         clock: Clock = time,
     ) -> None:
         self.codec = codec
-        self.clock = clock
         self.load = load
         self.load_catalog = load_catalog
         self.events = events
         self.max_keys = max_keys
         self.fast_path = fast_path
         self.sndbuf = sndbuf
-        self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
-        self.replica = Replica()
-        self.encoded: dict[str, bytes] = {}  # the replica's rows as the codec encodes them, made on demand
-        self.registry: Registry[Client] = Registry()
+        self.clock = clock
         self.stats = Stats()
+        self.replica = Replica()
+        self.frames = Frames(codec, self.replica)
+        self.registry: Registry[Client] = Registry()
         self.holds = Holds(self.registry, self.replica, self.stats, ack_timeout=ack_timeout, hold_limit=hold_limit)
-        self.outbox = Outbox()
         self.pacer = Pacer()
+        self.outbox = Outbox()
+        self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
         self.flushing: asyncio.TimerHandle | None = None  # sends the batches held back, unless a fan-out does
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -132,6 +136,14 @@ class Hub:
             await asyncio.sleep(PULSE_SECONDS)
             stats.loop_late_ms = max((loop.time() - due) * 1000, stats.loop_late_ms * 0.9)
 
+    def now(self) -> float:
+        """Seconds on the steady clock: handed to the pacer, the holds and the groups' logs."""
+        return self.clock.monotonic()
+
+    def age_ms(self, ts_ms: int) -> float:
+        """How old a time of the feed's (Unix epoch ms) is, by the wall clock."""
+        return self.clock.time() * 1000 - ts_ms
+
     # Layer events
 
     async def on_batch(self, batch: Batch) -> None:
@@ -143,8 +155,7 @@ class Hub:
                      self.replica.seq)
             await self.resync()
             return
-        for key in (*changed, *batch.removed):
-            self.encoded.pop(key, None)
+        self.frames.forget((*changed, *batch.removed))
         now, pacer, stats = self.now(), self.pacer, self.stats
         if batch.ts_ms:
             stats.lag_ms = self.age_ms(batch.ts_ms)
@@ -152,7 +163,7 @@ class Hub:
             stats.conflated += 1
             self.flush_later(now)
         elif pacer.follows_on(batch.seq):
-            self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows}, now)
+            self.fan_out(batch.seq, self.frames.fragments(batch.rows), now)
         else:
             self.fan_out_snapshots(pacer.held, now)
 
@@ -171,32 +182,17 @@ class Hub:
         else:
             self.flush_later(now)
 
-    def fanned(self, seq: int, started: float) -> None:
-        """A fan-out that started at ``started`` has sent every group everything up to ``seq``."""
-        stats, pacer = self.stats, self.pacer
-        stats.fanout_seconds += pacer.fanned(seq, self.replica.updated_ms, started, self.now())
-        stats.fanout_cost = pacer.cost
-
-    def now(self) -> float:
-        """Seconds on the steady clock: the hub's one reading of it, handed to the pacer, the holds
-        and the groups' logs."""
-        return self.clock.monotonic()
-
-    def age_ms(self, ts_ms: int) -> float:
-        """How old a time of the feed's (Unix epoch ms) is: the one reading of the wall clock."""
-        return self.clock.time() * 1000 - ts_ms
-
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
             return
         self.drain(self.now())
-        frame = Frame(self.codec.catalog(catalog), self.codec.catalog_kind)
+        frame = self.frames.catalog()
         for _, group in self.registry.items():
             for client in group.members:
                 client.deliver(frame)
 
     async def resync(self) -> None:
-        """Reload the snapshot and send every group a ``snap`` of its selection."""
+        """Reload the snapshot and send every group a snap of its selection."""
         try:
             snap = await self.load()
         except Exception as exc:
@@ -207,7 +203,7 @@ class Hub:
             self.replica.epoch = ""  # keep what clients have; the feed's next batch resyncs
             return
         self.replica.load(snap)
-        self.encoded.clear()
+        self.frames.clear()
         self.synced.set()
         self.stats.resyncs += 1
         self.fan_out_snapshots(None, self.now())
@@ -217,8 +213,7 @@ class Hub:
     def fan_out(self, seq: int, fragments: Mapping[str, bytes], now: float) -> None:
         """Send batch ``seq`` to every group whose keys changed: one frame per group."""
         self.drain(now)
-        stats = self.stats
-        mark, kind = self.mark(), self.codec.delta_kind
+        stats, mark = self.stats, self.frames.mark()
         for key, group in self.registry.items():
             if key is None:
                 parts: Iterable[bytes] = fragments.values()
@@ -227,7 +222,7 @@ class Hub:
                 if not parts:
                     continue
             group.sent(seq, now)
-            frame = Frame(self.codec.delta(seq, parts), kind, mark)
+            frame = self.frames.delta(seq, parts, mark)
             for client in group.members:
                 client.deliver(frame)
             stats.frames += len(group.members)
@@ -236,52 +231,35 @@ class Hub:
         self.fanned(seq, now)
 
     def fan_out_snapshots(self, changed: frozenset[str] | None, now: float) -> None:
-        """Send every group a ``snap`` of its keys among ``changed``: the batches held back since
-        the last fan-out, merged (``since`` that fan-out's seq), joined from rows encoded once.
-        None: all of its keys, a resync."""
+        """Send every group a snap of its keys among ``changed``: the batches held back since the
+        last fan-out, merged (``since`` that fan-out's seq), joined from rows encoded once. None:
+        all of its keys, a resync."""
         self.drain(now)
-        replica = self.replica
-        seq, mark, kind = replica.seq, self.mark(), self.codec.snap_kind
+        frames, seq, mark = self.frames, self.replica.seq, self.frames.mark()
         since = None if changed is None else self.pacer.seq
-        rows = self.encoded_rows(changed)
+        rows = frames.rows(changed)
         for key, group in self.registry.items():
             if key == NOTHING:
                 continue
             if key is None:
                 parts: Iterable[bytes] = rows.values()
             elif changed is None:
-                parts = self.encoded_rows(key).values()
+                parts = frames.rows(key).values()
             else:
                 parts = [row for k, row in rows.items() if k in key]
                 if not parts:
                     continue
             group.sent(seq, now)
-            frame = Frame(self.codec.snap(replica.epoch, seq, parts, since), kind, mark)
+            frame = frames.snap(parts, since, mark)
             for client in group.members:
                 client.deliver(frame)
         self.fanned(seq, now)
 
-    def snap_frame(self, keys: Selection, since: int | None = None) -> Frame:
-        """A ``snap`` of ``keys`` for one client; ``since``: they are the ones changed after that seq (a merge)."""
-        replica = self.replica
-        text = self.codec.snap(replica.epoch, replica.seq, self.encoded_rows(keys).values(), since)
-        return Frame(text, self.codec.snap_kind, self.mark())
-
-    def encoded_rows(self, keys: Selection) -> dict[str, bytes]:
-        """The rows of ``keys`` (None: all) in key order, as the codec encodes them: each row is
-        encoded once, then shared by every ``snap`` until it changes."""
-        encoded, encode, out = self.encoded, self.codec.row, {}
-        for row in self.replica.select(keys):
-            key = row[0]
-            data = encoded.get(key)
-            if data is None:
-                data = encoded[key] = encode(row)
-            out[key] = data
-        return out
-
-    def mark(self) -> str:
-        """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""
-        return f"{self.replica.epoch}:{self.replica.seq}"
+    def fanned(self, seq: int, started: float) -> None:
+        """A fan-out that started at ``started`` has sent every group everything up to ``seq``."""
+        stats, pacer = self.stats, self.pacer
+        stats.fanout_seconds += pacer.fanned(seq, self.replica.updated_ms, started, self.now())
+        stats.fanout_cost = pacer.cost
 
     # Held clients: the holds decide, the hub sends
 
@@ -297,9 +275,9 @@ class Hub:
         """Send a client that is live again what it missed, then file it in its group."""
         missed = self.holds.catch_up(client)
         if missed.catalog:
-            client.deliver(Frame(self.codec.catalog(self.replica.catalog), self.codec.catalog_kind))
+            client.deliver(self.frames.catalog())
         if missed.snap:
-            client.deliver(self.snap_frame(missed.keys, missed.since))
+            client.deliver(self.frames.snap_of(missed.keys, missed.since))
         self.holds.refile(client, now)
 
     def hold_laggards(self, now: float) -> None:
@@ -327,18 +305,15 @@ class Hub:
     # What consumers call
 
     def connect(self, send: Send, drop: Callable[[], None] | None = None, *, stream: bool = False) -> Client:
-        """A new connection (``stream``: an event stream): filed with no keys, sent ``hello``. Acks
-        are asked of it unless its server reports its buffer (daphne). ``drop`` closes the
-        connection when the client has been held too long."""
+        """A new connection (``stream``: an event stream): filed with no keys, sent hello. Acks are
+        asked of it unless its server reports its buffer (daphne). ``drop`` closes the connection
+        when the client has been held too long."""
         client = Client(send, self.outbox, fast_path=self.fast_path, sndbuf=self.sndbuf, stream=stream)
         if drop is not None:
             self.drops[client] = drop
         client.joined = self.replica.seq
         self.registry.file(client)
-        replica = self.replica
-        ack_ms = 0 if client.sees_buffer else ACK_INTERVAL_MS
-        hello = self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
-        client.deliver(Frame(hello, self.codec.hello_kind, self.mark()))
+        client.deliver(self.frames.hello(0 if client.sees_buffer else ACK_INTERVAL_MS))
         return client
 
     def leave(self, client: Client) -> None:
@@ -358,7 +333,7 @@ class Hub:
             client.release_acks()
 
     def subscribe(self, client: Client, keys: Iterable[str] | None) -> list[str]:
-        """Add keys to a client (None: all) and send it their ``snap``.
+        """Add keys to a client (None: all) and send it their snap.
 
         Returns:
             The unknown keys, which were not added.
@@ -380,13 +355,9 @@ class Hub:
 
     def resume(self, client: Client, epoch: str, seq: int, keys: Iterable[str] | None) -> list[str]:
         """Subscribe after a reconnect: when this hub holds every batch after ``seq`` of the same
-        epoch, the ``snap`` has only the keys changed since (full rows); else all of them."""
+        epoch, the snap has only the keys changed since (full rows); else all of them."""
         _, unknown = self.add(client, keys)
-        changed = self.replica.changed_since(epoch, seq)
-        selection = client.selection
-        if changed is not None:
-            selection = changed if selection is None else changed & selection
-        self.send_snap(client, selection, None if changed is None else seq)
+        self.send_snap(client, *self.replica.missed(epoch, seq, client.selection))
         return unknown
 
     def add(self, client: Client, keys: Iterable[str] | None) -> tuple[Selection, list[str]]:
@@ -405,7 +376,7 @@ class Hub:
         return added, unknown
 
     def send_snap(self, client: Client, keys: Selection, since: int | None = None) -> None:
-        if not client.deliver(self.snap_frame(keys, since)):
+        if not client.deliver(self.frames.snap_of(keys, since)):
             self.holds.owe_whole(client)  # held: its catch-up sends all it follows
 
     def move(self, client: Client, selection: Selection) -> None:
@@ -435,9 +406,8 @@ class Hub:
         return self.replica.unknown(keys)
 
     def hello_text(self, ack_ms: int = 0) -> str:
-        """The ``hello`` frame as a client without acks would get it now."""
-        replica = self.replica
-        return self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
+        """The hello frame as a client without acks would get it now."""
+        return self.frames.hello_text(ack_ms)
 
     @property
     def held_count(self) -> int:
@@ -457,6 +427,10 @@ class Hub:
         """Seconds since the newest batch this hub has seen, None before any."""
         updated = self.replica.updated_ms
         return None if not updated else max(0.0, self.age_ms(updated) / 1000)
+
+    def mark(self) -> str:
+        """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""
+        return self.frames.mark()
 
     def rows(self, keys: Selection) -> list[Row]:
         return self.replica.select(keys)
