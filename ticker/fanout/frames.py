@@ -78,4 +78,5 @@ class Frames:
         return self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
 
     def hello(self, ack_ms: int) -> Frame:
+        """The first frame of a connection, marked with where the state is."""
         return Frame(self.hello_text(ack_ms), self.codec.hello_kind, self.mark())

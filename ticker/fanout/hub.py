@@ -18,7 +18,8 @@ Fan-out policy (docs/DESIGN.md §3):
   are, which are held back to go out merged, and when (``pacer``).
 
 The hub reads the clock it is given in two places, ``now`` (steady) and ``age_ms`` (wall), and
-hands the time down: the pacer and the holds read none.
+hands the time down: the pacer and the holds read none. (``pulse`` reads the event loop's own
+clock: how late the loop runs is what it measures.)
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ class Hub:
     # Layer events
 
     async def on_batch(self, batch: Batch) -> None:
+        """Apply a batch, then, as the pacer says, send it as it is, hold it back, or send it merged
+        with those held back."""
         step, changed = self.replica.accept(batch)
         if step is Step.SKIP:
             return
@@ -173,6 +176,7 @@ class Hub:
             self.flushing = asyncio.get_running_loop().call_later(self.pacer.flush_delay(now), self.flush)
 
     def flush(self) -> None:
+        """The flush timer: send what is held back if the pacer says it is due, else wait again."""
         self.flushing = None
         pacer, now = self.pacer, self.now()
         if not pacer.held:
