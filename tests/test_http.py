@@ -17,6 +17,8 @@ from tests.helpers.databases import DATABASES, site_env
 from tests.helpers.procs import PYTHON, ROOT, start_daphne
 from tests.helpers.sites import Site
 
+pytestmark = pytest.mark.integration
+
 TRAVERSALS = [
     "/static/../settings.py",
     "/static/../dashboard/settings.py",

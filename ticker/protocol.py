@@ -34,6 +34,7 @@ FLOOD_WINDOW = 10.0  # seconds
 # 3000-4999 (autobahn refuses the rest), so the ticker's own reasons are 4000+; the 1xxx codes
 # come from the servers themselves (1009 for a frame over the limit they are given, 1007 for
 # invalid UTF-8, 1002 for a protocol error, 1006 when the connection is lost).
+WS_1008_POLICY = 1008  # what v1 servers sent for a flood before 4008 (clients treat it as 4008)
 WS_1009_MESSAGE_TOO_BIG = 1009  # from the server: a frame over max_frame_bytes
 WS_4008_POLICY = 4008  # flood: refused frames past the budget
 WS_4009_TOO_BIG = 4009  # a frame over max_frame_bytes that reached the application
