@@ -78,7 +78,7 @@ class Holds(Generic[C]):
         self.ack_timeout = ack_timeout
         self.hold_limit = hold_limit
         self.parked: dict[C, Hold] = {}
-        self.whole: set[C] = set()  # caught up with all they follow: their selection changed, or a snap was lost, held
+        self.whole: set[C] = set()  # owed all they follow: selection changed, or a snap not sent, while held
         self.acks: dict[C, int] = {}  # the last seq each acknowledging client acknowledged
 
     def __contains__(self, client: C) -> bool:
@@ -86,6 +86,7 @@ class Holds(Generic[C]):
         return client in self.parked
 
     def __len__(self) -> int:
+        """How many clients are parked."""
         return len(self.parked)
 
     def update(self, client: C, now: float) -> bool:
@@ -109,6 +110,7 @@ class Holds(Generic[C]):
         return client in self.parked or client in self.whole
 
     def park(self, client: C, now: float) -> None:
+        """Take a held client out of its group, noting where it stopped (and counting why)."""
         held = self.stats.held
         held[client.state.name] = held.get(client.state.name, 0) + 1
         group = self.registry.take_out(client)
