@@ -134,7 +134,7 @@ async def test_on_the_fast_path_a_client_that_stops_reading_is_skipped_then_resy
 
 
 async def test_a_client_that_stops_acking_is_paused_and_resynced_when_it_catches_up(other_embedded_site):
-    from ticker.fanout.hub import ACK_TIMEOUT
+    from ticker.fanout.holds import ACK_TIMEOUT
 
     embedded_site = other_embedded_site
     ws = await Ws.open(embedded_site.ws_url)

@@ -326,6 +326,11 @@ class QuoteCodec:
     """The fan-out's codec for quotes (``ticker.fanout.types.Codec``): this module's encoders. A
     catalog's entries are the symbols; its status, the market's state."""
 
+    hello_kind = "hello"
+    snap_kind = "snap"
+    delta_kind = "q"
+    catalog_kind = "sym"
+
     def __init__(self, node: str) -> None:
         self.node = node
 

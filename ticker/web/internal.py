@@ -55,7 +55,7 @@ async def status(request: HttpRequest) -> HttpResponse:
         "epoch": hub.replica.epoch,
         "seq": hub.replica.seq,
         "clients": hub.client_count,
-        "held": len(hub.parked),
+        "held": hub.held_count,
         "direct": hub.direct_count,
         "fastpath": asdict(fastpath.counters),
         "node": settings.TICKER_NODE,
