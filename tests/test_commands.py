@@ -80,6 +80,7 @@ def production_manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedP
     return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.integration  # manage.py in processes, under the production settings
 def test_in_production_setup_demo_refuses_a_weak_admin_password_before_writing_anything(tmp_path):
     assert production_manage(tmp_path, "migrate", "-v0").returncode == 0
     for weak, reason in [("admin123", "too similar to the username"), ("short1", "too short"),
@@ -99,6 +100,7 @@ def test_in_production_setup_demo_refuses_a_weak_admin_password_before_writing_a
     assert production_manage(tmp_path, "shell", "-v0", "-c", check).stdout.strip() == "True"
 
 
+@pytest.mark.integration  # manage.py in processes, under the production settings
 def test_in_production_setup_demo_generates_the_admin_password_when_none_is_given(tmp_path):
     assert production_manage(tmp_path, "migrate", "-v0").returncode == 0
     done = production_manage(tmp_path, "setup_demo", DJANGO_SUPERUSER_PASSWORD="")
