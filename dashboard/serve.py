@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -19,7 +20,10 @@ from ticker.protocol import MAX_FRAME_BYTES
 
 APP = "dashboard.asgi:application"
 SERVERS = ("daphne", "uvicorn")
-UNIX_BACKLOG = 2048
+# Every listener's accept queue: Twisted listens with 50, which a reconnect storm overflows
+# (a unix socket then fails connect() at once, so nginx answers 502; TCP drops the SYN and the
+# client waits 1 s, 3 s, … to retry). uvicorn's default is the same 2048.
+BACKLOG = 2048
 # Clients' frames are capped at the protocol's limit by the server itself (it closes with 1009).
 # autobahn applies its message limit to what it *sends* too, so daphne's stays above the largest
 # frame the application sends through ASGI (a hello or whole-board snap of a few hundred
@@ -47,14 +51,15 @@ def server_argv(
             # socket a full backlog fails connect() at once (EAGAIN), so a burst of connections
             # through nginx (clients reconnecting after a worker restart) gets 502s. uvicorn's
             # default backlog is 2048. The path is escaped for Twisted's endpoint syntax.
-            argv += ["-e", f"unix:{escape(unix_socket)}:backlog={UNIX_BACKLOG}"]
+            argv += ["-e", f"unix:{escape(unix_socket)}:backlog={BACKLOG}"]
         elif fd is not None:
             argv += ["--fd", str(fd)]
         elif tls:
             cert, key = tls
-            argv += ["-e", f"ssl:{port}:interface={escape(host)}:certKey={escape(cert)}:privateKey={escape(key)}"]
-        else:
-            argv += ["-b", host, "-p", str(port)]
+            argv += ["-e", f"ssl:{port}:interface={escape(host)}:backlog={BACKLOG}:certKey={escape(cert)}"
+                           f":privateKey={escape(key)}"]
+        else:  # not -b/-p: they listen with Twisted's backlog
+            argv += ["-e", f"tcp:{port}:interface={escape(host)}:backlog={BACKLOG}"]
         if proxy_headers:
             argv.append("--proxy-headers")
         return [*argv, APP]
@@ -69,11 +74,22 @@ def server_argv(
             argv += ["--fd", str(fd)]
         else:
             argv += ["--host", host, "--port", str(port)]
+        argv += ["--backlog", str(BACKLOG)]
         if tls:
             argv += ["--ssl-certfile", tls[0], "--ssl-keyfile", tls[1]]
         argv += ["--proxy-headers", "--forwarded-allow-ips", "*"] if proxy_headers else ["--no-proxy-headers"]
         return [*argv, APP]
     raise ValueError(f"ASGI_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
+
+
+def deepen(fd: int) -> None:
+    """Give an inherited listening socket our backlog: whoever made it chose theirs (listening
+    again on a listening socket only changes the queue's length)."""
+    listener = socket.socket(fileno=fd)
+    try:
+        listener.listen(BACKLOG)
+    finally:
+        listener.detach()
 
 
 def main(args: Sequence[str] | None = None) -> None:
@@ -93,6 +109,8 @@ def main(args: Sequence[str] | None = None) -> None:
     if opts.fd is not None and (opts.unix_socket or opts.tls_cert):
         parser.error("--fd takes the place of --unix-socket and TLS: terminate TLS in front of a shared socket")
     tls = (opts.tls_cert, opts.tls_key) if opts.tls_cert else None
+    if opts.fd is not None:
+        deepen(opts.fd)
     argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers, tls, opts.fd)
     os.execv(argv[0], argv)
 
