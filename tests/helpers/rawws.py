@@ -19,6 +19,13 @@ class RawWs:
         if recv_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
         self.sock.settimeout(10)
+        try:
+            self._handshake(host, port, path)
+        except BaseException:
+            self.sock.close()  # a refused handshake leaves no socket behind
+            raise
+
+    def _handshake(self, host: str, port: int, path: str) -> None:
         self.sock.connect((host, port))
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
