@@ -20,6 +20,7 @@ from dashboard.services import Services  # noqa: E402
 from ticker.web import limits  # noqa: E402
 from ticker.web.routing import stream_urlpatterns, websocket_urlpatterns  # noqa: E402
 from ticker.web.security import BrowserOriginValidator  # noqa: E402
+from ticker.web.services import attach  # noqa: E402
 
 
 def make_application(services: Services) -> ASGIApplication:
@@ -38,7 +39,7 @@ def make_application(services: Services) -> ASGIApplication:
     async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] in ("http", "websocket"):
             await services.ready()
-            scope = cast(Scope, {**scope, "ticker": services})
+            scope = cast(Scope, attach(scope, services))
         await router(scope, receive, send)
 
     return cast(ASGIApplication, application)

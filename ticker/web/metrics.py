@@ -37,7 +37,7 @@ class HubCollector(Collector):
         hub, stats = self.hub, self.hub.stats
         yield GaugeMetricFamily("ticker_connections", "Clients of this process's hub", hub.client_count)
         yield GaugeMetricFamily("ticker_connections_held", "Clients held: sent nothing until they drain",
-                                len(hub.parked))
+                                hub.held_count)
         yield CounterMetricFamily("ticker_frames_sent", "Frames fanned out to clients", stats.frames)
         yield CounterMetricFamily("ticker_bytes_sent", "Bytes of the frames fanned out", stats.bytes)
         yield CounterMetricFamily("ticker_batches", "Feed batches fanned out", stats.batches)

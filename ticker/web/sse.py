@@ -25,6 +25,7 @@ from .. import protocol as p
 from ..fanout.delivery import KEEP_ALIVE, Client
 from ..fanout.hub import Hub, TooManyKeys
 from . import metrics
+from .services import of_scope
 
 
 def parse_mark(value: str) -> tuple[str, int] | None:
@@ -48,7 +49,7 @@ class QuoteStream(AsyncHttpConsumer):
             self.leave()
 
     async def handle(self, body: bytes) -> None:
-        self.hub = self.scope["ticker"].hub
+        self.hub = of_scope(self.scope).hub
         query = parse_qs(self.scope["query_string"].decode(errors="replace"))
         try:
             symbols = p.parse_symbols_param(",".join(query.get("symbols", [])))
