@@ -14,10 +14,12 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
 class RawWs:
     """One connection; ``recv_buffer`` small makes a client that stops reading fill up fast."""
 
-    def __init__(self, host: str, port: int, path: str = "/ws/quotes/", recv_buffer: int = 0) -> None:
+    def __init__(self, host: str, port: int, path: str = "/ws/quotes/", recv_buffer: int = 0, source: str = "") -> None:
         self.sock = socket.socket()
         if recv_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+        if source:  # another loopback address (127.0.0.2): another client address to the server
+            self.sock.bind((source, 0))
         self.sock.settimeout(10)
         self.sock.connect((host, port))
         key = base64.b64encode(os.urandom(16)).decode()
