@@ -209,6 +209,8 @@ def _clean_watchlist(body: bytes) -> list[str] | JsonResponse:
         data = json.loads(body or b"null")
     except ValueError:
         return _watchlist_error(400, "bad_request", "the body is not JSON")
+    except RecursionError:  # arrays or objects nested thousands deep: the decoder gives up
+        return _watchlist_error(400, "bad_request", "the body is nested too deeply")
     symbols = data.get("symbols") if isinstance(data, dict) else None
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
         return _watchlist_error(400, "bad_request", 'the body must be {"symbols": ["AAPL", ...]}')
@@ -219,7 +221,7 @@ def _clean_watchlist(body: bytes) -> list[str] | JsonResponse:
     if repeated:
         return _watchlist_error(400, "duplicate_symbol", f"listed twice: {', '.join(repeated)}", symbols=repeated)
     known = set(Symbol.objects.filter(ticker__in=tickers).values_list("ticker", flat=True))
-    unknown = [t for t in tickers if t not in known]
+    unknown = [t[:16] for t in tickers if t not in known]  # a huge name is not echoed back whole
     if unknown:
         return _watchlist_error(400, "unknown_symbol", f"unknown symbol(s): {', '.join(unknown)}", symbols=unknown)
     return tickers
