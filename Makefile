@@ -10,7 +10,7 @@ ASGI_SERVER ?= daphne
 export ASGI_SERVER
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test lint deps dev-deps system-test-deps migrate clean
+.PHONY: run test test-fast lint deps dev-deps system-test-deps migrate clean
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -61,6 +61,10 @@ lint: dev-deps
 ## Install what the tests need, then run them all (lint included).
 test: system-test-deps dev-deps lint
 	$(PY) -m pytest --cov --cov-report=term --durations=15
+
+## The tests that start no process (no server, browser or database server): under a minute.
+test-fast: dev-deps
+	$(PY) -m pytest -m "not integration and not browser" -q
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

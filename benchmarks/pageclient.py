@@ -1,9 +1,11 @@
 """Clients that show the board as the page does, cheaply, and check the ticker's safety property.
 
-The page (``ticker/static/ticker/board.js``) decides when the prices it shows are *live* (drawn
-normally) and when they are *stale* (greyed). ``Board`` is that decision as a state machine with
-no I/O, plus what the page does not do: it remembers how old the newest price it holds is, so a
-caller can ask at any moment "would the page show old prices as fresh now?". ``PageClient``
+The page (``ticker/static/ticker/status.js``) decides when the prices it shows are *live* (drawn
+normally) and when they are *stale* (greyed), by the client rules that ``ticker/clients/rules.py``
+states for every Python client (``tests/test_client_rules.py`` holds them equal to the page's).
+``Board`` is that decision as a state machine with no I/O, plus what the page does not do: it
+remembers how old the newest price it holds is, so a caller can ask at any moment "would the page
+show old prices as fresh now?". ``PageClient``
 drives one ``Board`` over real WebSocket connections (``benchmarks.wsclient``'s framing: RFC 6455
 by hand, ``q`` frames read without decoding), reconnecting and resuming like the page; ``Pool``
 holds many of them on one event loop and checks every client on every frame and every 250 ms.
@@ -18,8 +20,9 @@ holds many of them on one event loop and checks every client on every frame and 
   page it pings a line quiet for 2 s (a ``pong`` is a frame, so it keeps a quiet line from
   going stale, not a silent feed), drops a line quiet for 15 s, drops a connection with
   no snapshot 10 s after it opened, reconnects with full-jitter backoff (0.5 s doubling to 15 s,
-  reset by a connection that stayed up 5 s), resumes with the epoch and seq it holds, and acks
-  every ``hello.limits.ack_ms`` when its seq moved.
+  reset by a connection that stayed up 5 s; the full cap after a close that needs a fix: 1008,
+  1009, 4008, 4009), resumes with the epoch and seq it holds, and acks every
+  ``hello.limits.ack_ms`` when its seq moved.
 - Its **freshness mark** is the newest ``ts`` (a row's last field: when the feed published that
   price, epoch ms) among the rows it has applied. Every published batch changes at least one
   row and a ``snap`` carries full rows, so this is the time of the newest batch its board
@@ -40,7 +43,6 @@ holds many of them on one event loop and checks every client on every frame and 
 from __future__ import annotations
 
 import asyncio
-import random
 import socket
 import time
 from dataclasses import dataclass, field
@@ -49,22 +51,12 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ticker.clients import rules
+
 from .wsclient import OP_CLOSE, Conn, Group, close_payload, scan_quotes
 
-# The page's constants (board.js).
-RETRY_BASE = 0.5
-RETRY_CAP = 15.0
-STABLE_AFTER_MS = 5000
-PING_AFTER_MS = 2000
-STALE_AFTER_MS = 5000
-FEED_DOWN_AFTER_MS = 4000
-DEAD_AFTER_MS = 15000
-SYNC_TIMEOUT_MS = 10000
-TICK_SECONDS = 0.25
-CLOSE_NEEDS_A_FIX = frozenset({1008, 1009})
-FAILURES_FOR_CAP = 5  # 0.5 s * 2**5 = 16 s > the cap: the page's "wait the full cap"
-
-FRESH_MS = 5000  # the freshness mark's limit while the board shows live prices
+TICK_SECONDS = 0.25  # the page's status timer
+FRESH_MS = rules.STALE_AFTER_MS  # the freshness mark's limit while the board shows live prices
 CONNECT_TIMEOUT = 10.0
 
 
@@ -105,14 +97,11 @@ class Board:
         """The subscription to send: ``resume`` from what it holds, or ``sub``."""
         self.ack_ms = ack_ms
         self.acked_at, self.acked_seq = 0, -1
-        if self.epoch and epoch != self.epoch:  # the feed restarted: what we hold is another run's
-            self.seq = 0
-        resume = self.resumable and epoch == self.epoch and self.seq > 0
+        self.seq = rules.seq_after_hello(self.epoch, self.seq, epoch)
+        held = self.epoch if self.resumable else ""
         self.epoch = epoch
         self.resumable = True
-        if resume:
-            return {"op": "resume", "epoch": epoch, "seq": self.seq, "symbols": "*"}
-        return {"op": "sub", "symbols": "*"}
+        return rules.opening(held, self.seq, epoch, "*")
 
     def snap(self, epoch: str, seq: int, newest: int) -> None:
         """A snapshot applied: ``newest`` is its newest row's ts (0: no rows)."""
@@ -125,7 +114,7 @@ class Board:
 
     def quotes(self, seq: int, newest: int) -> tuple[int, int] | None:
         """A ``q`` applied; returns ``(held, got)`` when its seq does not follow on (a gap)."""
-        gap = (self.seq, seq) if self.synced and seq != self.seq + 1 else None
+        gap = (self.seq, seq) if self.synced and not rules.follows_on(self.seq, seq) else None
         self.seq = seq
         self.mark = max(self.mark, newest)
         self.synced = True
@@ -133,8 +122,8 @@ class Board:
 
     def live(self, now: int) -> bool:
         """The page draws its prices as live (not greyed)."""
-        return (self.connected and self.synced and now - self.last_frame <= STALE_AFTER_MS
-                and now - max(self.last_quote, self.opened_at) <= FEED_DOWN_AFTER_MS)
+        return (self.connected and self.synced
+                and rules.shows_live(now, self.last_frame, max(self.last_quote, self.opened_at)))
 
     def stale_shown_as_fresh(self, now: int) -> int:
         """The age of the freshness mark if the page shows it live although older than ``FRESH_MS``; else 0."""
@@ -146,10 +135,10 @@ class Board:
         if not self.connected:
             return ()
         quiet = now - self.last_frame
-        if quiet > DEAD_AFTER_MS or (not self.synced and now - self.opened_at > SYNC_TIMEOUT_MS):
+        if quiet > rules.DEAD_AFTER_MS or (not self.synced and now - self.opened_at > rules.SYNC_TIMEOUT_MS):
             return ("reconnect",)
         actions: tuple[str, ...] = ()
-        if quiet > PING_AFTER_MS and now - self.last_ping > PING_AFTER_MS:
+        if quiet > rules.PING_AFTER_MS and now - self.last_ping > rules.PING_AFTER_MS:
             self.last_ping = now
             actions = ("ping",)
         if self.ack_ms and self.synced and self.seq != self.acked_seq and now - self.acked_at >= self.ack_ms:
@@ -266,10 +255,9 @@ class PageClient:
         if conn is not self.conn:
             return
         self.conn = None
-        if self.board.connected and now_ms() - self.board.opened_at >= STABLE_AFTER_MS:
+        if self.board.connected and now_ms() - self.board.opened_at >= rules.STABLE_AFTER_MS:
             self.failures = 0  # it stayed up: the page's stable timer
-        if conn.close_code in CLOSE_NEEDS_A_FIX:
-            self.failures = max(self.failures, FAILURES_FOR_CAP)
+        self.failures = rules.failures_after_close(conn.close_code, self.failures)
         if self.board.connected and not self.stopping:  # before hello, ``connect`` records the failure
             self.pool.event(f"closed {conn.close_code or 1006}", self.index)
         self.board.closed()
@@ -278,8 +266,8 @@ class PageClient:
             self.closed.set_result(None)
 
     def backoff(self) -> float:
-        """Full jitter: uniform below min(cap, base * 2**failures)."""
-        delay = random.uniform(0, min(RETRY_CAP, RETRY_BASE * 2**self.failures))
+        """The wait before the next attempt, in seconds (``rules.backoff_delay``); counts one failure."""
+        delay = rules.backoff_delay(self.failures)
         self.failures += 1
         return delay
 

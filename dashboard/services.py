@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from ticker import catalog_watch
 from ticker.fanout.hub import Hub
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
 from ticker.feed.sources import SimulatedMarket
@@ -66,6 +67,7 @@ class Services:
         self.hub = hub
         self.feed = feed
         self.feed_task: asyncio.Task[None] | None = None
+        self.watch_task: asyncio.Task[None] | None = None  # catalog_watch, with an in-process layer
         self.starting: asyncio.Task[None] | None = None
         self.metrics = registry_for(hub)
 
@@ -100,6 +102,8 @@ class Services:
     async def start(self) -> None:
         if self.feed is not None:
             self.feed_task = asyncio.create_task(self.run_feed(self.feed))
+        if catalog_watch.needed():
+            self.watch_task = asyncio.create_task(catalog_watch.watch())
         await self.hub.start()
         try:
             await asyncio.wait_for(self.hub.synced.wait(), FIRST_SYNC_WAIT)
@@ -120,6 +124,7 @@ class Services:
             return
         await asyncio.gather(self.starting, return_exceptions=True)
         await self.hub.stop()
-        if self.feed_task is not None:
-            self.feed_task.cancel()
-            await asyncio.gather(self.feed_task, return_exceptions=True)
+        for task in (self.feed_task, self.watch_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)

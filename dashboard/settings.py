@@ -52,9 +52,16 @@ if ENVIRONMENT not in ENVIRONMENTS:
     raise ImproperlyConfigured(f"DJANGO_ENV must be one of {', '.join(ENVIRONMENTS)}, not {ENVIRONMENT!r}")
 PRODUCTION = ENVIRONMENT == "production"
 
-# Values that are examples, not secrets (deploy/env.example, the Dockerfile's build step, habits).
-PLACEHOLDER_SECRET_KEYS = {"change-me", "changeme", "secret", "secret-key", "collectstatic-only", "django-insecure"}
+# Values that are examples, not secrets (deploy/env.example's old values, the Dockerfile's build
+# step, habits): refused in production as a secret key and as the admin's password alike.
+PLACEHOLDERS = {"change-me", "changeme", "secret", "secret-key", "collectstatic-only", "django-insecure"}
 MIN_SECRET_KEY_LENGTH = 50  # what Django's own deploy check asks for (security.W009)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether ``value`` is an example from a template rather than something chosen or generated."""
+    lowered = value.strip().lower()
+    return lowered in PLACEHOLDERS or lowered.startswith("django-insecure") or "change-me" in lowered
 
 
 def production_secret_key(value: str | None) -> str:
@@ -62,8 +69,7 @@ def production_secret_key(value: str | None) -> str:
     hint = "set DJANGO_SECRET_KEY to a long random value, e.g. `openssl rand -hex 32`"
     if not value:
         raise ImproperlyConfigured(f"DJANGO_ENV=production needs DJANGO_SECRET_KEY: {hint}")
-    lowered = value.strip().lower()
-    if lowered in PLACEHOLDER_SECRET_KEYS or lowered.startswith("django-insecure") or "change-me" in lowered:
+    if is_placeholder(value):
         raise ImproperlyConfigured(f"DJANGO_SECRET_KEY is a placeholder ({value[:20]!r}): {hint}")
     if len(value) < MIN_SECRET_KEY_LENGTH or len(set(value)) < 5:
         raise ImproperlyConfigured(
@@ -73,8 +79,19 @@ def production_secret_key(value: str | None) -> str:
     return value
 
 
+def refuse_placeholder_superuser_password(value: str | None) -> None:
+    """ImproperlyConfigured when DJANGO_SUPERUSER_PASSWORD (setup_demo's password for the new
+    ``admin``) is a placeholder; unset or empty is fine (setup_demo then generates one)."""
+    if value and is_placeholder(value):
+        raise ImproperlyConfigured(
+            f"DJANGO_SUPERUSER_PASSWORD is a placeholder ({value[:20]!r}): set it to a password of your own, "
+            "e.g. `openssl rand -base64 18`, or leave it empty for setup_demo to generate and print one"
+        )
+
+
 if PRODUCTION:
     SECRET_KEY = production_secret_key(os.environ.get("DJANGO_SECRET_KEY"))
+    refuse_placeholder_superuser_password(os.environ.get("DJANGO_SUPERUSER_PASSWORD"))
 else:
     SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _local_secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -115,8 +132,10 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# Not "daphne": its app config imports daphne's server (Twisted, its TLS stack, autobahn) into
+# every Django process, a second of start-up for each management command; it only swaps in a
+# runserver this project does not use (`python -m dashboard.serve` starts daphne or uvicorn).
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -146,18 +165,37 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# Login throttling (django-axes), on the admin's login and the traders' (/accounts/login/) alike:
-# this many failed logins from one address lock that address out of both for the cool-off time
-# (HTTP 429). Attempts are kept in the database; `manage.py axes_reset` lifts every lockout,
-# `axes_reset_ip ADDRESS` one of them. Behind nginx the address is the client's (the app servers run
-# with --proxy-headers; REMOTE_ADDR).
+# Django's four standard checks on a new password: wherever Django sets one through a form (the
+# admin's, `changepassword`, `createsuperuser`) and, in production, setup_demo's
+# DJANGO_SUPERUSER_PASSWORD. Not too like the username or email, at least 8 characters, not one
+# of the 20,000 most common, not all digits.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# Login throttling (django-axes), on the admin's login and the traders' (/accounts/login/) alike,
+# per address and per account (the policy: ticker/lockout.py). TICKER_LOGIN_FAILURE_LIMIT failed
+# logins from one address lock that address out of both for the cool-off time (HTTP 429);
+# TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT at one account, from any addresses, lock that account for
+# the addresses it has never signed in from. Attempts are kept in the database; `manage.py
+# axes_reset` lifts every lockout, `axes_reset_ip ADDRESS` or `axes_reset_username NAME` one.
+# Behind nginx the address is the client's (the app servers run with --proxy-headers; REMOTE_ADDR).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("TICKER_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("TICKER_LOGIN_COOLOFF_MINUTES", "15")))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = "ticker.lockout.lockout_parameters"
+TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT = int(os.environ.get("TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT", "20"))
+if TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        "TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT must be at least TICKER_LOGIN_FAILURE_LIMIT: an account's "
+        "count is taken across addresses, an address's within one"
+    )
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "ticker.web.accounts.locked_out"  # the 429 page, in the site's look
 

@@ -13,6 +13,52 @@ from tests.helpers.databases import DATABASES, DatabaseUnderTest
 from tests.helpers.procs import Proc, django_env, manage, start_redis
 from tests.helpers.sites import Site, database_env, embedded, scaled_site
 
+PROCESS_MARKERS = ("integration", "browser")
+
+
+PROCESS_MARKERS = ("integration", "browser")
+# Fixtures that start processes; every fixture that starts a site or server builds on one.
+PROCESS_FIXTURES = frozenset({"seeded_database", "redis_server", "postgres_server"})
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_postgres = callspec is not None and callspec.params.get("database") == "postgres"
+    return on_postgres or not PROCESS_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that needs a process-starting fixture without saying so."""
+    unmarked = [item.nodeid for item in items
+                if _starts_processes(item) and not any(item.get_closest_marker(m) for m in PROCESS_MARKERS)]
+    if unmarked:
+        raise pytest.UsageError("these tests start processes; mark them integration: " + ", ".join(unmarked))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    from tests.helpers.figures import summary
+
+    lines = summary()
+    if lines:
+        terminalreporter.section("measured figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def processes_only_where_marked(request, monkeypatch) -> None:
+    """A test that starts a process must say so (``integration`` or ``browser``), so that
+    ``make test-fast`` (``-m "not integration and not browser"``) starts none: elsewhere,
+    starting one fails the test with the marker to add."""
+    if any(request.node.get_closest_marker(name) for name in PROCESS_MARKERS):
+        return
+    import subprocess
+
+    def refuse(self, args, *rest, **kwargs) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process ({args!r}): mark it integration")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
 
 @pytest.fixture(autouse=True)
 def fresh_channel_layers() -> Iterator[None]:

@@ -110,3 +110,40 @@ def test_halting_the_market_announces_it_with_the_reason_and_reopening_too(
         admin_client.post("/admin/ticker/market/1/change/", {"reason": ""})
     assert control()["market"] == {"state": "open", "reason": ""}
     assert admin_client.get("/admin/ticker/market/add/").status_code == 403  # one market, never two
+
+
+def add_symbol(admin_client, **fields: str):
+    form = {"ticker": "NEW", "name": "New", "exchange": "NASDAQ", "currency": "USD", "active": "on",
+            "tick_size": "0.01", "prev_close": "1", "volatility": "0.3", **fields}
+    return admin_client.post("/admin/ticker/symbol/add/", form)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"tick_size": "5000", "prev_close": "1"}, "At most 1 % of the previous close (0.01 here): a tick of 5000 "
+                                                    "on a price of 1 would move the price 500,000 % at a step."),
+        ({"tick_size": "0.02", "prev_close": "1"}, "At most 1 % of the previous close (0.01 here)"),
+        ({"prev_close": "0.005", "tick_size": "0.0001"},
+         "At least 0.01: the smallest tick (0.0001) is then 1 % of it."),
+        ({"volatility": "1e6"}, "At most 5 (500 % a year): far beyond it the simulated price falls to one tick"),
+        ({"volatility": "-0.1"}, "At least 0: a volatility is a spread of returns, never negative."),
+    ],
+    ids=["tick-5000-on-1", "tick-2-percent", "close-below-a-hundred-ticks", "volatility-1e6", "volatility-negative"],
+)
+def test_the_admin_refuses_a_symbol_that_would_not_trade_sensibly_and_says_why(admin_client, fields, reason):
+    response = add_symbol(admin_client, **fields)
+    page = response.content.decode()
+    assert response.status_code == 200 and "errorlist" in page
+    assert reason in page.replace("&#x27;", "'")
+    assert not Symbol.objects.exists()
+
+
+def test_the_admin_accepts_the_bounds_themselves_and_shows_them_beside_the_fields(admin_client):
+    page = admin_client.get("/admin/ticker/symbol/add/").content.decode()
+    assert "at most 1 % of the previous close" in page and "0 (a flat line) to 5 (500 % a year" in page
+    response = add_symbol(admin_client, tick_size="0.01", prev_close="1", volatility="5")
+    assert response.status_code == 302
+    response = add_symbol(admin_client, ticker="LOW", tick_size="0.0001", prev_close="0.01", volatility="0")
+    assert response.status_code == 302
+    assert Symbol.objects.count() == 2

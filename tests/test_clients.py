@@ -1,4 +1,5 @@
-"""The terminal client's pure parts: the table state, the backoff, the wire tap and the SSE parsers."""
+"""The terminal client's pure parts: the table state, the wire tap and the SSE parsers (the rules it
+follows: tests/test_client_rules.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import json
 
 import pytest
 
-from ticker.clients.sse import ChunkedDecoder, Event, EventStream, stream_url
-from ticker.clients.state import RETRY_CAP_S, TableState, backoff_delay
+from ticker.clients.sse import ChunkedDecoder, Event, EventStream, last_event_id, stream_url
+from ticker.clients.state import TableState
 from ticker.clients.watch import socket_url
 from ticker.clients.wiretap import FrameHeader, HttpHead, WireTap, describe
 
@@ -61,13 +62,6 @@ def test_a_new_epoch_forgets_the_seq_and_a_deleted_symbol_its_row():
     assert state.apply({"t": "pong", "id": 1}) is False
 
 
-def test_backoff_is_full_jitter_below_a_doubling_cap():
-    assert backoff_delay(0, lambda: 0.999) < 0.5
-    assert backoff_delay(3, lambda: 0.5) == pytest.approx(2.0)
-    assert backoff_delay(20, lambda: 0.999) < RETRY_CAP_S
-    assert backoff_delay(5, lambda: 0.0) == 0.0
-
-
 def test_the_wire_tap_reads_the_upgrade_then_each_frame_header_across_reads():
     tap = WireTap()
     response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
@@ -113,4 +107,5 @@ def test_urls_are_made_from_any_url_of_the_server():
     assert socket_url("https://example.test/") == "wss://example.test/ws/quotes/?v=1"
     assert stream_url("ws://h:1/ws/quotes/", ("AAPL", "MSFT")) == "http://h:1/sse/quotes/?symbols=AAPL,MSFT"
     assert stream_url("wss://h/", ()) == "https://h/sse/quotes/"
+    assert last_event_id("E1", 8) == "E1:8" and last_event_id("E1", 0) == "" and last_event_id("", 8) == ""
     assert json.loads(json.dumps(HELLO))  # fixtures are plain JSON

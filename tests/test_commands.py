@@ -1,9 +1,13 @@
 """Management commands: setup_demo (seed + admin user) and runfeed's argument checks."""
 
+import secrets
+import subprocess
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from tests.helpers.procs import PYTHON, ROOT, django_env
 from ticker.models import Symbol
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +71,37 @@ def test_setup_demo_tops_the_board_up_to_a_number_of_symbols():
     assert "0 created" in run("setup_demo", "--symbols", "200")
     with pytest.raises(CommandError, match="--symbols"):
         call_command("setup_demo", "--symbols", "-1")
+
+
+def production_manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``manage.py ARGS`` under DJANGO_ENV=production, on a SQLite database of its own in ``tmp_path``."""
+    env = django_env(DJANGO_ENV="production", DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+                     DJANGO_ALLOWED_HOSTS="ticker.example", TICKER_VAR_DIR=str(tmp_path), **env)
+    return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.integration  # manage.py in processes, under the production settings
+def test_in_production_setup_demo_refuses_a_weak_admin_password_before_writing_anything(tmp_path):
+    assert production_manage(tmp_path, "migrate", "-v0").returncode == 0
+    for weak, reason in [("admin123", "too similar to the username"), ("short1", "too short"),
+                         ("password1", "too common"), ("4815162342", "entirely numeric")]:
+        done = production_manage(tmp_path, "setup_demo", DJANGO_SUPERUSER_PASSWORD=weak)
+        assert done.returncode != 0, done.stdout
+        assert "DJANGO_SUPERUSER_PASSWORD is too weak for production" in done.stderr and reason in done.stderr
+        assert "Traceback" not in done.stderr
+    count = "from ticker.models import Symbol; from django.contrib.auth.models import User; " \
+            "print(Symbol.objects.count(), User.objects.count())"
+    assert production_manage(tmp_path, "shell", "-v0", "-c", count).stdout.split() == ["0", "0"]
+    strong = secrets.token_urlsafe(16)
+    done = production_manage(tmp_path, "setup_demo", DJANGO_SUPERUSER_PASSWORD=strong)
+    assert done.returncode == 0 and "created with DJANGO_SUPERUSER_PASSWORD" in done.stdout, done.stderr
+    check = ("from django.contrib.auth.models import User; "
+             f"print(User.objects.get(username='admin').check_password({strong!r}))")
+    assert production_manage(tmp_path, "shell", "-v0", "-c", check).stdout.strip() == "True"
+
+
+@pytest.mark.integration  # manage.py in processes, under the production settings
+def test_in_production_setup_demo_generates_the_admin_password_when_none_is_given(tmp_path):
+    assert production_manage(tmp_path, "migrate", "-v0").returncode == 0
+    done = production_manage(tmp_path, "setup_demo", DJANGO_SUPERUSER_PASSWORD="")
+    assert done.returncode == 0 and "admin user: created, password " in done.stdout, done.stderr

@@ -13,6 +13,8 @@ from tests.helpers.postgres import create_database
 from tests.helpers.procs import django_env, manage
 from tests.helpers.sites import database_env
 
+pytestmark = pytest.mark.integration  # each test runs manage.py or a server
+
 _names = itertools.count(1)
 
 

@@ -19,6 +19,8 @@ from ticker.fanout.types import NOTHING, Batch, Catalog, Rejoined
 class SensorCodec:
     """Frames of a made-up building monitor: rows are ``[room, celsius, people]``."""
 
+    hello_kind, snap_kind, delta_kind, catalog_kind = "welcome", "state", "change", "rooms"
+
     def hello(self, epoch, seq, catalog, ack_ms):
         return json.dumps({"kind": "welcome", "rooms": [c["room"] for c in catalog.entries], "at": [epoch, seq]})
 
@@ -126,3 +128,29 @@ def test_a_group_judges_lateness_by_age_and_keeps_only_what_it_needs():
     assert group.overdue(2.0, timeout=5.0) == 0
     assert group.overdue(5.51, timeout=5.0) == 25  # sent at 0.5 s, the newest older than 5 s
     assert group.log[0] == (25, 0.5) and group.sent_seq == 100
+
+
+async def test_an_event_stream_names_its_events_as_the_codec_does():
+    async def load():
+        return Snapshot("building-1", 0, {"lab": ["lab", 21.0, 3]})
+
+    async def load_catalog():
+        return ROOMS
+
+    async def stream():
+        await asyncio.Event().wait()
+        yield Rejoined()
+
+    hub = Hub(SensorCodec(), load, load_catalog, stream, max_keys=10)
+    await hub.start()
+    await hub.resync()
+    bodies: list[bytes] = []
+
+    async def send(message):
+        bodies.append(message["body"])
+
+    client = hub.connect(send, stream=True)
+    hub.subscribe(client, ["lab"])
+    await hub.stop()
+    assert [body.split(b"\n")[:2] for body in bodies] == [
+        [b"event: welcome", b"id: building-1:0"], [b"event: state", b"id: building-1:0"]]

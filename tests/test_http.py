@@ -17,6 +17,8 @@ from tests.helpers.databases import DATABASES, site_env
 from tests.helpers.procs import PYTHON, ROOT, start_daphne
 from tests.helpers.sites import Site
 
+pytestmark = pytest.mark.integration
+
 TRAVERSALS = [
     "/static/../settings.py",
     "/static/../dashboard/settings.py",
@@ -35,13 +37,18 @@ TRAVERSALS = [
 ]
 
 
+# Generous: a login hashes its password (about half a second of CPU), and sixteen at once queue
+# behind each other on a busy machine; a server that never answers still fails.
+READ_TIMEOUT = 60
+
+
 def raw(port: int, method: str, path: str, headers: dict[str, str] | None = None,
         source: str = "127.0.0.1", body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """One request exactly as written (no normalising of the path); the whole answer, read
     until the server closes: status, headers and every byte after them."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT, source_address=(source, 0)) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         data = b""
         while chunk := sock.recv(65536):

@@ -1,6 +1,7 @@
 """The hub: fan-out, subscriptions, resync on gaps, resume, held clients, conflation.
 
-The hub is driven directly: its events come from a queue, its snapshots from a memory store.
+The hub is driven directly: its events come from a queue, its snapshots from a memory store,
+its steady clock from the test (``FakeClock``): time moves when a test says so, nothing sleeps.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import pytest
 
 from tests.helpers.waiting import eventually
 from ticker.fanout.delivery import Outbox, State
-from ticker.fanout.hub import ACK_TIMEOUT, QUEUED_SECONDS, Hub, TooManyKeys
+from ticker.fanout.holds import ACK_TIMEOUT
+from ticker.fanout.hub import Hub, TooManyKeys
+from ticker.fanout.pacer import QUEUED_SECONDS
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
 from ticker.layer.store import MemoryStore
 from ticker.protocol import MAX_SYMBOLS, QuoteCodec
@@ -29,6 +32,22 @@ def row(sym, last, ts=None):
     """A full row published now (or at ``ts``, epoch ms)."""
     ts = int(time.time() * 1000) if ts is None else ts
     return [sym, last, 10.0, 10.0, max(10.0, last), min(10.0, last), 100, ts]
+
+
+class FakeClock:
+    """The hub's clock: its steady time moves only when a test moves it; its wall time is the real
+    one, as are the times of the rows the tests publish."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    time = staticmethod(time.time)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Feed:
@@ -52,6 +71,7 @@ class Recorder:
     """A client that records every frame it is sent, decoded."""
 
     def __init__(self, hub: Hub):
+        self.hub = hub
         self.frames: list[dict] = []
         self.client = hub.connect(self.send)
 
@@ -86,13 +106,17 @@ async def setup():
     async def load_catalog():
         return state["catalog"]
 
-    hub = Hub(QuoteCodec("node-1"), store.load, load_catalog, feed.events, max_keys=MAX_SYMBOLS)
+    hub = Hub(QuoteCodec("node-1"), store.load, load_catalog, feed.events, max_keys=MAX_SYMBOLS, clock=FakeClock())
     await hub.start()
     await feed.queue.put(Rejoined())
     await asyncio.wait_for(hub.synced.wait(), 2)
     hub.state = state  # lets a test change what the database says
     yield hub, feed
     await hub.stop()
+
+
+def parked(hub: Hub) -> set:
+    return set(hub.holds.parked)
 
 
 async def settle(hub: Hub, seq: int) -> None:
@@ -275,21 +299,21 @@ async def test_a_client_that_stops_acknowledging_is_held_then_resynced(setup):
     sent_at = hub.registry.groups[None].log[-1][1]
     hub.ack(fast.client, 1)
     hub.hold_laggards(sent_at + ACK_TIMEOUT / 2)
-    assert hub.parked == set()  # not overdue yet
+    assert parked(hub) == set()  # not overdue yet
     hub.hold_laggards(sent_at + ACK_TIMEOUT + 0.1)
-    assert hub.parked == {slow.client} and slow.client.state is State.HELD_ACKS  # `silent` never acks
+    assert parked(hub) == {slow.client} and slow.client.state is State.HELD_ACKS  # `silent` never acks
     await feed.publish("e1", 2, [row("AAA", 12.0), row("BBB", 12.0)])
     await settle(hub, 2)
     assert [f["seq"] for f in slow.of("q")] == [1]  # nothing more was sent to it
     assert [f["seq"] for f in fast.of("q")] == [1, 2] == [f["seq"] for f in silent.of("q")]
     hub.ack(slow.client, 0)  # still behind what it was sent
-    hub.drain()
-    assert slow.of("snap")[-1]["seq"] == 0 and hub.parked == {slow.client}
+    hub.drain(hub.now())
+    assert slow.of("snap")[-1]["seq"] == 0 and parked(hub) == {slow.client}
     hub.ack(slow.client, 1)
-    hub.drain()
+    hub.drain(hub.now())
     snap = slow.of("snap")[-1]
     assert snap["seq"] == 2 and [r[:2] for r in snap["q"]] == [["AAA", 12.0], ["BBB", 12.0]]  # only what changed
-    assert hub.parked == set()
+    assert parked(hub) == set()
     await feed.publish("e1", 3, [row("AAA", 13.0)])
     await settle(hub, 3)
     assert [f["seq"] for f in slow.of("q")] == [1, 3]
@@ -312,7 +336,7 @@ async def test_acks_are_judged_by_age_whatever_the_batch_rate(setup, batch_ms):
     for i, (seq, _) in enumerate(group.log):  # spread the sends over the batch interval
         group.log[i] = (seq, first_sent + i * batch_ms / 1000)
     hub.hold_laggards(first_sent + ACK_TIMEOUT + 0.001)
-    assert hub.parked == {slow.client}
+    assert parked(hub) == {slow.client}
 
 
 async def test_a_quiet_watchlist_is_not_mistaken_for_a_slow_client(setup):
@@ -323,8 +347,8 @@ async def test_a_quiet_watchlist_is_not_mistaken_for_a_slow_client(setup):
     for seq in range(1, 4):
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq)])  # CCC never changes
     await settle(hub, 3)
-    hub.hold_laggards(time.monotonic() + 60)
-    assert hub.parked == set()
+    hub.hold_laggards(hub.now() + 60)
+    assert parked(hub) == set()
 
 
 async def test_a_held_client_that_leaves_is_forgotten(setup):
@@ -334,10 +358,10 @@ async def test_a_held_client_that_leaves_is_forgotten(setup):
     hub.ack(rec.client, 0)
     await feed.publish("e1", 1, [row("AAA", 11.0)])
     await settle(hub, 1)
-    hub.hold_laggards(time.monotonic() + ACK_TIMEOUT + 1)
-    assert hub.parked == {rec.client}
+    hub.hold_laggards(hub.now() + ACK_TIMEOUT + 1)
+    assert parked(hub) == {rec.client}
     hub.leave(rec.client)
-    assert hub.parked == set() and hub.client_count == 0
+    assert parked(hub) == set() and hub.client_count == 0
 
 
 async def test_a_send_the_server_suspends_never_holds_up_the_others(setup):
@@ -350,14 +374,14 @@ async def test_a_send_the_server_suspends_never_holds_up_the_others(setup):
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq)])
     await settle(hub, 3)
     assert [f["seq"] for f in other.of("q")] == [1, 2, 3]
-    assert hub.parked == {stuck.client} and stuck.client.state is State.HELD_SEND
+    assert parked(hub) == {stuck.client} and stuck.client.state is State.HELD_SEND
     stuck.writable.set()  # it drained
     await eventually(lambda: stuck.of("snap")[-1]["seq"] == 3, 2)
     assert [f["seq"] for f in stuck.of("q")] == [1]  # the send that waited, then a snap of what it missed
     assert [r[0] for r in stuck.of("snap")[-1]["q"]] == ["AAA"] and stuck.of("snap")[-1]["since"] == 1
     await feed.publish("e1", 4, [row("AAA", 14.0)])
     await settle(hub, 4)
-    assert [f["seq"] for f in stuck.of("q")] == [1, 4] and hub.parked == set()
+    assert [f["seq"] for f in stuck.of("q")] == [1, 4] and parked(hub) == set()
 
 
 async def held_after_batch_1(hub: Hub, feed: Feed) -> FlowControlled:
@@ -373,7 +397,7 @@ async def held_after_batch_1(hub: Hub, feed: Feed) -> FlowControlled:
 async def test_a_held_client_gets_the_symbol_changes_it_missed_then_its_snap(setup):
     hub, feed = setup
     stuck = await held_after_batch_1(hub, feed)
-    assert hub.parked == {stuck.client}
+    assert parked(hub) == {stuck.client}
     # An operator adds DDD and deletes CCC while the client is held.
     changed = catalog([{"s": "AAA"}, {"s": "BBB"}, {"s": "DDD"}])
     hub.state["catalog"] = changed
@@ -396,7 +420,7 @@ async def test_a_client_that_leaves_while_a_send_waits_is_forgotten(setup):
     assert task is not None
     hub.leave(stuck.client)
     await asyncio.gather(task, return_exceptions=True)
-    assert task.cancelled() and hub.parked == set() and hub.client_count == 0
+    assert task.cancelled() and parked(hub) == set() and hub.client_count == 0
 
 
 def stale() -> int:
@@ -410,7 +434,7 @@ async def test_batches_late_from_upstream_are_sent_as_they_are(setup):
     board = Recorder(hub)
     hub.subscribe(board.client, None)
     for seq in range(1, 6):
-        await asyncio.sleep(QUEUED_SECONDS * 2)  # each comes a while after the last, as the feed makes it
+        hub.clock.advance(QUEUED_SECONDS * 2)  # each comes a while after the last, as the feed makes it
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale())])
         await settle(hub, seq)
     assert hub.stats.lag_ms > 1000 and hub.stats.conflated == 0
@@ -423,13 +447,15 @@ async def test_a_backlog_queued_behind_a_pause_goes_out_as_one_merge(setup):
     hub, feed = setup
     board = Recorder(hub)
     hub.subscribe(board.client, None)
-    await asyncio.sleep(QUEUED_SECONDS * 2)  # idle a while; then the pause, and its backlog:
+    hub.clock.advance(QUEUED_SECONDS * 2)  # idle a while; then the pause, and its backlog:
     for seq in range(1, 6):  # all in the queue at once, all two seconds old
         other = ("BBB", "CCC")[seq % 2]
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq, stale()), row(other, 9.0 + seq, stale())])
     await settle(hub, 5)
-    await eventually(lambda: board.of("snap")[-1]["seq"] == 5, 2)  # flushed once the queue is empty
     assert [f["seq"] for f in board.of("q")] == [1] and hub.stats.conflated == 4
+    assert board.of("snap")[-1]["seq"] == 0  # held back while the backlog may still be arriving
+    hub.clock.advance(QUEUED_SECONDS * 2)
+    await eventually(lambda: board.of("snap")[-1]["seq"] == 5, 2)  # then flushed
     snap = board.of("snap")[-1]
     assert snap["since"] == 1 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 15.0, "BBB": 13.0, "CCC": 14.0}
     await feed.publish("e1", 6, [row("AAA", 16.0)])  # on time again: plain batches
@@ -441,7 +467,7 @@ class Heavy(Recorder):
     """A client whose every send takes the process 50 ms: the hub's fan-outs become costly."""
 
     async def send(self, message: dict) -> None:
-        time.sleep(0.05)  # noqa: ASYNC251 (the cost of a fan-out too big for the process)
+        self.hub.clock.advance(0.05)  # the cost of a fan-out too big for the process
         await super().send(message)
 
 
@@ -455,12 +481,13 @@ async def test_a_hub_that_cannot_afford_every_fan_out_merges_the_batches_in_betw
     for seq in range(1, 8):  # a second apart: every one goes out, and the hub learns their cost
         await feed.publish("e1", seq, [row("AAA", 10.0 + seq, now + 1000 * seq)])
         await settle(hub, seq)
-    assert hub.spacing() > 0.05  # about 50 ms a fan-out, at most 70 % of the time
+    assert hub.pacer.spacing > 0.05  # about 50 ms a fan-out, at most 70 % of the time
     made = now + 7000
     await feed.publish("e1", 8, [row("AAA", 18.0, made + 20)])  # made too soon after batch 7
     await feed.publish("e1", 9, [row("AAA", 19.0, made + 40), row("BBB", 12.0, made + 40)])
     await settle(hub, 9)
     assert [f["seq"] for f in board.of("q")] == list(range(1, 8)) and hub.stats.conflated == 2
+    hub.clock.advance(1.0)
     await eventually(lambda: board.of("snap")[-1]["seq"] == 9, 3)  # flushed once it can afford it
     snap = board.of("snap")[-1]
     assert snap["since"] == 7 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 19.0, "BBB": 12.0}
@@ -470,7 +497,29 @@ async def test_a_hub_that_cannot_afford_every_fan_out_merges_the_batches_in_betw
     for seq in range(10, 22):
         await feed.publish("e1", seq, [row("CCC", 10.0 + seq, made + 40 * seq)])
         await settle(hub, seq)
-    assert [f["seq"] for f in board.of("q")][-3:] == [19, 20, 21] and hub.spacing() < 0.04
+    assert [f["seq"] for f in board.of("q")][-3:] == [19, 20, 21] and hub.pacer.spacing < 0.04
+
+
+async def test_a_batch_after_one_held_back_goes_out_as_a_merge_even_when_it_changed_the_same_keys(setup):
+    """Batch 8 is held back; batch 9 changes its key and one more and is not too soon: it must go
+    out as a merge since 7, never as a ``q`` 9 right after ``q`` 7 (a seq jump)."""
+    hub, feed = setup
+    board, heavy = Recorder(hub), Heavy(hub)
+    hub.subscribe(board.client, None)
+    hub.subscribe(heavy.client, ["AAA"])
+    now = int(time.time() * 1000)
+    for seq in range(1, 8):  # a second apart: every one goes out, and the hub learns their cost
+        await feed.publish("e1", seq, [row("AAA", 10.0 + seq, now + 1000 * seq)])
+        await settle(hub, seq)
+    made = now + 7000
+    await feed.publish("e1", 8, [row("AAA", 18.0, made + 1)])  # made too soon after batch 7: held back
+    await settle(hub, 8)
+    assert hub.stats.conflated == 1
+    await feed.publish("e1", 9, [row("AAA", 19.0, made + 1000), row("BBB", 12.0, made + 1000)])  # not too soon
+    await settle(hub, 9)  # sent as it arrived: not too soon
+    assert [f["seq"] for f in board.of("q")] == list(range(1, 8))
+    snap = board.of("snap")[-1]
+    assert snap["since"] == 7 and {r[0]: r[1] for r in snap["q"]} == {"AAA": 19.0, "BBB": 12.0}
 
 
 def test_the_outbox_hands_over_each_change_once():
@@ -485,9 +534,10 @@ async def test_a_client_held_past_the_limit_is_dropped_and_forgotten(setup):
     dropped: list[str] = []
     stuck = await held_after_batch_1(hub, feed)
     hub.drops[stuck.client] = lambda: dropped.append("too slow")  # what the consumer gives connect()
-    assert hub.parked == {stuck.client}
-    hub.drop_stuck(stuck.client.held_since + hub.hold_limit / 2)
+    assert parked(hub) == {stuck.client}
+    since, limit = hub.holds.parked[stuck.client].since, hub.holds.hold_limit
+    hub.drop_stuck(since + limit / 2)
     assert dropped == [] and hub.client_count == 1
-    hub.drop_stuck(stuck.client.held_since + hub.hold_limit + 0.1)
+    hub.drop_stuck(since + limit + 0.1)
     assert dropped == ["too slow"] and hub.client_count == 0 and hub.drops == {}
     assert stuck.client.state is State.CLOSING

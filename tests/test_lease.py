@@ -5,6 +5,7 @@ import asyncio
 import pytest
 import redis.asyncio as redis
 
+from tests.helpers.figures import figure
 from ticker.layer.lease import FeedLease, LeaseLost
 from ticker.layer.store import RedisStore
 
@@ -32,7 +33,9 @@ async def test_a_standby_takes_over_when_the_holder_stops_renewing(client):
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.wait_for(b.acquire(), 2)
-    assert 0.2 < loop.time() - started < 0.4 + 0.2
+    took = loop.time() - started
+    assert took > 0.2, "the standby took the lease before it expired"
+    figure("lease: a standby takes over a 0.4 s lease", took, target=0.6, limit=2.0)
 
 
 async def test_keep_raises_when_the_lease_is_taken(client):

@@ -14,6 +14,7 @@ import websockets
 
 from tests.helpers.admin import AdminClient
 from tests.helpers.clients import Ws, get_json
+from tests.helpers.figures import figure
 from tests.helpers.streams import assert_same_stream, q_frames
 from tests.helpers.waiting import eventually
 
@@ -133,7 +134,7 @@ async def test_on_the_fast_path_a_client_that_stops_reading_is_skipped_then_resy
 
 
 async def test_a_client_that_stops_acking_is_paused_and_resynced_when_it_catches_up(other_embedded_site):
-    from ticker.fanout.hub import ACK_TIMEOUT
+    from ticker.fanout.holds import ACK_TIMEOUT
 
     embedded_site = other_embedded_site
     ws = await Ws.open(embedded_site.ws_url)
@@ -194,7 +195,8 @@ async def test_admin_add_pause_and_delete_reach_open_connections(redis_site):
     started = time.monotonic()
     await asyncio.to_thread(admin.add_symbol, "ZZTOP", "ZZ Top Holdings", "42.00")
     sym = await ws.until(lambda f: f["t"] == "sym", timeout=3)
-    assert time.monotonic() - started < 1.0 + 0.5  # the admin POST itself is inside this
+    # The admin POST itself is inside this figure.
+    figure("admin add: the new list on an open page", time.monotonic() - started, target=1.5, limit=3.0)
     assert "ZZTOP" in {s["s"] for s in sym["symbols"]}
     row = await ws.until(lambda f: f["t"] == "q" and any(r[0] == "ZZTOP" for r in f["q"]), timeout=10)
     assert row["seq"] > 0

@@ -23,6 +23,8 @@ from tests.helpers.procs import ROOT, Proc, start_daphne, start_nginx
 from tests.helpers.sites import prepared_env
 from tests.helpers.waiting import wait_until
 
+pytestmark = pytest.mark.integration
+
 WS_PER_IP = 3
 REQ_PER_SECOND, REQ_BURST = 2, 4
 

@@ -139,3 +139,19 @@ def test_refusals_spread_over_windows_are_no_flood():
         for _ in range(5):  # five refused a second, each second a new window
             bucket.take(second + 0.5)
         assert not bucket.flooding
+
+
+def test_a_cached_snap_row_holds_its_bytes_not_the_encoders_buffer():
+    """orjson ≥ 3.12 leaves about 4 KiB behind every small result: a row kept in the hub's cache
+    must cost its own size."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [p.full_row(["AAPL", 189.23 + i, 188.1, 187.5, 190.2, 186.9, 12345678, 1764766000000])
+                for i in range(1000)]
+        per_row = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_row < 256, f"{per_row:.0f} B per cached row"

@@ -15,6 +15,8 @@ import pytest
 from tests.helpers.compose import compose
 from tests.helpers.procs import PYTHON, ROOT, django_env
 
+pytestmark = pytest.mark.integration  # each test runs manage.py or a server
+
 STRONG_KEY = secrets.token_urlsafe(50)
 
 
@@ -53,9 +55,13 @@ def test_check_deploy_warns_about_the_development_defaults():
         ({"DJANGO_SECRET_KEY": "ab" * 40}, "DJANGO_SECRET_KEY is too short or too simple"),
         ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_DEBUG": "1"}, "refuses DJANGO_DEBUG=on"),
         ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_ALLOWED_HOSTS": "*"}, "refuses DJANGO_ALLOWED_HOSTS=*"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_SUPERUSER_PASSWORD": "change-me"},
+         "DJANGO_SUPERUSER_PASSWORD is a placeholder"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_SUPERUSER_PASSWORD": " Change-Me "},
+         "DJANGO_SUPERUSER_PASSWORD is a placeholder"),
     ],
     ids=["no-key", "empty-key", "change-me", "change-me-upper", "django-insecure", "short", "simple", "debug",
-         "any-host"],
+         "any-host", "admin-password-change-me", "admin-password-change-me-mixed"],
 )
 def test_production_settings_refuse_to_start(env, message):
     done = manage_py("check", DJANGO_ENV="production", **env)
@@ -68,15 +74,43 @@ def test_an_unknown_environment_is_refused():
     assert done.returncode != 0 and "DJANGO_ENV must be one of development, production" in done.stderr
 
 
+def test_an_account_lockout_limit_below_the_address_limit_is_refused():
+    done = manage_py("check", TICKER_LOGIN_FAILURE_LIMIT="5", TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT="4")
+    assert done.returncode != 0
+    assert "TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT must be at least TICKER_LOGIN_FAILURE_LIMIT" in done.stderr
+
+
 def test_development_still_starts_without_a_key(tmp_path):
     done = manage_py("check", TICKER_VAR_DIR=str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "secret_key").exists()  # a random per-checkout key, made on first use
 
 
-def test_the_compose_deployment_refuses_the_example_secret_key():
-    """deploy/env.example's ``change-me`` passes compose's own check (the key is set), but
-    the app servers it describes refuse to start with it."""
+def test_an_empty_superuser_password_is_not_a_placeholder():
+    """Unset or empty, setup_demo generates the admin's password: production starts."""
+    done = manage_py("check", DJANGO_ENV="production", DJANGO_SECRET_KEY=STRONG_KEY, DJANGO_SUPERUSER_PASSWORD="")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def env_example() -> dict[str, str]:
+    """deploy/env.example's settings, as compose would read them from a copy in .env."""
+    lines = (ROOT / "deploy" / "env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_deploy_env_example_followed_literally_is_refused_by_compose():
+    """Copied to .env and started as it is, the example names no password anyone could know:
+    its secrets are empty, and compose refuses to start until they are filled in."""
+    example = env_example()
+    assert {example[k] for k in ("POSTGRES_PASSWORD", "DJANGO_SECRET_KEY", "DJANGO_SUPERUSER_PASSWORD")} == {""}
+    done = compose("config", "--format", "json", **example)
+    assert done.returncode != 0
+    assert "set POSTGRES_PASSWORD" in done.stderr or "set DJANGO_SECRET_KEY" in done.stderr, done.stderr
+
+
+def test_the_compose_deployment_refuses_a_placeholder_secret_key():
+    """A ``change-me`` key (what an older env.example held) passes compose's own check (the key
+    is set), but the app servers it describes refuse to start with it."""
     done = compose("config", "--format", "json", POSTGRES_PASSWORD="pw", DJANGO_SECRET_KEY="change-me")
     assert done.returncode == 0, done.stderr
     web = json.loads(done.stdout)["services"]["web"]["environment"]

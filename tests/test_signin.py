@@ -1,7 +1,7 @@
 """A trader's account through a real daphne: signing in at /accounts/login/ (any active user,
 not only staff), the watchlist kept on the server with that session, the board's header, the
-lockout after wrong passwords (django-axes, shared with the admin's login), and signing out by
-POST only."""
+lockout after wrong passwords (django-axes, shared with the admin's login) per address and per
+account, and signing out by POST only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from tests.helpers.accounts import WebSession, create_user
 from tests.helpers.procs import manage
 from tests.helpers.sites import Site, embedded
 
+pytestmark = pytest.mark.integration
+
 FAILURE_LIMIT = 3
+ACCOUNT_FAILURE_LIMIT = 6
 PASSWORD = "a-trader-password"
 WATCHLIST = "/api/watchlist/"
 
@@ -21,8 +24,9 @@ WATCHLIST = "/api/watchlist/"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, seeded_database) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("signin")
-    with embedded(seeded_database, tmp, TICKER_FEED_RATE="20", TICKER_LOGIN_FAILURE_LIMIT=str(FAILURE_LIMIT)) as site:
-        for name in ("trader", "lockme", "outgoing", "other"):
+    with embedded(seeded_database, tmp, TICKER_FEED_RATE="20", TICKER_LOGIN_FAILURE_LIMIT=str(FAILURE_LIMIT),
+                  TICKER_LOGIN_ACCOUNT_FAILURE_LIMIT=str(ACCOUNT_FAILURE_LIMIT)) as site:
+        for name in ("trader", "lockme", "outgoing", "other", "target"):
             create_user(site.env, name, PASSWORD)
         create_user(site.env, "former", PASSWORD, active=False)
         yield site
@@ -132,6 +136,31 @@ def test_wrong_passwords_lock_the_address_out_of_both_logins(site):
     # An operator lifts the lockout; the right password works again from that address.
     manage(["axes_reset_ip", source], site.env)
     signed_in(site, "lockme", source=source)
+
+
+def test_guesses_at_one_account_from_many_addresses_are_bounded_without_locking_its_trader_out(site):
+    """Ten addresses, each staying under the per-address limit, guess at one account: the account
+    takes ``ACCOUNT_FAILURE_LIMIT`` wrong passwords in all, then is closed to every address it
+    never signed in from, the right password included; its trader, from an address they signed
+    in from before, signs in throughout. Other accounts stay open to those addresses."""
+    home = "127.0.0.30"
+    signed_in(site, "target", source=home)
+    answers = []
+    for n in range(10):
+        for _ in range(FAILURE_LIMIT - 1):
+            answers.append(WebSession(site.url, f"127.0.0.{40 + n}").sign_in("target", "wrong-password").status)
+    assert answers == [200] * (ACCOUNT_FAILURE_LIMIT - 1) + [429] * (len(answers) - ACCOUNT_FAILURE_LIMIT + 1)
+    stranger = WebSession(site.url, "127.0.0.60")
+    answer = stranger.sign_in("target", PASSWORD)
+    assert answer.status == 429 and "sessionid" not in stranger.cookies
+    assert "locked out for 15 minutes" in answer.body
+    signed_in(site, "target", source=home)  # the trader, at home, is not locked out
+    signed_in(site, "other", source="127.0.0.60")  # nor is anyone else on that stranger's address
+    assert WebSession(site.url, "127.0.0.61").sign_in("target", PASSWORD).status == 429  # still closed
+    assert "Traceback" not in site.procs["web"].output()
+    # An operator lifts the account's lockout: a new address signs in with the right password.
+    manage(["axes_reset_username", "target"], site.env)
+    signed_in(site, "target", source="127.0.0.61")
 
 
 def test_signing_out_is_a_post_with_the_csrf_token(site):

@@ -13,7 +13,10 @@ from websockets.asyncio.server import serve
 
 from tests.helpers.procs import PYTHON, ROOT
 from ticker.clients import watch as watch_module
+from ticker.clients.rules import FAILURES_FOR_CAP
 from ticker.clients.watch import Watcher, WatchOptions
+
+pytestmark = pytest.mark.integration
 
 HELLO = {"t": "hello", "v": 1, "epoch": "E1", "seq": 3, "node": "fake:1",
          "symbols": [{"s": "AAPL", "name": "Apple Inc.", "prev": 100.0, "paused": False}]}
@@ -113,6 +116,32 @@ async def test_a_lost_connection_is_retried_and_resumed_from_epoch_and_seq(no_wa
     assert "reconnecting in" in err.getvalue()
     kinds = [json.loads(line)["t"] for line in out.getvalue().splitlines()]
     assert kinds == ["hello", "snap", "q", "hello", "snap", "q"]
+
+
+async def test_a_close_that_needs_a_fix_waits_the_full_cap_and_says_so(monkeypatch):
+    """A real WebSocket server that closes the first connection with 4008, as for a flood."""
+    waits: list[int] = []
+    monkeypatch.setattr(watch_module, "backoff_delay", lambda failures: waits.append(failures) or 0.01)
+    connections = 0
+
+    async def handler(ws):
+        nonlocal connections
+        connections += 1
+        await ws.send(json.dumps(HELLO))
+        await ws.recv()
+        if connections == 1:
+            await ws.close(4008, "flood")
+            return
+        await ws.send(json.dumps(snap(4, 101.0)))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        err = io.StringIO()
+        watcher = Watcher(WatchOptions(url=f"ws://127.0.0.1:{port}/", json=True, count=1), io.StringIO(), err)
+        await asyncio.wait_for(watcher.run(), 10)
+    assert waits == [FAILURES_FOR_CAP]  # the full cap, not the first step of the backoff
+    assert "close 4008: the client sent what the server refuses" in err.getvalue()
 
 
 async def test_sse_reads_the_same_frames_and_resumes_with_last_event_id(no_wait):

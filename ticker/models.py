@@ -11,12 +11,23 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from .protocol import MAX_SYMBOLS, SYMBOL_RE
 
 MAX_WATCHLIST = MAX_SYMBOLS  # a watchlist is one connection's subscription
+# One tick is a small step of the price: at most this fraction of the previous close (US stocks
+# over $1 trade in cents, 1 % of $1). Beyond it each tick is a jump (5,000 on a price of 1: 499,900 %).
+MAX_TICK_FRACTION = Decimal("0.01")
+# Annualised volatility: the busiest real stocks reach 2 or 3 (200–300 % a year). Far beyond it the
+# simulated walk falls to one tick and stays there within seconds (1e6 did).
+MAX_VOLATILITY = 5.0
+MIN_TICK = Decimal("0.0001")
+MIN_PREV_CLOSE = MIN_TICK / MAX_TICK_FRACTION  # where the smallest tick is still a small step
+TICK_PERCENT = f"{MAX_TICK_FRACTION * 100:.0f} %"
+VOLATILITY_PERCENT = f"{MAX_VOLATILITY * 100:.0f} %"
 
 
 class Symbol(models.Model):
@@ -30,18 +41,44 @@ class Symbol(models.Model):
     currency = models.CharField(max_length=3, default="USD")
     active = models.BooleanField(default=True, help_text="Untick to pause: no ticks until resumed.")
     tick_size = models.DecimalField(
-        max_digits=8, decimal_places=4, default=Decimal("0.01"), validators=[MinValueValidator(Decimal("0.0001"))]
+        max_digits=8, decimal_places=4, default=Decimal("0.01"), validators=[MinValueValidator(MIN_TICK)],
+        help_text=f"The smallest price step: at least {MIN_TICK}, at most {TICK_PERCENT} of the previous close.",
     )
     prev_close = models.DecimalField(
-        "previous close", max_digits=12, decimal_places=4, validators=[MinValueValidator(Decimal("0.0001"))]
+        "previous close", max_digits=12, decimal_places=4,
+        validators=[MinValueValidator(MIN_PREV_CLOSE, f"At least {MIN_PREV_CLOSE}: the smallest tick ({MIN_TICK}) "
+                                      f"is then {TICK_PERCENT}% of it.")],
+        help_text=f"Where the simulated price starts; at least {MIN_PREV_CLOSE}.",
     )
-    volatility = models.FloatField(default=0.3, help_text="Annualised volatility of the simulated market.")
+    # A validator's message is %-formatted with its limit: %% shows a per cent sign.
+    volatility = models.FloatField(
+        default=0.3,
+        validators=[
+            MinValueValidator(0.0, "At least 0: a volatility is a spread of returns, never negative."),
+            MaxValueValidator(MAX_VOLATILITY, f"At most {MAX_VOLATILITY:g} ({VOLATILITY_PERCENT}% a year): far "
+                              "beyond it the simulated price falls to one tick within seconds and stays there."),
+        ],
+        help_text=f"Annualised volatility of the simulated market: 0 (a flat line) to {MAX_VOLATILITY:g} "
+        f"({VOLATILITY_PERCENT} a year; 0.3 is a typical large stock).",
+    )
 
     class Meta:
         ordering = ["ticker"]
 
     def __str__(self) -> str:
         return self.ticker
+
+    def clean(self) -> None:
+        """Refuse a tick size that is a large part of the price: each tick would be a jump."""
+        if self.tick_size is None or self.prev_close is None:
+            return  # the fields' own errors say what is missing
+        largest = self.prev_close * MAX_TICK_FRACTION
+        if self.tick_size > largest:
+            raise ValidationError({"tick_size": (
+                f"At most {TICK_PERCENT} of the previous close ({largest.normalize():f} here): "
+                f"a tick of {self.tick_size.normalize():f} on a price of {self.prev_close.normalize():f} "
+                f"would move the price {self.tick_size / self.prev_close * 100:,.0f} % at a step."
+            )})
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.ticker = self.ticker.strip().upper()

@@ -34,6 +34,7 @@ FLOOD_WINDOW = 10.0  # seconds
 # 3000-4999 (autobahn refuses the rest), so the ticker's own reasons are 4000+; the 1xxx codes
 # come from the servers themselves (1009 for a frame over the limit they are given, 1007 for
 # invalid UTF-8, 1002 for a protocol error, 1006 when the connection is lost).
+WS_1008_POLICY = 1008  # what v1 servers sent for a flood before 4008 (clients treat it as 4008)
 WS_1009_MESSAGE_TOO_BIG = 1009  # from the server: a frame over max_frame_bytes
 WS_4008_POLICY = 4008  # flood: refused frames past the budget
 WS_4009_TOO_BIG = 4009  # a frame over max_frame_bytes that reached the application
@@ -272,8 +273,14 @@ def encode_hello(
 
 
 def full_row(row: Row) -> bytes:
-    """A ``snap`` row, encoded once and shared by every ``snap`` that carries it until it changes."""
-    return orjson.dumps(row)
+    """A ``snap`` row, encoded once and shared by every ``snap`` that carries it until it changes.
+
+    Kept as a copy: orjson ≥ 3.12 hands back its whole write buffer (about 4 KiB behind each
+    small result), which a cache of rows would hold for as long as they stay unchanged. The
+    ``q`` fragments (``short_row``) live for one fan-out and are not copied: the copy costs more
+    than the buffer does there.
+    """
+    return memoryview(orjson.dumps(row)).tobytes()
 
 
 def encode_snap(epoch: str, seq: int, rows: Iterable[bytes], since: int | None = None) -> str:
@@ -320,6 +327,11 @@ def encode_pong(ping_id: int | float | str | None) -> str:
 class QuoteCodec:
     """The fan-out's codec for quotes (``ticker.fanout.types.Codec``): this module's encoders. A
     catalog's entries are the symbols; its status, the market's state."""
+
+    hello_kind = "hello"
+    snap_kind = "snap"
+    delta_kind = "q"
+    catalog_kind = "sym"
 
     def __init__(self, node: str) -> None:
         self.node = node

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 import urllib.error
 import urllib.request
 
 import websockets
+
+from ticker.clients import rules
 
 
 class Ws:
@@ -68,11 +69,11 @@ async def wait_resynced(client: Reconnecting) -> None:
 
 
 class Reconnecting:
-    """A protocol v1 client that behaves like the page (board.js): whole board, and on any
-    disconnect it reconnects with exponential backoff and full jitter (0.5 s doubling to 15 s),
-    then sends ``resume`` with the epoch and seq it holds. It records what happened."""
-
-    BASE, CAP = 0.5, 15.0
+    """A protocol v1 client that behaves like the page, by the client rules (ticker/clients/rules.py):
+    whole board, and on any disconnect it reconnects with exponential backoff and full jitter
+    (0.5 s doubling to 15 s; the full cap after a close that needs a fix), then sends ``resume``
+    with the epoch and seq it holds. Its backoff starts over once it holds a snapshot again. It
+    records what happened."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -99,6 +100,7 @@ class Reconnecting:
 
     async def run(self) -> None:
         while True:
+            ws = None
             try:
                 async with websockets.connect(self.url, open_timeout=5, close_timeout=1) as ws:
                     await self.session(ws)
@@ -109,18 +111,16 @@ class Reconnecting:
             self.synced.clear()
             self.dropped_at.append(time.monotonic())
             self.dropped.set()
-            await asyncio.sleep(random.uniform(0, min(self.CAP, self.BASE * 2**self.failures)))
+            self.failures = rules.failures_after_close(ws.close_code if ws else None, self.failures)
+            await asyncio.sleep(rules.backoff_delay(self.failures))
             self.failures += 1
 
     async def session(self, ws) -> None:
         hello = json.loads(await ws.recv())
         self.node = hello["node"]
-        if self.epoch and hello["epoch"] == self.epoch and self.seq:
-            op = "resume"
-            await ws.send(json.dumps({"op": "resume", "epoch": self.epoch, "seq": self.seq, "symbols": "*"}))
-        else:
-            op = "sub"
-            await ws.send(json.dumps({"op": "sub", "symbols": "*"}))
+        opening = rules.opening(self.epoch, self.seq, hello["epoch"], "*")
+        op = opening["op"]
+        await ws.send(json.dumps(opening))
         async for raw in ws:
             frame = json.loads(raw)
             kind = frame["t"]
@@ -134,7 +134,7 @@ class Reconnecting:
                     self.failures = 0
                     self.synced.set()
             elif kind == "q" and self.synced.is_set():
-                if frame["seq"] != self.seq + 1:  # a whole-board client sees every batch
+                if not rules.follows_on(self.seq, frame["seq"]):
                     self.gaps.append((self.seq, frame["seq"]))
                 self.seq = frame["seq"]
             elif kind == "err":

@@ -11,7 +11,8 @@ from tests.helpers.postgres import create_database
 from tests.helpers.procs import django_env
 from tests.helpers.sites import prepared_env
 
-DATABASES = ("sqlite", "postgres")
+# PostgreSQL is a real server started for the session: its cases are integration tests.
+DATABASES = ("sqlite", pytest.param("postgres", marks=pytest.mark.integration))
 _site_databases = count(1)
 
 

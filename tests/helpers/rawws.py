@@ -21,13 +21,20 @@ class RawWs:
         if source:  # another loopback address (127.0.0.2): another client address to the server
             self.sock.bind((source, 0))
         self.sock.settimeout(10)
+        self.buffer = b""
+        try:
+            self._handshake(host, port, path)
+        except BaseException:
+            self.sock.close()  # a refused handshake leaves no socket behind
+            raise
+
+    def _handshake(self, host: str, port: int, path: str) -> None:
         self.sock.connect((host, port))
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
-        self.buffer = b""
         while b"\r\n\r\n" not in self.buffer:
             chunk = self.sock.recv(4096)
             if not chunk:

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from . import rules
+
 
 class SSEUnavailable(Exception):
     """The server answered the stream's URL with something other than an event stream."""
@@ -107,6 +109,12 @@ def stream_url(base: str, symbols: tuple[str, ...]) -> str:
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme or "http")
     query = "?" + urlencode({"symbols": ",".join(symbols)}, safe=",") if symbols else ""
     return f"{scheme}://{parts.netloc}/sse/quotes/{query}"
+
+
+def last_event_id(epoch: str, seq: int) -> str:
+    """``Last-Event-ID`` for a stream that resumes from ``epoch:seq`` (the resume rule of
+    ``rules.py``); empty when there is no position to resume from."""
+    return f"{epoch}:{seq}" if rules.holds_position(epoch, seq) else ""
 
 
 async def open_stream(url: str, last_event_id: str = "", timeout: float = 10.0) -> AsyncIterator[Event]:

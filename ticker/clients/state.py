@@ -1,22 +1,19 @@
-"""What a terminal client holds: the board as the server messages describe it, and its backoff.
+"""What a terminal client holds: the board as the server messages describe it.
 
-Pure: no I/O, no clock of its own (times are passed in), so it is tested without a server.
-The rules are the page's (ticker/static/ticker/board.js) and docs/PROTOCOL.md's.
+Pure: no I/O, no clock of its own, so it is tested without a server. The resume rule is
+``rules.py``'s, the page's too (docs/PROTOCOL.md, "Reconnect and resume").
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import rules
 
 # Indexes of a full row (`snap`) and a short row (`q`), as in ticker/protocol.py.
 SYM, LAST, PREV, OPEN, HIGH, LOW, VOL, TS = range(8)
 Q_SYM, Q_LAST, Q_VOL, Q_TS = range(4)
-
-RETRY_BASE_S = 0.5
-RETRY_CAP_S = 15.0
 
 
 @dataclass(slots=True)
@@ -62,9 +59,9 @@ class TableState:
     def apply(self, msg: dict[str, Any]) -> bool:
         kind = msg.get("t")
         if kind == "hello":
-            if self.epoch and msg.get("epoch") != self.epoch:
-                self.seq = 0  # a new feed run: what we hold belongs to another
-            self.epoch = str(msg.get("epoch", ""))
+            epoch = str(msg.get("epoch", ""))
+            self.seq = rules.seq_after_hello(self.epoch, self.seq, epoch)
+            self.epoch = epoch
             self.node = str(msg.get("node", ""))
             self._symbols(msg.get("symbols") or [])
             return False
@@ -114,17 +111,11 @@ class TableState:
         return list(self.wanted) if self.wanted else "*"
 
     def opening(self) -> dict[str, Any]:
-        """The first client frame after ``hello``: ``resume`` when we hold a position, else ``sub``."""
-        if self.epoch and self.seq > 0:
-            return {"op": "resume", "epoch": self.epoch, "seq": self.seq, "symbols": self.subscription()}
-        return {"op": "sub", "symbols": self.subscription()}
+        """The first client frame after the ``hello`` just applied: ``resume`` when we hold a
+        position in its epoch, else ``sub``."""
+        return rules.opening(self.epoch, self.seq, self.epoch, self.subscription())
 
     def rows(self) -> list[tuple[str, Quote | None]]:
         """The rows to show, in the order asked for (or ticker order), listed symbols only."""
         order = [s for s in self.wanted if s in self.names] if self.wanted else sorted(self.names)
         return [(sym, self.quotes.get(sym)) for sym in order]
-
-
-def backoff_delay(failures: int, rng: Callable[[], float] = random.random) -> float:
-    """Full jitter: a uniform wait in [0, min(cap, base · 2^failures)) seconds."""
-    return float(rng() * min(RETRY_CAP_S, RETRY_BASE_S * 2**failures))

@@ -4,7 +4,8 @@ One ``Watcher`` runs sessions until ``--count`` updates have arrived (or forever
 connects, reads ``hello``, sends ``sub`` (or ``resume`` with the epoch and seq it holds, so that a
 reconnect gets only what it missed), and applies every server message to a ``TableState``. A lost
 connection is retried after a backoff with full jitter (0.5 s doubling to 15 s, each wait drawn
-uniformly below the cap), as the page does.
+uniformly below the cap), and a close that needs a fix (4008, 4009) waits the full cap and says
+so: the page's rules, stated once in ``rules.py``.
 
 Output: a live ``rich`` table; ``--json``, each server message on a line of its own (for
 scripts); ``--trace``, the upgrade request, the ``101 Switching Protocols`` answer and each
@@ -31,12 +32,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from . import sse
-from .state import Quote, TableState, backoff_delay
+from .rules import PROTOCOL_VERSION, STABLE_AFTER_MS, OnClose, backoff_delay, failures_after_close, on_close
+from .state import Quote, TableState
 from .wiretap import WireTap, describe
 
-PROTOCOL_VERSION = 1
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/quotes/"
-STABLE_AFTER_S = 5.0  # a session that lasted this long resets the backoff
 REFRESH_PER_SECOND = 4
 
 
@@ -107,6 +107,7 @@ class Watcher:
         self.state = TableState(wanted=tuple(s.upper() for s in opts.symbols))
         self.live: Live | None = None
         self.status = "connecting"
+        self.close_code: int | None = None  # how the last WebSocket session closed (None: lost, or SSE)
         # With --json the trace goes to stderr, so that stdout stays one JSON message a line.
         self.trace_to = err if opts.json else out
 
@@ -122,6 +123,7 @@ class Watcher:
         try:
             while True:
                 started = asyncio.get_running_loop().time()
+                self.close_code = None
                 try:
                     if self.opts.transport == "sse":
                         await self.sse_session()
@@ -136,8 +138,11 @@ class Watcher:
                     if isinstance(exc, InvalidURI):
                         raise
                     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if asyncio.get_running_loop().time() - started > STABLE_AFTER_S:
+                if asyncio.get_running_loop().time() - started > STABLE_AFTER_MS / 1000:
                     failures = 0
+                if on_close(self.close_code) is OnClose.NEEDS_A_FIX:
+                    reason += f" (close {self.close_code}: {OnClose.NEEDS_A_FIX.value})"
+                failures = failures_after_close(self.close_code, failures)
                 delay = backoff_delay(failures)
                 failures += 1
                 self.status = f"reconnecting in {delay:.1f} s"
@@ -158,22 +163,29 @@ class Watcher:
         async with connect(url, compression=None, open_timeout=10, max_size=2**22,
                            create_connection=factory) as ws:
             self.status = f"connected to {url}"
-            pending = ""
-            async for raw in ws:
-                msg = self.receive(raw)
-                if msg is None:
-                    continue
-                if msg.get("t") == "hello":
-                    opening = self.state.opening()
-                    pending = opening["op"]
-                    await self.send(ws, opening)
-                elif msg.get("t") == "err" and pending == "resume":
-                    pending = "sub"  # a refused resume: a plain subscription and its snapshot
-                    await self.send(ws, {"op": "sub", "symbols": self.state.subscription()})
-                elif msg.get("t") in ("snap", "q"):
-                    pending = ""
-                    self.status = "live"
-                self.check_done()
+            try:
+                await self.ws_messages(ws)
+            finally:
+                self.close_code = ws.close_code
+
+    async def ws_messages(self, ws: ClientConnection) -> None:
+        """Answer ``hello``, fall back to ``sub`` when a ``resume`` is refused, apply the rest."""
+        pending = ""
+        async for raw in ws:
+            msg = self.receive(raw)
+            if msg is None:
+                continue
+            if msg.get("t") == "hello":
+                opening = self.state.opening()
+                pending = opening["op"]
+                await self.send(ws, opening)
+            elif msg.get("t") == "err" and pending == "resume":
+                pending = "sub"  # a refused resume: a plain subscription and its snapshot
+                await self.send(ws, {"op": "sub", "symbols": self.state.subscription()})
+            elif msg.get("t") in ("snap", "q"):
+                pending = ""
+                self.status = "live"
+            self.check_done()
 
     async def send(self, ws: ClientConnection, obj: dict[str, Any]) -> None:
         text = json.dumps(obj, separators=(",", ":"))
@@ -183,7 +195,7 @@ class Watcher:
 
     async def sse_session(self) -> None:
         url = sse.stream_url(self.opts.url, self.state.wanted)
-        last_id = f"{self.state.epoch}:{self.state.seq}" if self.state.epoch and self.state.seq else ""
+        last_id = sse.last_event_id(self.state.epoch, self.state.seq)
         if self.opts.trace:
             self.emit_trace(f"> GET {url}" + (f"  (Last-Event-ID: {last_id})" if last_id else ""))
         async for event in sse.open_stream(url, last_id):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -102,26 +101,11 @@ class Outbox:
 
 
 class Client:
-    """A connection as the fan-out sees it: how to send to it, what it follows, whether it may be
-    sent to (``state``), and what it acknowledged."""
+    """A connection as the fan-out sees it: how to send to it, what it follows (``selection`` and
+    ``joined``, set by the hub), whether it may be sent to (``state``). What it missed while held
+    and what it acknowledged are the hub's ``Holds``."""
 
-    __slots__ = (
-        "acked",
-        "catalog_seen",
-        "epoch_seen",
-        "held_since",
-        "joined",
-        "link",
-        "outbox",
-        "response",
-        "resync_all",
-        "selection",
-        "send",
-        "sent_seq",
-        "stall",
-        "state",
-        "stream",
-    )
+    __slots__ = ("joined", "link", "outbox", "response", "selection", "send", "stall", "state", "stream")
 
     def __init__(
         self, send: Send, outbox: Outbox, *, fast_path: bool = False, sndbuf: int = 0, observe: bool = True,
@@ -131,14 +115,8 @@ class Client:
         self.outbox = outbox
         self.state = State.LIVE
         self.selection: Selection = NOTHING
-        self.acked: int | None = None  # the last seq it acknowledged; None: it does not ack
         self.joined = 0  # the seq of the snap it got when it was last (re)filed
-        self.sent_seq = 0  # the seq of the last frame it got before it was held
-        self.epoch_seen = ""  # the epoch of that frame
-        self.catalog_seen = 0  # the catalog version it had when it was held
-        self.resync_all = False  # its selection changed while held: catch up with all of it
         self.stall: asyncio.Task[None] | None = None
-        self.held_since = 0.0  # monotonic time it was last held
         self.stream = stream  # an event stream (SSE) rather than a WebSocket
         # Under daphne a link reports the connection's buffer; it writes frames itself on the fast path.
         self.link: fastpath.DirectLink | None = None  # a WebSocket's
@@ -201,7 +179,6 @@ class Client:
     def _hold(self, reason: State) -> None:
         if self.state is State.LIVE:
             self.state = reason
-            self.held_since = time.monotonic()
             self.outbox.put(self)
 
     def _release(self, reason: State) -> None:

@@ -5,35 +5,21 @@ Fan-out policy (docs/DESIGN.md §3):
 - **One subscription per process.** The hub reads one stream of events (batches, catalog
   changes); connections never subscribe to the layer themselves.
 - **Encode once per batch, allocate nothing per recipient.** Each changed row is encoded once
-  (``Codec.fragment``); connections with the same selection form one group and share one
-  ``Frame`` joined from those fragments. The loop over recipients makes no object.
+  (``frames``); connections with the same selection form one group and share one ``Frame``
+  joined from those fragments. The loop over recipients makes no object.
 - **Only the latest state matters.** The ``Replica`` keeps every key's latest row and which
-  keys recent batches changed, so a new, resuming or caught-up connection gets a ``snap`` of
+  keys recent batches changed, so a new, resuming or caught-up connection gets a snap of
   just what it needs.
 - **Gaps are repaired, not hidden.** A batch that does not follow on (a new epoch, a layer
-  outage, a lost message) makes the hub reload a snapshot and send every group a ``snap``.
-- **Nobody waits for a slow client.** ``Client.deliver`` never waits; a client that cannot
-  take frames is held (``delivery.State``), sent nothing, and taken out of its group. When it
-  is live again it is caught up: the catalog if that changed meanwhile, then a ``snap`` of
-  the keys changed since the last frame it got. Clients that ``ack`` are also held when they
-  sit on a frame for ``ack_timeout`` and released by the ack that shows they read everything
-  sent before. A client held for longer than ``hold_limit`` is dropped (its ``drop``
-  callback closes the connection): nothing it asks for meanwhile is sent, so a client that
-  keeps asking but never reads costs a bounded buffer for a bounded time.
-- **A hub that cannot keep up merges batches.** It measures how long a fan-out takes (wall time,
-  a moving average: ``Stats.fanout_cost``) and sends a batch only if the feed made it at least
-  ``cost / MAX_DUTY`` after the last one sent (by the batches' own times, so that a backlog of
-  queued batches is worked off as it is when the hub can afford it). While that is shorter
-  than the feed's batch interval every batch goes out as it is;
-  past it (more clients than the CPU the process gets can serve) the batches that arrive in
-  between are folded together and sent as one merge, a ``snap`` with ``since`` of what changed:
-  every second, third… batch, as fresh as the process can afford, with full rows (no high or
-  low missed). A backlog is merged too: a batch that arrives over ``LAG_MS`` late within
-  ``QUEUED_SECONDS`` of the end of the last fan-out was waiting for it (behind a pause of the
-  process: a garbage collection, a burst of handshakes), and the batches queued with it go out
-  as one merge, flushed ``QUEUED_SECONDS`` after the last of them. Batches that are late
-  because the feed or the layer was slow arrive apart and go out as they are: merging would not
-  make them fresher.
+  outage, a lost message) makes the hub reload a snapshot and send every group a snap.
+- **Nobody waits for a slow client**: the ``Holds`` say who is held, what they missed and who
+  is dropped (``holds``); the hub sends the catch-ups and closes the dropped (their ``drop``).
+- **A hub that cannot keep up merges batches**: the ``Pacer`` says which batches go out as they
+  are, which are held back to go out merged, and when (``pacer``).
+
+The hub reads the clock it is given in two places, ``now`` (steady) and ``age_ms`` (wall), and
+hands the time down: the pacer and the holds read none. (``pulse`` reads the event loop's own
+clock: how late the loop runs is what it measures.)
 """
 
 from __future__ import annotations
@@ -42,46 +28,25 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
-from .delivery import Client, Frame, Outbox, State
+from .delivery import Client, Frame, Outbox
+from .frames import Frames
+from .holds import ACK_TIMEOUT, HOLD_LIMIT, Holds
+from .pacer import Pacer
 from .registry import Registry
 from .replica import Replica, Step
-from .types import NOTHING, Batch, Catalog, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
+from .stats import Stats
+from .types import NOTHING, Batch, Catalog, Clock, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
 
 log = logging.getLogger(__name__)
 
-MAX_DUTY = 0.85  # the share of the time fan-outs may take; past it, batches are merged
-COST_WEIGHT = 0.25  # weight of the last fan-out in the moving average of their cost
-LAG_MS = 300  # a batch this old that arrives...
-QUEUED_SECONDS = 0.02  # ...this soon after a fan-out ended was queued behind it: a backlog
 PULSE_SECONDS = 0.05  # how often the event loop's lateness is measured
 SWEEP_SECONDS = 0.5
 ACK_INTERVAL_MS = 2000  # how often a client is asked to ack (hello.limits.ack_ms)
-ACK_TIMEOUT = 5.0  # seconds a sent frame may stay unacknowledged before the client is held
-HOLD_LIMIT = 30.0  # seconds a client may stay held before it is dropped as too slow
 
 
 class TooManyKeys(Exception):
     """A subscription would pass the hub's ``max_keys``; nothing was changed."""
-
-
-@dataclass
-class Stats:
-    """What the hub did, counted where it happens and read by the metrics (never reset)."""
-
-    frames: int = 0  # frames handed to live clients by the fan-out (each recipient counts)
-    bytes: int = 0  # their size on the wire
-    batches: int = 0  # batches fanned out
-    fanout_seconds: float = 0.0  # time spent fanning them out
-    lag_ms: float = 0.0  # age of the last batch when it arrived
-    fanout_cost: float = 0.0  # seconds a fan-out takes (wall time), a moving average
-    loop_late_ms: float = 0.0  # how late the event loop runs: a maximum over about the last second
-    resyncs: int = 0  # snapshots reloaded after a gap or an outage
-    conflated: int = 0  # batches held back and merged: the hub could not afford a fan-out each
-    held: dict[str, int] = field(default_factory=dict)  # clients held, by reason
-    caught_up: int = 0  # held clients caught up with a snap
-    dropped: int = 0  # held too long: closed as too slow
 
 
 class Hub:
@@ -99,6 +64,7 @@ class Hub:
         sndbuf: int = 0,
         ack_timeout: float = ACK_TIMEOUT,
         hold_limit: float = HOLD_LIMIT,
+        clock: Clock = time,
     ) -> None:
         self.codec = codec
         self.load = load
@@ -107,23 +73,18 @@ class Hub:
         self.max_keys = max_keys
         self.fast_path = fast_path
         self.sndbuf = sndbuf
-        self.ack_timeout = ack_timeout
-        self.hold_limit = hold_limit
-        self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
+        self.clock = clock
+        self.stats = Stats()
         self.replica = Replica()
-        self.encoded: dict[str, bytes] = {}  # the replica's rows as the codec encodes them, made on demand
+        self.frames = Frames(codec, self.replica)
         self.registry: Registry[Client] = Registry()
-        self.parked: set[Client] = set()  # held clients, out of their groups
+        self.holds = Holds(self.registry, self.replica, self.stats, ack_timeout=ack_timeout, hold_limit=hold_limit)
+        self.pacer = Pacer()
         self.outbox = Outbox()
-        self.behind: frozenset[str] = NOTHING  # keys changed by batches held back (conflating)
-        self.fanned_at = 0.0  # monotonic time the last fan-out started
-        self.fanned_ms = 0  # the feed's time of the newest batch in it
-        self.fanned_end = 0.0  # monotonic time it ended
+        self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
         self.flushing: asyncio.TimerHandle | None = None  # sends the batches held back, unless a fan-out does
-        self.fanned_seq = 0  # every group had everything up to this seq at the last fan-out
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
-        self.stats = Stats()
 
     # Lifecycle
 
@@ -156,13 +117,13 @@ class Hub:
         """Act on clients that were held or released, as soon as they change."""
         while True:
             await self.outbox.ready.wait()
-            self.drain()
+            self.drain(self.now())
 
     async def sweep(self) -> None:
         """Hold clients that stopped acknowledging; drop the ones held too long."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            now = time.monotonic()
+            now = self.now()
             self.hold_laggards(now)
             self.drop_stuck(now)
 
@@ -176,9 +137,19 @@ class Hub:
             await asyncio.sleep(PULSE_SECONDS)
             stats.loop_late_ms = max((loop.time() - due) * 1000, stats.loop_late_ms * 0.9)
 
+    def now(self) -> float:
+        """Seconds on the steady clock: handed to the pacer, the holds and the groups' logs."""
+        return self.clock.monotonic()
+
+    def age_ms(self, ts_ms: int) -> float:
+        """How old a time of the feed's (Unix epoch ms) is, by the wall clock."""
+        return self.clock.time() * 1000 - ts_ms
+
     # Layer events
 
     async def on_batch(self, batch: Batch) -> None:
+        """Apply a batch, then, as the pacer says, send it as it is, hold it back, or send it merged
+        with those held back."""
         step, changed = self.replica.accept(batch)
         if step is Step.SKIP:
             return
@@ -187,71 +158,45 @@ class Hub:
                      self.replica.seq)
             await self.resync()
             return
-        for key in (*changed, *batch.removed):
-            self.encoded.pop(key, None)
-        self.behind |= changed
+        self.frames.forget((*changed, *batch.removed))
+        now, pacer, stats = self.now(), self.pacer, self.stats
         if batch.ts_ms:
-            self.stats.lag_ms = time.time() * 1000 - batch.ts_ms
-        if batch.ts_ms and self.held_back(batch.ts_ms):
-            self.stats.conflated += 1
-            self.flush_later()
-            return
-        if self.behind == changed:
-            self.fan_out(batch.seq, {row[0]: self.codec.fragment(row) for row in batch.rows})
+            stats.lag_ms = self.age_ms(batch.ts_ms)
+        if pacer.hold_back(changed, batch.ts_ms, stats.lag_ms, now):
+            stats.conflated += 1
+            self.flush_later(now)
+        elif pacer.follows_on(batch.seq):
+            self.fan_out(batch.seq, self.frames.fragments(batch.rows), now)
         else:
-            self.fan_out_snapshots(self.behind)
-        self.behind = NOTHING
+            self.fan_out_snapshots(pacer.held, now)
 
-    def held_back(self, ts_ms: int) -> bool:
-        """True to hold back a batch the feed made at ``ts_ms``, to be merged into the next fan-out:
-        made too soon after the last one sent for what a fan-out costs, or queued in a backlog."""
-        spacing_ms = int(self.spacing() * 1000)  # batch times are in whole ms
-        too_soon = spacing_ms > 0 and ts_ms - self.fanned_ms < spacing_ms
-        return too_soon or (self.stats.lag_ms > LAG_MS and time.monotonic() - self.fanned_end < QUEUED_SECONDS)
-
-    def flush_later(self) -> None:
-        """Send what is held back once a fan-out may start and no queued batch came meanwhile."""
+    def flush_later(self, now: float) -> None:
+        """Have what is held back sent once the pacer says so, unless a fan-out sends it first."""
         if self.flushing is None:
-            delay = max(QUEUED_SECONDS, self.fanned_at + self.spacing() - time.monotonic())
-            self.flushing = asyncio.get_running_loop().call_later(delay, self.flush)
+            self.flushing = asyncio.get_running_loop().call_later(self.pacer.flush_delay(now), self.flush)
 
     def flush(self) -> None:
+        """The flush timer: send what is held back if the pacer says it is due, else wait again."""
         self.flushing = None
-        if not self.behind:
+        pacer, now = self.pacer, self.now()
+        if not pacer.held:
             return
-        now = time.monotonic()
-        if now - self.fanned_end < QUEUED_SECONDS or now - self.fanned_at < self.spacing():
-            self.flush_later()
-            return
-        self.fan_out_snapshots(self.behind)
-        self.behind = NOTHING
-
-    def spacing(self) -> float:
-        """Seconds between two fan-outs at the least: their cost over ``MAX_DUTY``. A batch made
-        sooner after the last one sent is held back, to be merged into the next."""
-        return self.stats.fanout_cost / MAX_DUTY
-
-    def fanned(self, seq: int, started: float) -> None:
-        """A fan-out that started at ``started`` has sent every group everything up to ``seq``."""
-        stats = self.stats
-        ended = time.monotonic()
-        took = ended - started
-        stats.fanout_cost += (took - stats.fanout_cost) * COST_WEIGHT
-        stats.fanout_seconds += took
-        self.fanned_at, self.fanned_end = started, ended
-        self.fanned_seq, self.fanned_ms = seq, self.replica.updated_ms
+        if pacer.flush_due(now):
+            self.fan_out_snapshots(pacer.held, now)
+        else:
+            self.flush_later(now)
 
     def on_catalog(self, catalog: Catalog) -> None:
         if not self.replica.set_catalog(catalog):
             return
-        self.drain()
-        frame = Frame(self.codec.catalog(catalog), "sym")
+        self.drain(self.now())
+        frame = self.frames.catalog()
         for _, group in self.registry.items():
             for client in group.members:
                 client.deliver(frame)
 
     async def resync(self) -> None:
-        """Reload the snapshot and send every group a ``snap`` of its selection."""
+        """Reload the snapshot and send every group a snap of its selection."""
         try:
             snap = await self.load()
         except Exception as exc:
@@ -262,20 +207,17 @@ class Hub:
             self.replica.epoch = ""  # keep what clients have; the feed's next batch resyncs
             return
         self.replica.load(snap)
-        self.encoded.clear()
-        self.behind = NOTHING
+        self.frames.clear()
         self.synced.set()
         self.stats.resyncs += 1
-        self.fan_out_snapshots(None)
+        self.fan_out_snapshots(None, self.now())
 
     # Fan-out
 
-    def fan_out(self, seq: int, fragments: Mapping[str, bytes]) -> None:
+    def fan_out(self, seq: int, fragments: Mapping[str, bytes], now: float) -> None:
         """Send batch ``seq`` to every group whose keys changed: one frame per group."""
-        self.drain()
-        stats = self.stats
-        now = time.monotonic()
-        mark = self.mark()
+        self.drain(now)
+        stats, mark = self.stats, self.frames.mark()
         for key, group in self.registry.items():
             if key is None:
                 parts: Iterable[bytes] = fragments.values()
@@ -284,7 +226,7 @@ class Hub:
                 if not parts:
                     continue
             group.sent(seq, now)
-            frame = Frame(self.codec.delta(seq, parts), "q", mark)
+            frame = self.frames.delta(seq, parts, mark)
             for client in group.members:
                 client.deliver(frame)
             stats.frames += len(group.members)
@@ -292,123 +234,69 @@ class Hub:
         stats.batches += 1
         self.fanned(seq, now)
 
-    def fan_out_snapshots(self, changed: frozenset[str] | None) -> None:
-        """Send every group a ``snap`` of its keys among ``changed``: the batches held back since
-        the last fan-out, merged (``since`` that fan-out's seq), joined from rows encoded once.
-        None: all of its keys, a resync."""
-        self.drain()
-        replica = self.replica
-        now, seq, mark = time.monotonic(), replica.seq, self.mark()
-        since = None if changed is None else self.fanned_seq
-        rows = self.encoded_rows(changed)
+    def fan_out_snapshots(self, changed: frozenset[str] | None, now: float) -> None:
+        """Send every group a snap of its keys among ``changed``: the batches held back since the
+        last fan-out, merged (``since`` that fan-out's seq), joined from rows encoded once. None:
+        all of its keys, a resync."""
+        self.drain(now)
+        frames, seq, mark = self.frames, self.replica.seq, self.frames.mark()
+        since = None if changed is None else self.pacer.seq
+        rows = frames.rows(changed)
         for key, group in self.registry.items():
             if key == NOTHING:
                 continue
             if key is None:
                 parts: Iterable[bytes] = rows.values()
             elif changed is None:
-                parts = self.encoded_rows(key).values()
+                parts = frames.rows(key).values()
             else:
                 parts = [row for k, row in rows.items() if k in key]
                 if not parts:
                     continue
             group.sent(seq, now)
-            frame = Frame(self.codec.snap(replica.epoch, seq, parts, since), "snap", mark)
+            frame = frames.snap(parts, since, mark)
             for client in group.members:
                 client.deliver(frame)
         self.fanned(seq, now)
 
-    def snap_text(self, keys: Selection, since: int | None = None) -> str:
-        """A ``snap`` of ``keys``; ``since``: they are the ones changed after that seq (a merge)."""
-        replica = self.replica
-        return self.codec.snap(replica.epoch, replica.seq, self.encoded_rows(keys).values(), since)
+    def fanned(self, seq: int, started: float) -> None:
+        """A fan-out that started at ``started`` has sent every group everything up to ``seq``."""
+        stats, pacer = self.stats, self.pacer
+        stats.fanout_seconds += pacer.fanned(seq, self.replica.updated_ms, started, self.now())
+        stats.fanout_cost = pacer.cost
 
-    def encoded_rows(self, keys: Selection) -> dict[str, bytes]:
-        """The rows of ``keys`` (None: all) in key order, as the codec encodes them: each row is
-        encoded once, then shared by every ``snap`` until it changes."""
-        encoded, encode, out = self.encoded, self.codec.row, {}
-        for row in self.replica.select(keys):
-            key = row[0]
-            data = encoded.get(key)
-            if data is None:
-                data = encoded[key] = encode(row)
-            out[key] = data
-        return out
+    # Held clients: the holds decide, the hub sends
 
-    def mark(self) -> str:
-        """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""
-        return f"{self.replica.epoch}:{self.replica.seq}"
-
-    # Held clients
-
-    def drain(self) -> None:
-        """Park the clients held since the last look, catch up the ones live again.
-
-        Called before every fan-out, so a client parked here got every frame its group was
-        sent up to now: its group's last seq is where its catch-up starts.
-        """
+    def drain(self, now: float) -> None:
+        """Park the clients held since the last look, catch up the ones live again (before every
+        fan-out: see ``Holds.update``)."""
+        holds = self.holds
         for client in self.outbox.take():
-            parked = client in self.parked
-            if client.state is State.CLOSING:
-                continue
-            if client.state is not State.LIVE:
-                if not parked:
-                    self.park(client)
-            elif parked or client.resync_all:  # resync_all: held and released between two looks
-                self.catch_up(client)
+            if holds.update(client, now):
+                self.catch_up(client, now)
 
-    def park(self, client: Client) -> None:
-        held = self.stats.held
-        held[client.state.name] = held.get(client.state.name, 0) + 1
-        group = self.registry.take_out(client)
-        client.sent_seq = max(group.sent_seq if group else 0, client.joined)
-        client.epoch_seen = self.replica.epoch
-        client.catalog_seen = self.replica.catalog_version
-        self.parked.add(client)
-
-    def catch_up(self, client: Client) -> None:
+    def catch_up(self, client: Client, now: float) -> None:
         """Send a client that is live again what it missed, then file it in its group."""
-        self.parked.discard(client)
-        self.stats.caught_up += 1
-        replica = self.replica
-        if client.catalog_seen != replica.catalog_version:
-            client.deliver(Frame(self.codec.catalog(replica.catalog), "sym"))
-        keys = client.selection
-        if keys != NOTHING:
-            changed = None if client.resync_all else replica.changed_since(client.epoch_seen, client.sent_seq)
-            if changed is not None:
-                keys = changed if keys is None else changed & keys
-            since = None if changed is None else client.sent_seq
-            client.deliver(Frame(self.snap_text(keys, since), "snap", self.mark()))
-        client.resync_all = False
-        client.joined = replica.seq
-        if client.state is State.LIVE:
-            self.registry.file(client)
-        elif client.state is not State.CLOSING:
-            self.park(client)  # held again by the catch-up itself; the frame is on its way
+        missed = self.holds.catch_up(client)
+        if missed.catalog:
+            client.deliver(self.frames.catalog())
+        if missed.snap:
+            client.deliver(self.frames.snap_of(missed.keys, missed.since))
+        self.holds.refile(client, now)
 
     def hold_laggards(self, now: float) -> None:
-        """Hold every acknowledging client that sat on a frame for over ``ack_timeout``.
-
-        A client lags when a frame newer than both its last ack and its joining snap was sent to
-        it more than ``ack_timeout`` ago: one comparison per acknowledging client per sweep.
-        """
-        self.drain()
-        lagging = 0
-        for _, group in self.registry.items():
-            overdue = group.overdue(now, self.ack_timeout)
-            if not overdue:
-                continue
-            for client in [c for c in group.members if c.acked is not None and overdue > max(c.acked, c.joined)]:
-                client.hold_for_acks()
-                lagging += 1
+        """Hold every acknowledging client that sat on a frame for over the ack timeout."""
+        self.drain(now)
+        lagging = self.holds.laggards(now)
+        for client in lagging:
+            client.hold_for_acks()
         if lagging:
-            log.info("hub: held %d client(s) that stopped reading", lagging)
-            self.drain()
+            log.info("hub: held %d client(s) that stopped reading", len(lagging))
+            self.drain(now)
 
     def drop_stuck(self, now: float) -> None:
-        """Close every client held for longer than ``hold_limit``: it stopped reading."""
-        stuck = [c for c in self.parked if now - c.held_since > self.hold_limit]
+        """Close every client held for longer than the hold limit: it stopped reading."""
+        stuck = self.holds.stuck(now)
         for client in stuck:
             drop = self.drops.get(client)
             self.leave(client)
@@ -416,29 +304,26 @@ class Hub:
                 drop()
         self.stats.dropped += len(stuck)
         if stuck:
-            log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.hold_limit)
+            log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.holds.hold_limit)
 
     # What consumers call
 
     def connect(self, send: Send, drop: Callable[[], None] | None = None, *, stream: bool = False) -> Client:
-        """A new connection (``stream``: an event stream): filed with no keys, sent ``hello``. Acks
-        are asked of it unless its server reports its buffer (daphne). ``drop`` closes the
-        connection when the client has been held too long."""
+        """A new connection (``stream``: an event stream): filed with no keys, sent hello. Acks are
+        asked of it unless its server reports its buffer (daphne). ``drop`` closes the connection
+        when the client has been held too long."""
         client = Client(send, self.outbox, fast_path=self.fast_path, sndbuf=self.sndbuf, stream=stream)
         if drop is not None:
             self.drops[client] = drop
         client.joined = self.replica.seq
         self.registry.file(client)
-        replica = self.replica
-        ack_ms = 0 if client.sees_buffer else ACK_INTERVAL_MS
-        hello = self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
-        client.deliver(Frame(hello, "hello", self.mark()))
+        client.deliver(self.frames.hello(0 if client.sees_buffer else ACK_INTERVAL_MS))
         return client
 
     def leave(self, client: Client) -> None:
         client.close()
         self.drops.pop(client, None)
-        self.parked.discard(client)
+        self.holds.forget(client)
         self.registry.take_out(client)
 
     def reply(self, client: Client, text: str, kind: str) -> None:
@@ -448,12 +333,11 @@ class Hub:
     def ack(self, client: Client, seq: int) -> None:
         """``client`` applied everything up to ``seq``; held for lagging, it is released once that
         covers what it was sent before."""
-        client.acked = seq
-        if client.state is State.HELD_ACKS and seq >= client.sent_seq:
+        if self.holds.ack(client, seq):
             client.release_acks()
 
     def subscribe(self, client: Client, keys: Iterable[str] | None) -> list[str]:
-        """Add keys to a client (None: all) and send it their ``snap``.
+        """Add keys to a client (None: all) and send it their snap.
 
         Returns:
             The unknown keys, which were not added.
@@ -475,13 +359,9 @@ class Hub:
 
     def resume(self, client: Client, epoch: str, seq: int, keys: Iterable[str] | None) -> list[str]:
         """Subscribe after a reconnect: when this hub holds every batch after ``seq`` of the same
-        epoch, the ``snap`` has only the keys changed since (full rows); else all of them."""
+        epoch, the snap has only the keys changed since (full rows); else all of them."""
         _, unknown = self.add(client, keys)
-        changed = self.replica.changed_since(epoch, seq)
-        selection = client.selection
-        if changed is not None:
-            selection = changed if selection is None else changed & selection
-        self.send_snap(client, selection, None if changed is None else seq)
+        self.send_snap(client, *self.replica.missed(epoch, seq, client.selection))
         return unknown
 
     def add(self, client: Client, keys: Iterable[str] | None) -> tuple[Selection, list[str]]:
@@ -500,13 +380,13 @@ class Hub:
         return added, unknown
 
     def send_snap(self, client: Client, keys: Selection, since: int | None = None) -> None:
-        if not client.deliver(Frame(self.snap_text(keys, since), "snap", self.mark())):
-            client.resync_all = True  # held: its catch-up sends all it follows
+        if not client.deliver(self.frames.snap_of(keys, since)):
+            self.holds.owe_whole(client)  # held: its catch-up sends all it follows
 
     def move(self, client: Client, selection: Selection) -> None:
-        if client in self.parked:
+        if client in self.holds:
             client.selection = selection
-            client.resync_all = True
+            self.holds.owe_whole(client)
             return
         self.registry.take_out(client)
         client.selection = selection
@@ -530,18 +410,17 @@ class Hub:
         return self.replica.unknown(keys)
 
     def hello_text(self, ack_ms: int = 0) -> str:
-        """The ``hello`` frame as a client without acks would get it now."""
-        replica = self.replica
-        return self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
+        """The hello frame as a client without acks would get it now."""
+        return self.frames.hello_text(ack_ms)
 
     @property
     def held_count(self) -> int:
         """Clients held (sent nothing until they catch up)."""
-        return len(self.parked)
+        return len(self.holds)
 
     @property
     def client_count(self) -> int:
-        return len(self.registry) + len(self.parked)
+        return len(self.registry) + len(self.holds)
 
     @property
     def direct_count(self) -> int:
@@ -551,7 +430,11 @@ class Hub:
     def feed_age(self) -> float | None:
         """Seconds since the newest batch this hub has seen, None before any."""
         updated = self.replica.updated_ms
-        return None if not updated else max(0.0, time.time() - updated / 1000)
+        return None if not updated else max(0.0, self.age_ms(updated) / 1000)
+
+    def mark(self) -> str:
+        """Where the state is, as an event stream's ``id``: ``epoch:seq`` (``Last-Event-ID`` resumes)."""
+        return self.frames.mark()
 
     def rows(self, keys: Selection) -> list[Row]:
         return self.replica.select(keys)

@@ -4,7 +4,8 @@ A ``Replica`` holds the epoch, the last applied seq, the latest row of every key
 the recent batches changed, and the catalog. ``accept(batch)`` says what to do with a batch:
 skip it (already applied), resync (it does not follow on), or apply it (done, and the keys it
 changed are returned). ``changed_since`` answers "what did a client that last saw ``seq``
-miss?", which serves a ``resume`` and the catch-up of a client that was held.
+miss?" (``missed``: of what it follows), which serves a ``resume`` and the catch-up of a
+client that was held.
 """
 
 from __future__ import annotations
@@ -77,6 +78,15 @@ class Replica:
                 break
             changed |= keys
         return frozenset(changed)
+
+    def missed(self, epoch: str, seq: int, keys: Selection) -> tuple[Selection, int | None]:
+        """What a client that follows ``keys`` and last saw batch ``seq`` of ``epoch`` needs: those
+        changed since, with ``seq`` (their snap is a merge), or when that is not known all of
+        ``keys``, with None."""
+        changed = self.changed_since(epoch, seq)
+        if changed is None:
+            return keys, None
+        return (changed if keys is None else changed & keys), seq
 
     def select(self, keys: Selection) -> list[Row]:
         """The rows of ``keys`` (None: all), in key order."""

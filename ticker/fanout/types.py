@@ -59,8 +59,25 @@ class Snapshot(Protocol):
     def updated_ms(self) -> int: ...
 
 
+class Clock(Protocol):
+    """Where the hub reads the time: the ``time`` module, or a test's fake."""
+
+    def monotonic(self) -> float:
+        """Seconds on a steady clock: when fan-outs start and end, when clients were parked."""
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch: what the feed's batch times are compared with."""
+
+
 class Codec(Protocol):
-    """Turns the fan-out's state into the text of wire frames; the application supplies it."""
+    """Turns the fan-out's state into the text of wire frames; the application supplies it, with
+    the kind of each frame it makes (an event stream's ``event:`` name): the fan-out knows no
+    word of the protocol."""
+
+    hello_kind: str
+    snap_kind: str
+    delta_kind: str
+    catalog_kind: str
 
     def hello(self, epoch: str, seq: int, catalog: Catalog, ack_ms: int) -> str:
         """The first frame of every connection."""

@@ -31,6 +31,12 @@ from .services import of_scope
 log = logging.getLogger(__name__)
 
 
+# A message type's handler, named once: a name made per message would be a new string each
+# time, and the interpreter's method cache keeps a reference to every name looked up (up to a
+# few thousand of them: memory that fills for minutes under connection churn).
+HANDLERS = {kind: kind.replace(".", "_") for kind in ("websocket.connect", "websocket.receive", "websocket.disconnect")}
+
+
 class QuoteConsumer(AsyncWebsocketConsumer):
     """One browser (or script) subscribed to quotes."""
 
@@ -52,7 +58,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels ≥ 4.2 closes old DB connections in a thread before every handler; we never
         # use the database here, so go straight to the handler.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
+        handler = getattr(self, HANDLERS.get(message["type"], ""), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']!r}")
         await handler(message)

@@ -14,16 +14,22 @@
  * polling the same way. While on a fallback it tries the WebSocket again every `retryWsMs` (the
  * server's TICKER_WS_RETRY_MS, handed over in the board's `data-ws-retry-ms`; RETRY_WS_MS without
  * it) and moves back as soon as one says `hello`.
+ *
+ * The socket's URL, the decoding of frames and the retry state are link.js's, shared with the
+ * WebSocket transport.
  */
 'use strict';
 
-import {backoffDelay, createWebSocketTransport, utf8Length} from './transport.js';
+import {createRetry, decode, socketUrl, utf8Length} from './link.js';
+import {createWebSocketTransport} from './transport.js';
 
 const FAILS_BEFORE_FALLBACK = 3;
 const HELLO_TIMEOUT_MS = 5000;
 const RETRY_WS_MS = 60000;
 const POLL_MS = 1000;
 const HELLO_POLL_MS = 5000;
+// The kinds an event stream carries: every server frame but `pong` (a stream takes no `ping`).
+const SSE_EVENTS = ['hello', 'snap', 'q', 'sym', 'err'];
 
 function symbolsParam(symbols) {
   return symbols === '*' ? '*' : symbols.join(',');
@@ -34,10 +40,8 @@ export function createSseTransport(hooks, position) {
   let source = null;
   let params = '';
   let connects = 0;
-  let failures = 0;
   let lastFrameAt = 0;
-  let retryAt = 0;
-  let retryTimer = 0;
+  const retry = createRetry(start);
 
   function open(symbols, last) {
     close();
@@ -46,33 +50,27 @@ export function createSseTransport(hooks, position) {
     params = query.toString();
     const stream = new EventSource(`/sse/quotes/?${params}`);
     source = stream;
-    retryAt = 0;
     stream.onopen = () => {
       connects += 1;
       lastFrameAt = performance.now();
       hooks.opened();
       hooks.changed();
     };
-    for (const kind of ['hello', 'snap', 'q', 'sym', 'err', 'pong', 'market']) {
+    for (const kind of SSE_EVENTS) {
       stream.addEventListener(kind, (event) => {
         lastFrameAt = performance.now();
-        failures = 0;
-        let msg = null;
-        try { msg = JSON.parse(event.data); } catch (err) { console.warn('ticker: event is not JSON', err); }
-        hooks.message(msg, utf8Length(event.data) + kind.length + (event.lastEventId || '').length + 18);
+        retry.succeeded();
+        hooks.message(decode(event.data, 'event'), utf8Length(event.data) + kind.length + (event.lastEventId || '').length + 18);
       });
     }
     stream.onerror = () => {
       // The browser retries by itself (with Last-Event-ID) unless the answer was not an event
       // stream; either way the board is not live until the next hello.
       if (stream.readyState === EventSource.CLOSED) {
-        failures += 1;
         source = null;
-        const delay = backoffDelay(failures);
-        retryAt = performance.now() + delay;
-        retryTimer = setTimeout(() => start(), delay);
+        retry.schedule();
       } else {
-        failures += 1;
+        retry.failed();
       }
       hooks.closed({code: 0, reason: 'event stream interrupted'});
       hooks.changed();
@@ -81,7 +79,7 @@ export function createSseTransport(hooks, position) {
   }
 
   function close() {
-    clearTimeout(retryTimer);
+    retry.cancel();
     if (source) {
       source.onopen = source.onerror = null;
       source.close();
@@ -114,7 +112,7 @@ export function createSseTransport(hooks, position) {
     reconnectNow() { if (!source) start(); },
     status() {
       const open = Boolean(source) && source.readyState === EventSource.OPEN;
-      return {open, connecting: Boolean(source) && !open, retryAt, failures, connects, lastFrameAt};
+      return {open, connecting: Boolean(source) && !open, retryAt: retry.at, failures: retry.failures, connects, lastFrameAt};
     },
   };
 }
@@ -126,7 +124,7 @@ export function createPollingTransport(hooks, position) {
   let helloTag = '';
   let quotesTag = '';
   let connects = 0;
-  let failures = 0;
+  const retry = createRetry(poll);
   let lastFrameAt = 0;
   let running = false;
   let open = false;
@@ -140,9 +138,7 @@ export function createPollingTransport(hooks, position) {
 
   function deliver(text) {
     lastFrameAt = performance.now();
-    let msg = null;
-    try { msg = JSON.parse(text); } catch (err) { console.warn('ticker: poll is not JSON', err); }
-    hooks.message(msg, utf8Length(text));
+    hooks.message(decode(text, 'poll'), utf8Length(text));
   }
 
   async function poll() {
@@ -173,9 +169,9 @@ export function createPollingTransport(hooks, position) {
         lastFrameAt = performance.now();
         hooks.message(null, 0);  // a 304 is news too: nothing changed, as of now
       }
-      failures = 0;
+      retry.succeeded();
     } catch (err) {
-      failures += 1;
+      retry.schedule();  // the next poll after the backoff
       if (open) {
         open = false;
         helloTag = quotesTag = '';
@@ -183,28 +179,28 @@ export function createPollingTransport(hooks, position) {
       }
     }
     hooks.changed();
-    if (running) timer = setTimeout(poll, failures ? backoffDelay(failures) : POLL_MS);
+    if (running && !retry.pending) timer = setTimeout(poll, POLL_MS);
   }
 
   return {
     name: 'polling',
     start() { running = true; poll(); },
-    stop() { running = false; open = false; clearTimeout(timer); },
+    stop() { running = false; open = false; clearTimeout(timer); retry.cancel(); },
     send(obj) {
       if (obj.op === 'sub' || obj.op === 'resume' || obj.op === 'unsub') quotesTag = '';  // ask in full
       return running;
     },
     restart() { quotesTag = helloTag = ''; },
-    reconnectNow() { if (running && failures) { clearTimeout(timer); poll(); } },
+    reconnectNow() { if (running) retry.now(); },
     status() {
-      return {open, connecting: running && !open, retryAt: 0, failures, connects, lastFrameAt};
+      return {open, connecting: running && !open, retryAt: retry.at, failures: retry.failures, connects, lastFrameAt};
     },
   };
 }
 
 /**
  * WebSocket first, then SSE, then polling, by itself; back to the WebSocket when it works again.
- * `position()` -> {symbols: '*' | [..], epoch, seq, resumable}: where the board stands;
+ * `position()` -> {symbols: '*' | [..], epoch, seq, resumable}: where the session stands;
  * `retryWsMs`: how often to try the WebSocket again while on a fallback.
  */
 export function createSwitchingTransport(hooks, position, {retryWsMs = RETRY_WS_MS} = {}) {
@@ -282,9 +278,8 @@ export function createSwitchingTransport(hooks, position, {retryWsMs = RETRY_WS_
 
   function probe() {
     if (level === 0) return;
-    const url = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws/quotes/?v=1`;
     let socket;
-    try { socket = new WebSocket(url); } catch { scheduleProbe(); return; }
+    try { socket = new WebSocket(socketUrl()); } catch { scheduleProbe(); return; }
     const timer = setTimeout(() => socket.close(), HELLO_TIMEOUT_MS);
     socket.onmessage = (event) => {
       clearTimeout(timer);

@@ -1,29 +1,30 @@
 /* What the page says about its own state: the connection indicator (and what a screen reader
  * hears of it), the feed-down banner, the age of the last update, server notices and the
- * market breadth. It reads the board's state and writes only these few elements. */
+ * market breadth. It reads the session (session.js) and the rows, and writes only these few
+ * elements and its own `state` and `feedDown`. The stale marks are rules.js's. */
 'use strict';
 
 import {fmtSeconds, setText} from './format.js';
+import {FEED_DOWN_AFTER_MS, STALE_AFTER_MS} from './rules.js';
 
-export const STALE_AFTER_MS = 5000;         // open, but no frame at all this long: stale
-// Frames (pongs) arrive, but no quote this long while something watched trades: the feed is down
-// and the page goes stale. Below the 5 s freshness promise by more than a batch's delivery time,
-// so no price is ever shown as live once it is 5 s old (docs/RELIABILITY.md, "Chaos").
-const FEED_DOWN_AFTER_MS = 4000;
 const OFFLINE_AFTER_FAILURES = 6;           // failed attempts in a row (~10 s) before we say "offline"
 const NOTICE_MS = 6000;
 
 /**
  * @param els {table, conn, connLabel, announce, banner, age, notice, breadth: {up, down, count}}
- * @param board {stats, link, rows, transport}
+ * @param deps {session, rows: Map sym -> row}
  */
-export function createStatus(els, {stats, link, rows, transport}) {
+export function createStatus(els, {session, rows}) {
   const {table, conn, connLabel, announce, banner: bannerEl, age: ageEl, notice: noticeEl, breadth} = els;
+  const {stats, link} = session;
 
   let announced = '';
+  let shownState = 'reconnecting';  // what the indicator says: live, stale, reconnecting or offline
+  let everLive = false;
+  let feedIsDown = false;           // the banner says "feed down"
 
   function setState(state, label, spoken) {
-    stats.state = state;
+    shownState = state;
     if (conn.dataset.state !== state) conn.dataset.state = state;
     setText(connLabel, label);
     // Screen readers hear the state when it changes, not every tick of a countdown.
@@ -33,7 +34,7 @@ export function createStatus(els, {stats, link, rows, transport}) {
     }
     // Once we have been connected (or failed to), quotes shown while not live may be old: grey
     // them so nobody reads them as fresh. The first paint is fresh from the server.
-    table.classList.toggle('stale', state !== 'live' && (link.everLive || transport.status().failures > 0));
+    table.classList.toggle('stale', state !== 'live' && (everLive || session.status().failures > 0));
   }
 
   /** True when the link answers but no quote came for FEED_DOWN_AFTER_MS while something we
@@ -50,23 +51,24 @@ export function createStatus(els, {stats, link, rows, transport}) {
    *  Live means fresh: a link that answers pings while the feed is silent is stale too. */
   function refreshState() {
     const now = performance.now();
-    const t = transport.status();
+    const t = session.status();
     if (t.open) {
       const quiet = now - stats.lastFrameAt;
       if (!link.synced) setState('reconnecting', 'syncing…', 'Connecting to the quote stream');
       else if (quiet > STALE_AFTER_MS) setState('stale', `stale · ${fmtSeconds(quiet)}`, 'Stale: no data is arriving');
       else if (feedDown(now)) setState('stale', 'stale · feed down', 'Stale: the feed has stopped');
       else {
-        link.everLive = true;
-        const over = {WebSocket: 'live', SSE: 'live · on SSE', polling: 'live · polling'}[transport.name] || 'live';
-        setState('live', over, `Live over ${transport.name}`);
+        everLive = true;
+        const name = session.transportName;
+        const over = {WebSocket: 'live', SSE: 'live · on SSE', polling: 'live · polling'}[name] || 'live';
+        setState('live', over, `Live over ${name}`);
       }
       return;
     }
     const offline = navigator.onLine === false || t.failures >= OFFLINE_AFTER_FAILURES;
     const state = offline ? 'offline' : 'reconnecting';
     if (t.connecting || !t.retryAt) {
-      setState(state, link.everLive || t.failures ? `reconnecting · attempt ${t.failures + 1}` : 'connecting…',
+      setState(state, everLive || t.failures ? `reconnecting · attempt ${t.failures + 1}` : 'connecting…',
         offline ? 'Offline, reconnecting' : 'Reconnecting');
     } else {
       const wait = Math.max(0, t.retryAt - now);
@@ -77,11 +79,11 @@ export function createStatus(els, {stats, link, rows, transport}) {
 
   /** Connected, quotes flowing to us before, and now none for 5 s: the feed behind the server is down. */
   function renderBanner(now) {
-    const t = transport.status();
+    const t = session.status();
     const halted = stats.market.state === 'halted';
     const quiet = now - Math.max(stats.lastQuoteAt, link.openedAt);
     const down = t.open && feedDown(now) && now - stats.lastFrameAt < STALE_AFTER_MS;
-    stats.feedDown = down;
+    feedIsDown = down;
     if (halted) {
       setText(bannerEl, `Market halted${stats.market.reason ? `: ${stats.market.reason}` : ''}. No prices move until it reopens.`);
     } else if (down) {
@@ -102,9 +104,10 @@ export function createStatus(els, {stats, link, rows, transport}) {
   }
 
   let noticeTimer = 0;
-  function showNotice(text, detail) {
-    console.warn('ticker: server error', detail);
-    noticeEl.textContent = text;
+  /** A server's `err`, shown for a while. */
+  function showNotice(msg) {
+    console.warn('ticker: server error', msg);
+    noticeEl.textContent = `${msg.code}: ${msg.msg}`;
     noticeEl.hidden = false;
     clearTimeout(noticeTimer);
     noticeTimer = setTimeout(() => { noticeEl.hidden = true; }, NOTICE_MS);
@@ -125,5 +128,9 @@ export function createStatus(els, {stats, link, rows, transport}) {
     setText(breadth.count, shown === rows.size ? `${rows.size} symbols` : `${shown} of ${rows.size} symbols`);
   }
 
-  return {refreshState, renderBanner, renderAge, showNotice, renderBreadth};
+  return {
+    refreshState, renderBanner, renderAge, showNotice, renderBreadth,
+    get state() { return shownState; },
+    get feedDown() { return feedIsDown; },
+  };
 }

@@ -1,9 +1,9 @@
-/* How the page reaches the quote stream. The board (board.js) sees only decoded server messages
- * and a few events; the transport owns the connection, its reconnects and its liveness, so that
- * another transport (Server-Sent Events, polling) can replace this one and deliver the same
- * messages (docs/PROTOCOL.md, "Other transports").
+/* How the page reaches the quote stream. The session (session.js) sees only decoded server
+ * messages and a few events; the transport owns the connection, its reconnects and its liveness,
+ * so that another transport (Server-Sent Events, polling) can replace this one and deliver the
+ * same messages (docs/PROTOCOL.md, "Other transports").
  *
- * A transport is made with hooks from the board:
+ * A transport is made with hooks from the session:
  *   opened()                   the link is up (the server's `hello` comes next)
  *   message(msg, wireBytes)    one decoded server message, and what it cost on the wire
  *   closed({code, reason})     the link is down; the transport has scheduled its own retry
@@ -19,58 +19,14 @@
  */
 'use strict';
 
-// Reconnection: exponential backoff with full jitter, so that a restarted server is not hit by
-// every page at the same instant.
-const RETRY_BASE_MS = 500;
-const RETRY_CAP_MS = 15000;
-const STABLE_AFTER_MS = 5000;        // a connection up this long resets the backoff
+import {createRetry, decode, socketUrl, utf8Length, wireSize} from './link.js';
+import {DEAD_AFTER_MS, PING_AFTER_MS, STABLE_AFTER_MS} from './rules.js';
 
-// Liveness: a quiet market sends nothing, so we ping when the line is quiet; a link that answers
-// nothing at all is dead (a half-open TCP connection never "closes").
-const PING_AFTER_MS = 2000;
-const DEAD_AFTER_MS = 15000;
-const CHECK_MS = 500;
-
-const PROTOCOL_VERSION = 1;
-// Closes that retrying soon cannot fix (flood or policy, a frame too big): wait the full cap.
-// 4008/4009 since the protocol's own codes moved to 4000+ (docs/PROTOCOL.md); 1008/1009 for
-// older servers.
-const CLOSE_NEEDS_A_FIX = new Set([1008, 1009, 4008, 4009]);
-
-/** Bytes of `text` as UTF-8, without allocating an encoded copy of every frame. */
-export function utf8Length(text) {
-  let n = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c <= 0xdbff) { n += 2; i++; }  // surrogate pair: 4 bytes for 2 units
-    else n += 2;
-  }
-  return n;
-}
-
-/** Size on the wire of a server frame: payload plus its header (server frames are unmasked). */
-export function wireSize(payload) {
-  return payload + (payload < 126 ? 2 : payload < 65536 ? 4 : 10);
-}
-
-/** Full jitter: a uniform delay in [0, min(cap, base * 2^failures)). */
-export function backoffDelay(failures, random = Math.random) {
-  return random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** failures);
-}
-
-/** The page names the protocol version it speaks (docs/PROTOCOL.md, "Versioning"). */
-function socketUrl() {
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws/quotes/?v=${PROTOCOL_VERSION}`;
-}
+const CHECK_MS = 500;               // how often the liveness rule (rules.js) is checked
 
 export function createWebSocketTransport(hooks) {
   let ws = null;
-  let failures = 0;          // attempts in a row that did not stay up STABLE_AFTER_MS
-  let retryTimer = 0;
-  let retryAt = 0;
+  const retry = createRetry(connect);  // failures: attempts in a row that did not stay up STABLE_AFTER_MS
   let stableTimer = 0;
   let connects = 0;
   let lastFrameAt = 0;
@@ -78,9 +34,7 @@ export function createWebSocketTransport(hooks) {
   let pingId = 0;
 
   function connect() {
-    clearTimeout(retryTimer);
-    retryTimer = 0;
-    retryAt = 0;
+    retry.cancel();
     let socket;
     try {
       socket = new WebSocket(socketUrl());
@@ -102,7 +56,7 @@ export function createWebSocketTransport(hooks) {
     lastFrameAt = lastPingAt = performance.now();
     // Only a connection that stays up resets the backoff: a server that accepts and then drops
     // every connection must not be hammered.
-    stableTimer = setTimeout(() => { failures = 0; }, STABLE_AFTER_MS);
+    stableTimer = setTimeout(retry.succeeded, STABLE_AFTER_MS);
     hooks.opened();
     hooks.changed();
   }
@@ -113,13 +67,7 @@ export function createWebSocketTransport(hooks) {
       hooks.message(null, wireSize(event.data.size ?? event.data.byteLength ?? 0));
       return;  // the protocol has text frames only
     }
-    let msg = null;
-    try {
-      msg = JSON.parse(event.data);
-    } catch (err) {
-      console.warn('ticker: frame is not JSON', err);
-    }
-    hooks.message(msg, wireSize(utf8Length(event.data)));
+    hooks.message(decode(event.data, 'frame'), wireSize(utf8Length(event.data)));
   }
 
   function onClose(event) {
@@ -127,9 +75,7 @@ export function createWebSocketTransport(hooks) {
       console.info(`ticker: socket closed (${event.code}${event.reason ? ' ' + event.reason : ''})`);
     }
     detach();
-    if (CLOSE_NEEDS_A_FIX.has(event.code)) {
-      failures = Math.max(failures, Math.ceil(Math.log2(RETRY_CAP_MS / RETRY_BASE_MS)));
-    }
+    retry.closed(event.code);
     scheduleReconnect();
     hooks.closed({code: event.code, reason: event.reason});
   }
@@ -147,11 +93,7 @@ export function createWebSocketTransport(hooks) {
   }
 
   function scheduleReconnect() {
-    const delay = backoffDelay(failures);
-    failures += 1;
-    retryAt = performance.now() + delay;
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, delay);
+    retry.schedule();
     hooks.changed();
   }
 
@@ -196,21 +138,18 @@ export function createWebSocketTransport(hooks) {
     start: connect,
     /** Give the connection up for good (the page moves to another transport). */
     stop() {
-      clearTimeout(retryTimer);
-      retryTimer = 0;
+      retry.cancel();
       clearInterval(liveness);
       detach();
     },
     send,
     restart,
-    reconnectNow() {
-      if (retryTimer) connect();
-    },
+    reconnectNow: retry.now,
     status() {
       return {
         open: isOpen(),
         connecting: Boolean(ws) && ws.readyState === WebSocket.CONNECTING,
-        retryAt, failures, connects, lastFrameAt,
+        retryAt: retry.at, failures: retry.failures, connects, lastFrameAt,
       };
     },
   };

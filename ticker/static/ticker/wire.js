@@ -7,8 +7,10 @@ import {fmtBytes, grouped, setText} from './format.js';
 
 const RATE_WINDOW_MS = 5000;
 
-/** @param wire the panel's elements; @param stats the board's counters (window.tickerState) */
+/** @param wire the panel's elements; @param stats the session's counters (read-only) */
 export function createWirePanel(wire, stats) {
+  let measured = null;  // {request, response, body, url} bytes of one real /api/quotes/ poll
+
   /**
    * What one poll of this server costs, measured: the page polls `/api/quotes/` once for what it
    * shows and reads the answer's size from Resource Timing (`transferSize`: headers and body as
@@ -23,7 +25,7 @@ export function createWirePanel(wire, stats) {
     const sub = stats.subscribed;
     const query = sub && sub !== '*' ? `?symbols=${sub.join(',')}` : '';
     if (sub && sub !== '*' && !sub.length) {
-      stats.poll = {request: 0, response: 0, url: ''};
+      measured = {request: 0, response: 0, url: ''};
       return;
     }
     const path = `/api/quotes/${query}`;
@@ -40,7 +42,7 @@ export function createWirePanel(wire, stats) {
       if (!entry || !entry.transferSize || token !== pollToken) return;
       // The request line for the poll itself, then the headers this browser sends (measured).
       const requestLine = `GET ${path} HTTP/1.1\r\n`.length;
-      stats.poll = {request: requestLine + echo.header_bytes, response: entry.transferSize,
+      measured = {request: requestLine + echo.header_bytes, response: entry.transferSize,
         body: entry.encodedBodySize, url: path};
     } catch (err) {
       console.info('ticker: could not measure a poll', err);
@@ -65,7 +67,7 @@ export function createWirePanel(wire, stats) {
     setText(wire.epoch, stats.epoch || '–');
     setText(wire.node, stats.node || '–');
     setText(wire.transport, stats.transport);
-    const poll = stats.poll;
+    const poll = measured;
     if (!poll) return;
     if (!poll.response) {
       setText(wire.pollOne, 'nothing subscribed');
@@ -81,5 +83,5 @@ export function createWirePanel(wire, stats) {
     setText(wire.poll, `${fmtBytes(pollRate)}/s at ${fps.toFixed(1)} polls/s${times}`);
   }
 
-  return {measurePoll, render: renderWire};
+  return {measurePoll, render: renderWire, get poll() { return measured; }};
 }
