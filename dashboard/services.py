@@ -2,8 +2,8 @@
 
 ``Services.from_settings()`` builds them from the settings; ``dashboard.asgi`` starts them on
 the first request (daphne sends no lifespan events, so this is the one start-up path that
-works the same under daphne and uvicorn) and puts them in every scope as
-``scope["ticker"]``, where consumers and views read them. Nothing else finds them: no
+works the same under daphne and uvicorn) and puts them in every scope
+(``ticker.web.services.attach``), where consumers and views read them. Nothing else finds them: no
 module-level singleton, no look-up by event loop. A test builds its own.
 """
 
