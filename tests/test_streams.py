@@ -27,6 +27,7 @@ class HandFed:
 
     def set_listings(self, listings, last_prices):
         self.active = [item.ticker for item in listings]
+        self.names = {item.ticker: item.feed_symbol for item in listings}
 
     async def run(self, sink):
         if self.refuse:
@@ -54,12 +55,12 @@ async def started(feed: Feed, stream: HandFed) -> asyncio.Task:
 @pytest.mark.django_db(transaction=True, databases="__all__")
 async def test_pushed_trades_reach_the_store_in_batches_with_their_vendor_times(database):
     await sync_to_async(Symbol.objects.create)(ticker="AAA", name="A", prev_close=10)
-    await sync_to_async(Symbol.objects.create)(ticker="BBB", name="B", prev_close=20)
+    await sync_to_async(Symbol.objects.create)(ticker="BBB", name="B", prev_close=20, vendor_symbol="B.X")
     store, stream = MemoryStore(), HandFed()
     feed = Feed(Pushed(stream), store, layer=InMemoryChannelLayer(), batch_ms=20)
     task = await started(feed, stream)
     try:
-        assert sorted(stream.active) == ["AAA", "BBB"]
+        assert stream.names == {"AAA": "AAA", "BBB": "B.X"}  # the vendor's name, else the ticker
         stream.sink.trade(Tick("AAA", 10.25, 100, 1_700_000_000_123))
         stream.sink.trade(Tick("AAA", 10.5, 50, 1_700_000_000_456))
         stream.sink.trade(Tick("ZZZ", 1.0, 1, 1_700_000_000_456))  # not listed: dropped

@@ -106,7 +106,8 @@ class Feed:
         symbols, halted = await sync_to_async(load_symbols)()
         self.ids = {s.ticker: s.pk for s in symbols}
         listings = [
-            Listing(s.ticker, float(s.prev_close), float(s.tick_size), s.volatility) for s in symbols
+            Listing(s.ticker, float(s.prev_close), float(s.tick_size), s.volatility, s.vendor_symbol)
+            for s in symbols
         ]
         before = set(self.book.rows)
         known = (await self.store.load()).rows if not before else {}

@@ -27,6 +27,11 @@ class Listing:
     prev_close: float
     tick_size: float = 0.01
     volatility: float = 0.3
+    vendor: str = ""  # what a vendor's stream calls it; empty: the ticker
+
+    @property
+    def feed_symbol(self) -> str:
+        return self.vendor or self.ticker
 
 
 @dataclass(frozen=True, slots=True)
