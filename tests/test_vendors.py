@@ -12,11 +12,13 @@ import asyncio
 import logging
 import random
 from contextlib import asynccontextmanager
+from io import StringIO
 
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer
+from django.core.management import CommandError, call_command
 from websockets.asyncio.client import connect
 
 from tests.helpers.vendors import ALPACA_KEY, ALPACA_SECRET, FakeAlpaca, FakeBinance, FakeCoinbase
@@ -368,3 +370,36 @@ def test_logging_names_the_vendor(caplog):
     stream = Coinbase("ws://127.0.0.1:9")
     stream.unreadable(ValueError("x"), "frame")
     assert caplog.records[0].message.startswith("coinbase: skipped what it cannot read")
+
+
+# feedcheck: what a person with a network runs; here against the fakes only.
+
+
+def feedcheck(*args: str) -> str:
+    out = StringIO()
+    call_command("feedcheck", *args, stdout=out)
+    return out.getvalue()
+
+
+async def test_feedcheck_prints_what_arrives_per_symbol():
+    async with FakeCoinbase(snapshot={"BTC-USD": "43210.55"}) as fake:
+        out = await asyncio.to_thread(feedcheck, "--source", "coinbase", "--url", fake.url, "--seconds", "1",
+                                      "--symbols", "BTC-USD,ETH-USD")
+    assert "first update of BTC-USD: trade at 43210.55" in out
+    assert "coinbase at ws://127.0.0.1:" in out and "1 connection(s), 0 unreadable" in out
+    btc, eth = (line.split() for line in out.splitlines() if line.startswith(("BTC-USD ", "ETH-USD ")))
+    assert btc[:5] == ["BTC-USD", "BTC-USD", "1", "0", "43210.55"] and eth[2:5] == ["0", "0", "-"]
+
+
+async def test_feedcheck_says_when_nothing_arrived_or_the_vendor_refused(monkeypatch):
+    monkeypatch.setenv("APCA_API_KEY_ID", ALPACA_KEY)
+    monkeypatch.setenv("APCA_API_SECRET_KEY", ALPACA_SECRET)
+    async with FakeCoinbase() as fake:
+        with pytest.raises(CommandError, match=r"nothing arrived from coinbase in 0\.2 s"):
+            await asyncio.to_thread(feedcheck, "--source", "coinbase", "--url", fake.url, "--seconds", "0.2",
+                                    "--symbols", "BTC-USD")
+    async with FakeAlpaca(secret="another") as fake:
+        with pytest.raises(CommandError, match="alpaca error 402: auth failed"):
+            await asyncio.to_thread(feedcheck, "--source", "alpaca", "--url", fake.url, "--symbols", "AAPL")
+    with pytest.raises(CommandError, match="--seconds must be more than 0"):
+        feedcheck("--source", "coinbase", "--seconds", "0")

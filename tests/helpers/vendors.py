@@ -158,9 +158,10 @@ class FakeCoinbase(FakeVendor):
     """Coinbase Advanced Trade: ``subscribe``/``unsubscribe`` per channel, the envelope with its
     per-connection ``sequence_num``, ``ticker`` events with string prices, ``heartbeats``."""
 
-    def __init__(self, *, beat: float = 0.05) -> None:
+    def __init__(self, *, beat: float = 0.05, snapshot: dict[str, str] | None = None) -> None:
         super().__init__()
         self.beat = beat
+        self.snapshot = snapshot or {}  # product -> price, sent as a ``snapshot`` event on subscribing
         self.silent = False  # no heartbeats while set
         self.beats = 0  # heartbeats sent
         self.sequence: list[itertools.count[int]] = []
@@ -188,6 +189,8 @@ class FakeCoinbase(FakeVendor):
                 self.subscribed[index] -= products
         await self.envelope(ws, index, "subscriptions", [{"subscriptions": {
             "ticker": sorted(self.subscribed[index]), "heartbeats": ["heartbeats"]}}])
+        if channel == "ticker" and kind == "subscribe" and (known := sorted(products & set(self.snapshot))):
+            await self.tickers(*((product, self.snapshot[product]) for product in known), kind="snapshot")
 
     async def _beat(self, ws: ServerConnection, index: int) -> None:
         for counter in itertools.count(1):

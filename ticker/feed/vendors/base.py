@@ -121,8 +121,9 @@ def rfc3339_ms(text: Any) -> int:
 class VendorStream:
     """One vendor's stream (a ``streams.Stream``); an adapter fills in the hooks below.
 
-    ``names`` maps the vendor's symbol to our ticker for every symbol to follow. The counters
-    (``connections``, ``malformed``) and ``connected`` are there to be read by tests and metrics.
+    ``names`` maps the vendor's symbol to our ticker for every symbol to follow. ``up`` is set
+    while a connection is logged in (``connected``); the counters (``connections``,
+    ``malformed``) are there to be read by tests and metrics.
     """
 
     name: ClassVar[str]
@@ -142,11 +143,15 @@ class VendorStream:
         self.rng = rng or random.Random()
         self.names: dict[str, str] = {}
         self.changed = asyncio.Event()
-        self.connected = False
+        self.up = asyncio.Event()
         self.connections = 0
         self.malformed = 0
         self._skipped = 0  # unreadable messages on the current connection
         self._delivered = False  # the current connection has delivered a message
+
+    @property
+    def connected(self) -> bool:
+        return self.up.is_set()
 
     # The adapter's hooks.
 
@@ -219,7 +224,7 @@ class VendorStream:
                             await self.opened(ws)
                     except MALFORMED as exc:
                         raise Reconnect(f"unreadable reply while logging in ({exc})") from None
-                    self.connected = True
+                    self.up.set()
                     log.info("%s: connected to %s, following %d symbol(s)", self.name, self.url, len(self.names))
                     await self._session(ws, sink)
             except SourceRefused:
@@ -228,7 +233,7 @@ class VendorStream:
             except (Reconnect, OSError, TimeoutError, WebSocketException) as exc:
                 log.warning("%s: connection lost (%s)", self.name, exc or type(exc).__name__)
             finally:
-                self.connected = False
+                self.up.clear()
             attempt = 0 if self._delivered else attempt + 1
             delay = self.backoff.delay(attempt, self.rng)
             log.info("%s: reconnecting in %.1f s", self.name, delay)
