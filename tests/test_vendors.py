@@ -58,8 +58,9 @@ def test_a_price_that_is_not_positive_and_finite_is_refused(bad):
 
 def test_sizes_are_whole_units_and_times_are_rfc3339_to_the_millisecond():
     assert (size(100), size("12.5"), size("0.0012")) == (100, 12, 0)
-    with pytest.raises(ValueError):
-        size("-1")
+    for bad in ["-1", "1e999999999", float("inf"), "x"]:
+        with pytest.raises(ValueError, match="size"):
+            size(bad)
     assert rfc3339_ms("2023-11-14T22:13:20.123456789Z") == AT
     assert rfc3339_ms("2023-11-14T17:13:20.1-05:00") == AT - 23
     assert rfc3339_ms("2023-11-14T22:13:20Z") == AT - 123
@@ -403,3 +404,23 @@ async def test_feedcheck_says_when_nothing_arrived_or_the_vendor_refused(monkeyp
             await asyncio.to_thread(feedcheck, "--source", "alpaca", "--url", fake.url, "--symbols", "AAPL")
     with pytest.raises(CommandError, match="--seconds must be more than 0"):
         feedcheck("--source", "coinbase", "--seconds", "0")
+
+
+@on_db
+async def test_a_subscription_that_cannot_be_sent_closes_the_connection_and_a_new_one_tries_again(caplog):
+    await sync_to_async(symbols)(("BTC-USD", ""))
+    async with FakeCoinbase() as fake:
+        stream = coinbase(fake)
+        failures = iter([RuntimeError("a bug in the adapter")])
+        real = stream.subscribe
+
+        def flaky(names):
+            if (failure := next(failures, None)) is not None:
+                raise failure
+            return real(names)
+
+        stream.subscribe = flaky
+        async with feed_on(stream):
+            await eventually(lambda: len(fake.connections) == 2 and fake.subscribed[1] == {"BTC-USD"},
+                             what="a new connection, subscribed")
+        assert "could not send the subscriptions" in caplog.text

@@ -38,7 +38,8 @@ log = logging.getLogger("ticker.feed.vendors")
 T = TypeVar("T")
 
 # What reading a message that is not as documented raises (orjson's decode error is a ValueError).
-MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError)
+MAX_SIZE = 10**15  # units in one trade: far beyond any real one, and a bound on the int it makes
 LOGIN_SECONDS = 10.0  # connect and log in within this, or try again
 MAX_MESSAGE_BYTES = 4 * 2**20
 
@@ -96,8 +97,8 @@ def size(value: Any) -> int:
         number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
     except InvalidOperation:
         raise ValueError(f"size {value!r} is not a number") from None
-    if not number.is_finite() or number < 0:
-        raise ValueError(f"size {value!r} is negative or not finite")
+    if not number.is_finite() or not 0 <= number <= MAX_SIZE:  # int() of 1e999999999 would not end
+        raise ValueError(f"size {value!r} is negative, too large or not finite")
     return int(number)
 
 
@@ -259,7 +260,17 @@ class VendorStream:
             await asyncio.gather(follower, return_exceptions=True)
 
     async def _follow(self, ws: ClientConnection) -> None:
-        """Subscribe every symbol to follow, then follow each change on this connection."""
+        """Subscribe every symbol to follow, then follow each change on this connection; if that
+        fails for another reason than the connection itself, close it (``run`` opens another)."""
+        try:
+            await self._subscriptions(ws)
+        except WebSocketException:
+            pass  # the connection is gone: the reader says so
+        except Exception:
+            log.exception("%s: could not send the subscriptions; closing the connection", self.name)
+            await ws.close(1011, "subscribing failed")
+
+    async def _subscriptions(self, ws: ClientConnection) -> None:
         subscribed: set[str] = set()
         while True:
             self.changed.clear()
