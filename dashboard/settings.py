@@ -306,6 +306,12 @@ TICKER_NODE = os.environ.get("TICKER_NODE") or f"{socket.gethostname()}:{os.getp
 TICKER_FEED_RATE = float(os.environ.get("TICKER_FEED_RATE", "50"))
 TICKER_FEED_BATCH_MS = int(os.environ.get("TICKER_FEED_BATCH_MS", "100"))
 TICKER_FEED_SEED = os.environ.get("TICKER_FEED_SEED")
+# Where prices come from (docs/SOURCES.md): "simulated", or a vendor: "alpaca", "coinbase", "binance";
+# TICKER_FEED_URL replaces the vendor's endpoint (a sandbox, a proxy); Alpaca's feed is "iex" (free) or
+# "sip". Credentials are read from the environment by the feed itself, never from here.
+TICKER_FEED_SOURCE = os.environ.get("TICKER_FEED_SOURCE", "simulated")
+TICKER_FEED_URL = os.environ.get("TICKER_FEED_URL", "")
+TICKER_ALPACA_FEED = os.environ.get("TICKER_ALPACA_FEED", "iex")
 TICKER_SERVE_STATIC = env_bool("TICKER_SERVE_STATIC", True)
 if not TICKER_SERVE_STATIC:  # nginx serves /static/ from collectstatic's output
     MIDDLEWARE.remove("whitenoise.middleware.WhiteNoiseMiddleware")
