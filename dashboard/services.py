@@ -36,7 +36,11 @@ FIRST_SYNC_WAIT = 2.0  # seconds the first request waits for quotes, so the firs
 
 
 def catalog_of(entries: list[dict[str, Any]], market: dict[str, Any] | None) -> Catalog:
-    return Catalog(frozenset(entry["s"] for entry in entries), entries, market or {"state": "open", "reason": ""})
+    """The hub's catalog; paused symbols, or all while the market is halted, are quiet (never stale)."""
+    status = market or {"state": "open", "reason": ""}
+    keys = frozenset(entry["s"] for entry in entries)
+    quiet = keys if status.get("state") == "halted" else frozenset(e["s"] for e in entries if e.get("paused"))
+    return Catalog(keys, entries, status, quiet)
 
 
 def read_catalog() -> Catalog:
@@ -53,7 +57,8 @@ async def hub_events(listener: bus.Listener) -> AsyncIterator[Event]:
     async for message in listener.messages():
         kind = message["type"]
         if kind == bus.BATCH:
-            yield Batch(message["epoch"], message["seq"], message["rows"], message["removed"], message.get("ts", 0))
+            yield Batch(message["epoch"], message["seq"], message["rows"], message["removed"], message.get("ts", 0),
+                        message.get("stale_ms", 0), message.get("gaps", 0))
         elif kind == bus.SYMBOLS:
             yield catalog_of(message["symbols"], message.get("market"))
         elif kind == bus.REJOINED:
@@ -79,10 +84,11 @@ class Services:
         def events() -> AsyncIterator[Event]:
             return hub_events(listener or bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP]))
 
+        codec = QuoteCodec(settings.TICKER_NODE)
         hub = Hub(
-            QuoteCodec(settings.TICKER_NODE), store.load, load_catalog, events,
+            codec, store.load, load_catalog, events,
             max_keys=MAX_SYMBOLS, fast_path=settings.TICKER_DAPHNE_FAST_PATH, sndbuf=settings.TICKER_SOCKET_SNDBUF,
-            hold_limit=settings.TICKER_HOLD_LIMIT,
+            hold_limit=settings.TICKER_HOLD_LIMIT, marks=codec,
         )
         feed = None
         if settings.TICKER_EMBEDDED_FEED:

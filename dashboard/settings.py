@@ -312,6 +312,9 @@ TICKER_FEED_SEED = os.environ.get("TICKER_FEED_SEED")
 TICKER_FEED_SOURCE = os.environ.get("TICKER_FEED_SOURCE", "simulated")
 TICKER_FEED_URL = os.environ.get("TICKER_FEED_URL", "")
 TICKER_ALPACA_FEED = os.environ.get("TICKER_ALPACA_FEED", "iex")
+# How long a symbol may go without a new price before the board shows it stale (ms); 0: the source's own
+# mark (15 s simulated or replay, 60 s Alpaca, 30 s Coinbase and Binance: ticker/feed/marks.py).
+TICKER_STALE_MS = int(os.environ.get("TICKER_STALE_MS", "0"))
 TICKER_SERVE_STATIC = env_bool("TICKER_SERVE_STATIC", True)
 if not TICKER_SERVE_STATIC:  # nginx serves /static/ from collectstatic's output
     MIDDLEWARE.remove("whitenoise.middleware.WhiteNoiseMiddleware")

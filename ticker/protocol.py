@@ -308,6 +308,12 @@ def encode_symbols(symbols: Sequence[Mapping[str, Any]], market: Mapping[str, An
     return _text({"t": "sym", "symbols": list(symbols), "market": dict(market or OPEN_MARKET)})
 
 
+def encode_stale(stale: Mapping[str, int]) -> str:
+    """The connection's symbols that have gone stale, each with the time of its newest row (epoch
+    ms): the whole set, which replaces the last one (empty: every symbol is live)."""
+    return _text({"t": "stale", "s": dict(stale)})
+
+
 def encode_err(code: str, msg: str) -> str:
     """A recoverable error; the connection stays open."""
     return _text({"t": "err", "code": code, "msg": msg})
@@ -325,13 +331,15 @@ def encode_pong(ping_id: int | float | str | None) -> str:
 
 
 class QuoteCodec:
-    """The fan-out's codec for quotes (``ticker.fanout.types.Codec``): this module's encoders. A
-    catalog's entries are the symbols; its status, the market's state."""
+    """The fan-out's codec for quotes (``ticker.fanout.types.Codec`` and ``Marks``): this module's
+    encoders. A catalog's entries are the symbols; its status, the market's state; a row's time,
+    its ``ts_ms``."""
 
     hello_kind = "hello"
     snap_kind = "snap"
     delta_kind = "q"
     catalog_kind = "sym"
+    stale_kind = "stale"
 
     def __init__(self, node: str) -> None:
         self.node = node
@@ -342,10 +350,14 @@ class QuoteCodec:
     def catalog(self, catalog: Listing) -> str:
         return encode_symbols(catalog.entries, catalog.status)
 
+    def stamp(self, row: Row) -> int:
+        return int(row[TS])
+
     snap = staticmethod(encode_snap)
     row = staticmethod(full_row)
     fragment = staticmethod(short_row)
     delta = staticmethod(encode_quotes)
+    stale = staticmethod(encode_stale)
 
 
 class Listing(Protocol):

@@ -16,6 +16,9 @@ Fan-out policy (docs/DESIGN.md §3):
   is dropped (``holds``); the hub sends the catch-ups and closes the dropped (their ``drop``).
 - **A hub that cannot keep up merges batches**: the ``Pacer`` says which batches go out as they
   are, which are held back to go out merged, and when (``pacer``).
+- **A key its source stopped updating is said to be stale**, by the server's one clock: on each
+  sweep the ``Staleness`` says which keys' newest rows are older than the feed's mark, and the
+  hub sends the groups whose part of that changed (``staleness``).
 
 The hub reads the clock it is given in two places, ``now`` (steady) and ``age_ms`` (wall), and
 hands the time down: the pacer and the holds read none. (``pulse`` reads the event loop's own
@@ -35,8 +38,9 @@ from .holds import ACK_TIMEOUT, HOLD_LIMIT, Holds
 from .pacer import Pacer
 from .registry import Registry
 from .replica import Replica, Step
+from .staleness import Staleness, part
 from .stats import Stats
-from .types import NOTHING, Batch, Catalog, Clock, Codec, Event, Rejoined, Row, Selection, Send, Snapshot
+from .types import NOTHING, Batch, Catalog, Clock, Codec, Event, Marks, Rejoined, Row, Selection, Send, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,11 @@ class Hub:
         ack_timeout: float = ACK_TIMEOUT,
         hold_limit: float = HOLD_LIMIT,
         clock: Clock = time,
+        marks: Marks | None = None,
     ) -> None:
         self.codec = codec
+        self.marks = marks  # None: no key is ever judged stale
+        self.staleness = Staleness()
         self.load = load
         self.load_catalog = load_catalog
         self.events = events
@@ -126,6 +133,7 @@ class Hub:
             now = self.now()
             self.hold_laggards(now)
             self.drop_stuck(now)
+            self.judge_stale(self.clock.time() * 1000)
 
     async def pulse(self) -> None:
         """Measure how late this process's event loop runs (``Stats.loop_late_ms``, a maximum that
@@ -150,6 +158,9 @@ class Hub:
     async def on_batch(self, batch: Batch) -> None:
         """Apply a batch, then, as the pacer says, send it as it is, hold it back, or send it merged
         with those held back."""
+        if batch.stale_ms:
+            self.staleness.mark_ms = batch.stale_ms
+        self.stats.feed_gaps = batch.gaps
         step, changed = self.replica.accept(batch)
         if step is Step.SKIP:
             return
@@ -282,6 +293,8 @@ class Hub:
             client.deliver(self.frames.catalog())
         if missed.snap:
             client.deliver(self.frames.snap_of(missed.keys, missed.since))
+        if self.marks is not None:  # the stale keys may have changed while it was held
+            client.deliver(self.stale_frame(self.marks, client.selection))
         self.holds.refile(client, now)
 
     def hold_laggards(self, now: float) -> None:
@@ -305,6 +318,29 @@ class Hub:
         self.stats.dropped += len(stuck)
         if stuck:
             log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.holds.hold_limit)
+
+    # Stale keys: the staleness decides, the hub sends
+
+    def judge_stale(self, now_ms: float) -> None:
+        """Find the keys past the feed's mark at ``now_ms`` (wall clock), all but the catalog's
+        quiet ones; when they changed, send each group whose part changed its stale frame (a held
+        client gets it on catch-up)."""
+        marks, replica = self.marks, self.replica
+        if marks is None:
+            return
+        before, quiet = self.staleness.since, replica.catalog.quiet
+        stamps = ((key, marks.stamp(row)) for key, row in replica.rows.items() if key not in quiet)
+        if not self.staleness.judge(stamps, now_ms):
+            return
+        for key, group in self.registry.items():
+            if key == NOTHING or self.staleness.of(key) == part(before, key):
+                continue
+            frame = self.stale_frame(marks, key)
+            for client in group.members:
+                client.deliver(frame)
+
+    def stale_frame(self, marks: Marks, keys: Selection) -> Frame:
+        return Frame(marks.stale(self.staleness.of(keys)), marks.stale_kind)
 
     # What consumers call
 
@@ -380,8 +416,11 @@ class Hub:
         return added, unknown
 
     def send_snap(self, client: Client, keys: Selection, since: int | None = None) -> None:
+        """The snap of ``keys``, then the stale keys of all the client follows, if any."""
         if not client.deliver(self.frames.snap_of(keys, since)):
             self.holds.owe_whole(client)  # held: its catch-up sends all it follows
+        elif self.marks is not None and self.staleness.of(client.selection):
+            client.deliver(self.stale_frame(self.marks, client.selection))
 
     def move(self, client: Client, selection: Selection) -> None:
         if client in self.holds:
@@ -438,3 +477,7 @@ class Hub:
 
     def rows(self, keys: Selection) -> list[Row]:
         return self.replica.select(keys)
+
+    def stale(self, keys: Selection) -> dict[str, int]:
+        """The stale keys among ``keys`` (None: all), each with the time of its newest row."""
+        return self.staleness.of(keys)

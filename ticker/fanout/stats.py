@@ -21,3 +21,4 @@ class Stats:
     held: dict[str, int] = field(default_factory=dict)  # clients held, by reason
     caught_up: int = 0  # held clients caught up with a snap
     dropped: int = 0  # held too long: closed as too slow
+    feed_gaps: int = 0  # messages the feed's source lost this run (a vendor's sequence gaps), as its last batch said

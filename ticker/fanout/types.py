@@ -19,23 +19,29 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Batch ``seq`` of feed run ``epoch``: the changed rows, the removed keys, when it was made."""
+    """Batch ``seq`` of feed run ``epoch``: the changed rows, the removed keys, when it was made;
+    how long the feed's keys may go without an update (``stale_ms``, 0: not said) and how many
+    messages its source has lost this run (``gaps``: a vendor's sequence gaps)."""
 
     epoch: str
     seq: int
     rows: Sequence[Row]
     removed: Sequence[str] = ()
     ts_ms: int = 0
+    stale_ms: int = 0
+    gaps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """The list of keys a client may follow, with what the codec says of each (``entries``), and
-    of the whole (``status``: for quotes, whether the market is open or halted, and why)."""
+    of the whole (``status``: for quotes, whether the market is open or halted, and why), and the
+    keys not expected to update (``quiet``: paused, or the market halted), never judged stale."""
 
     keys: frozenset[str]
     entries: Sequence[Mapping[str, Any]]
     status: Mapping[str, Any] = field(default_factory=dict)
+    quiet: frozenset[str] = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +103,16 @@ class Codec(Protocol):
 
     def catalog(self, catalog: Catalog) -> str:
         """The catalog changed."""
+
+
+class Marks(Protocol):
+    """How the application tells stale keys (``ticker.fanout.staleness``): the time of a row, and
+    the frame that lists a connection's stale keys (of kind ``stale_kind``)."""
+
+    stale_kind: str
+
+    def stamp(self, row: Row) -> int:
+        """When the row was last updated (epoch ms)."""
+
+    def stale(self, stale: Mapping[str, int]) -> str:
+        """The stale keys of one connection, each with the time of its newest row: the whole set."""

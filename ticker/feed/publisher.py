@@ -14,7 +14,9 @@ A source that pushes (``streams.Pushed``) runs beside those loops; if it gives u
 (``SourceRefused``), so does the feed.
 
 ``heard`` keeps, per symbol, the time of the last update its source gave (a trade, or a vendor's
-quote): what a per-symbol freshness mark is made from.
+quote). Every batch carries the feed's mark (``stale_ms``, ``marks``): how long a symbol may go
+without a new price before the hubs call it stale; and how many messages the source lost this
+run (a vendor's sequence gaps), for ``/metrics``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
 
 from ..layer import bus
 from ..layer.lease import LeaseLost
@@ -35,6 +38,7 @@ from ..layer.store import QuoteStore, now_ms
 from ..models import Candle, Market, Symbol
 from ..protocol import LAST, SYM, TS, Row
 from .candles import Bar, CandleBook
+from .marks import stale_mark
 from .quotes import QuoteBook
 from .sources import Listing, Source
 from .streams import Pushed
@@ -100,6 +104,7 @@ class Feed:
         self.published_at = 0.0  # monotonic time of the last published batch
         self.failing = False  # the last publish failed
         self.heard: dict[str, int] = {}  # symbol -> epoch ms of its source's last update
+        self.stale_ms = stale_mark(source, settings.TICKER_STALE_MS)
 
     async def reload_symbols(self) -> None:
         """Read the symbols from the database and start, pause or drop them in the source and book."""
@@ -134,7 +139,8 @@ class Feed:
         seq = self.seq + 1
         try:
             await self.store.save(self.epoch, seq, rows, removed)
-            await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(self.epoch, seq, rows, removed, now_ms()))
+            await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(
+                self.epoch, seq, rows, removed, now_ms(), stale_ms=self.stale_ms, gaps=self.gaps()))
         except LeaseLost:
             raise
         except Exception as exc:
@@ -165,6 +171,10 @@ class Feed:
         for row in self.book.apply(ticks, ts):
             self.pending[row[SYM]] = row
             self.candles.add(row[SYM], row[LAST], volumes[row[SYM]], row[TS])
+
+    def gaps(self) -> int:
+        """Messages the source lost this run: a vendor stream's sequence gaps (0 for the others)."""
+        return int(getattr(self.source.stream, "gaps", 0)) if isinstance(self.source, Pushed) else 0
 
     def note_heard(self, updates: Iterable[tuple[str, int]]) -> None:
         """Keep the latest update time of each listed symbol."""

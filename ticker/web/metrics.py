@@ -51,6 +51,10 @@ class HubCollector(Collector):
                                 stats.loop_late_ms / 1000)
         age = hub.feed_age()
         yield GaugeMetricFamily("ticker_feed_age_seconds", "Age of the newest quote", -1 if age is None else age)
+        yield GaugeMetricFamily("ticker_feed_gaps", "Messages the feed's vendor lost this feed run (sequence gaps)",
+                                stats.feed_gaps)
+        yield GaugeMetricFamily("ticker_stale_symbols", "Symbols not updated by their source within its mark",
+                                len(hub.stale(None)))
         yield CounterMetricFamily("ticker_resyncs", "Snapshots reloaded after a gap or an outage", stats.resyncs)
         yield CounterMetricFamily("ticker_batches_conflated", "Batches held back and merged into the next fan-out",
                                   stats.conflated)
