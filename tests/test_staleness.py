@@ -7,11 +7,14 @@ Times are made up (epoch ms around ``T``); the judge and the hub's ``judge_stale
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import orjson
 import pytest
+from rich.console import Console
 
 from tests.test_hub import SYMBOLS, FakeClock, Feed, Recorder, catalog, row, settle
+from ticker.clients.watch import Watcher, WatchOptions
 from ticker.fanout.hub import Hub
 from ticker.fanout.staleness import Staleness
 from ticker.fanout.types import Batch, Catalog, Rejoined
@@ -126,3 +129,24 @@ async def test_paused_symbols_and_a_halted_market_are_never_stale(hub):
 def test_the_stale_frame_is_the_whole_set():
     assert orjson.loads(encode_stale({"AAA": T})) == {"t": "stale", "s": {"AAA": T}}
     assert orjson.loads(encode_stale({})) == {"t": "stale", "s": {}}
+
+
+def test_watch_holds_the_stale_symbols_and_shows_since_when():
+    watcher = Watcher(WatchOptions())
+    state = watcher.state
+    state.apply({"t": "hello", "epoch": "e1", "seq": 0,
+                 "symbols": [{"s": "AAA", "name": "A"}, {"s": "BBB", "name": "B"}]})
+    state.apply({"t": "snap", "epoch": "e1", "seq": 1, "q": [row("AAA", 11.0, T), row("BBB", 12.0, T)]})
+    state.apply({"t": "stale", "s": {"AAA": T}})
+    assert state.stale == {"AAA": T}
+    console = Console(width=160, record=True)
+    console.print(watcher.render())
+    text = console.export_text().splitlines()
+    lines = {sym: next(line for line in text if f" {sym} " in line) for sym in ("AAA", "BBB")}
+    assert f"stale since {datetime.fromtimestamp(T / 1000):%H:%M:%S}" in lines["AAA"]
+    assert "stale" not in lines["BBB"]
+    state.apply({"t": "snap", "epoch": "e1", "seq": 2, "q": [], "stale": {}})  # a polled snap says it too
+    assert state.stale == {}
+    state.apply({"t": "stale", "s": {"BBB": T}})
+    state.apply({"t": "hello", "epoch": "e1", "seq": 2, "symbols": []})
+    assert state.stale == {}  # a new connection: its server says again

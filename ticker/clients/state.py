@@ -40,7 +40,9 @@ class Quote:
 
 @dataclass
 class TableState:
-    """The board as the server's messages describe it: listed symbols, their quotes, epoch and seq.
+    """The board as the server's messages describe it: listed symbols, their quotes, epoch and seq,
+    and which symbols the server calls stale (``stale``: symbol -> time of its newest row, epoch
+    ms; replaced whole by each ``stale``, cleared by a ``hello``).
 
     ``apply`` takes one decoded server message and returns True when it was an update (a ``snap``
     or a ``q``), the unit ``--count`` counts.
@@ -53,6 +55,7 @@ class TableState:
     names: dict[str, str] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
     quotes: dict[str, Quote] = field(default_factory=dict)
+    stale: dict[str, int] = field(default_factory=dict)
     updates: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -64,6 +67,10 @@ class TableState:
             self.epoch = epoch
             self.node = str(msg.get("node", ""))
             self._symbols(msg.get("symbols") or [])
+            self.stale = {}  # a new connection: its server says again which are stale
+            return False
+        if kind == "stale":
+            self._stale(msg.get("s"))
             return False
         if kind == "sym":
             self._symbols(msg.get("symbols") or [])
@@ -73,6 +80,8 @@ class TableState:
                 self.epoch = str(msg["epoch"])
             for r in msg.get("q", []):
                 self.quotes[r[SYM]] = Quote(r[LAST], r[PREV], r[OPEN], r[HIGH], r[LOW], r[VOL], r[TS])
+            if "stale" in msg:  # polled: the stale symbols ride on the snap
+                self._stale(msg["stale"])
             self._seq(msg)
             return True
         if kind == "q":
@@ -98,6 +107,10 @@ class TableState:
         if isinstance(seq, int):
             self.seq = seq
         self.updates += 1
+
+    def _stale(self, since: Any) -> None:
+        if isinstance(since, dict):
+            self.stale = {str(sym): int(ms) for sym, ms in since.items() if isinstance(ms, int)}
 
     def _symbols(self, entries: list[dict[str, Any]]) -> None:
         self.names = {e["s"]: e.get("name", "") for e in entries}

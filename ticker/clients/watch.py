@@ -21,6 +21,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -239,8 +240,17 @@ class Watcher:
             table.add_row(*self._cells(sym, q))
         return table
 
+    def _tag(self, sym: str) -> Text:
+        """`` paused``, or `` stale since 14:02:11`` (local time of its newest row), or nothing."""
+        if sym in self.state.paused:
+            return Text(" paused", style="dim")
+        since = self.state.stale.get(sym)
+        if since is None:
+            return Text("")
+        return Text(f" stale since {datetime.fromtimestamp(since / 1000):%H:%M:%S}", style="yellow")
+
     def _cells(self, sym: str, q: Quote | None) -> list[Text | str]:
-        label = Text(sym, style="bold") + (Text(" paused", style="dim") if sym in self.state.paused else Text(""))
+        label = Text(sym, style="bold") + self._tag(sym)
         if q is None:
             return [label, "–", "–", "–", "–", "–", "–"]
         colour = "green" if q.change > 0 else "red" if q.change < 0 else ""

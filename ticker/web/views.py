@@ -100,8 +100,10 @@ async def quotes(request: HttpRequest) -> HttpResponse:
     or ``*``), the list read as ``/sse/quotes/`` reads it (``protocol.parse_symbols_param``):
     400 for a name that is no ticker or too many, 404 naming the unknown ones.
 
-    The polling fallback: its ``ETag`` is the state's ``epoch:seq``, so a poll that finds nothing
-    new (``If-None-Match``) costs a 304 and no body.
+    The polling fallback: its ``ETag`` is the state's ``epoch:seq`` (and, while some of those
+    symbols are stale, a digest of which and since when), so a poll that finds nothing new
+    (``If-None-Match``) costs a 304 and no body. ``stale`` is the ``stale`` frame's ``s``: the
+    symbols the feed's source has not updated within its mark, each with its newest row's time.
     """
     hub = _hub(request)
     try:
@@ -113,11 +115,16 @@ async def quotes(request: HttpRequest) -> HttpResponse:
         return _error(p.unknown_symbols(unknown), 404)
     keys = None if wanted is None else frozenset(wanted)
 
+    stale = hub.stale(keys)
+
     def snap() -> HttpResponse:
         epoch, seq = hub.position
-        return JsonResponse({"t": "snap", "epoch": epoch, "seq": seq, "q": hub.rows(keys)})
+        return JsonResponse({"t": "snap", "epoch": epoch, "seq": seq, "q": hub.rows(keys), "stale": stale})
 
-    return _conditional(request, f'"{hub.mark()}"', snap)
+    tag = hub.mark()
+    if stale:
+        tag += "~" + hashlib.blake2b(orjson.dumps(stale, option=orjson.OPT_SORT_KEYS), digest_size=6).hexdigest()
+    return _conditional(request, f'"{tag}"', snap)
 
 
 def _candles(symbol: str, limit: int) -> list[list[float | int]] | None:

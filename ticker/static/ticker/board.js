@@ -60,6 +60,7 @@ const session = createSession({
   market: applyMarket,
   snap(list) { rows.applyFull(list); chartNow(); },
   quotes(list) { rows.applyShort(list); chartNow(); },
+  stale: (since) => rows.setStale(since),
   notice: (msg) => status.showNotice(msg),
   changed: () => status.refreshState(),
   subscribed: () => wirePanel.measurePoll(),

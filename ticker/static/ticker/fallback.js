@@ -29,7 +29,7 @@ const RETRY_WS_MS = 60000;
 const POLL_MS = 1000;
 const HELLO_POLL_MS = 5000;
 // The kinds an event stream carries: every server frame but `pong` (a stream takes no `ping`).
-const SSE_EVENTS = ['hello', 'snap', 'q', 'sym', 'err'];
+const SSE_EVENTS = ['hello', 'snap', 'q', 'sym', 'stale', 'err'];
 
 function symbolsParam(symbols) {
   return symbols === '*' ? '*' : symbols.join(',');

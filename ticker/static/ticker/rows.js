@@ -1,5 +1,6 @@
 /* The board's rows: each listed symbol's quote, and the table row that shows it. Messages change
- * the quotes (`setSymbols`, `applyFull`, `applyShort`); `render` writes one row's cells, touching
+ * the quotes (`setSymbols`, `applyFull`, `applyShort`) and which are stale (`setStale`: the
+ * server's word, by its clock); `render` writes one row's cells, touching
  * only those whose text changed and reading no layout; `show` hides and orders rows for the
  * watchlist view. When to render is frames.js's business: every change is reported through
  * `hooks.dirty(row, direction)`. */
@@ -10,6 +11,9 @@ import {decimalsFor, fmtPrice, fmtSigned, fmtVolume} from './format.js';
 // Indexes into a full row (`snap`) and a short row (`q`), see ticker/protocol.py.
 const FULL = {SYM: 0, LAST: 1, PREV: 2, OPEN: 3, HIGH: 4, LOW: 5, VOL: 6, TS: 7};
 const SHORT = {SYM: 0, LAST: 1, VOL: 2, TS: 3};
+
+// A stale row's last update, as a time of day on the viewer's clock (24 h).
+const clock = new Intl.DateTimeFormat('en-GB', {hour: '2-digit', minute: '2-digit', second: '2-digit'});
 
 // High, low and volume follow at most once a second: they move with nearly every tick and
 // nobody reads them that fast.
@@ -67,7 +71,7 @@ export function createRows({tbody, scroller, rowTemplate}, {sparks, chart, marke
 
   function newRow(tr, sym) {
     const row = {
-      tr, sym, cells: cellsOf(tr), text: {}, name: '', paused: false, decimals: 2, prev: NaN, q: null,
+      tr, sym, cells: cellsOf(tr), text: {}, name: '', paused: false, staleSince: 0, decimals: 2, prev: NaN, q: null,
       spark: null, dir: 0, sign: 0, shown: true, onScreen: !onScreen, secondaryAt: -Infinity,
     };
     row.spark = sparks.attach(tr.querySelector('svg.spark'), NaN);
@@ -130,10 +134,12 @@ export function createRows({tbody, scroller, rowTemplate}, {sparks, chart, marke
    *  (SECONDARY_MS) unless `all`. Returns true when those three were left for later. */
   function render(row, now, all = false) {
     const {cells, q, decimals} = row;
-    const tag = market().state === 'halted' ? 'halted' : row.paused ? 'paused' : '';
+    const quiet = market().state === 'halted' ? 'halted' : row.paused ? 'paused' : '';
+    const tag = quiet || (row.staleSince ? `stale since ${clock.format(row.staleSince)}` : '');
     if (row.text.tag !== tag) {
       row.text.tag = tag;
-      row.tr.classList.toggle('paused', Boolean(tag));
+      row.tr.classList.toggle('paused', Boolean(quiet));
+      row.tr.classList.toggle('stale', Boolean(tag) && !quiet);
       cells.tag.textContent = tag || 'paused';
       cells.tag.hidden = !tag;
     }
@@ -236,6 +242,17 @@ export function createRows({tbody, scroller, rowTemplate}, {sparks, chart, marke
     }
   }
 
+  /** The stale symbols (`stale`, or a polled snap's `stale`): symbol -> time of its newest row
+   *  (epoch ms). The whole set: every other row is live. */
+  function setStale(since) {
+    for (const row of rows.values()) {
+      const at = Number(since[row.sym]) || 0;
+      if (row.staleSince === at) continue;
+      row.staleSince = at;
+      hooks.dirty(row, 0);
+    }
+  }
+
   /** Watchlist alone (`only`): only its rows, in its order; otherwise every row in ticker order.
    *  Returns the symbols shown, in order. */
   function show(only, symbols) {
@@ -256,5 +273,5 @@ export function createRows({tbody, scroller, rowTemplate}, {sparks, chart, marke
     return order;
   }
 
-  return {rows, names, adoptServerRows, render, setSymbols, applyFull, applyShort, show};
+  return {rows, names, adoptServerRows, render, setSymbols, applyFull, applyShort, setStale, show};
 }

@@ -92,10 +92,12 @@ export function createSession(start, board) {
         // A server that resynced onto a new feed run says so here (no new `hello` comes).
         if (msg.epoch) stats.epoch = msg.epoch;
         board.snap(msg.q);
+        if (msg.stale) board.stale(msg.stale);  // polling: the stale symbols ride on the snap
         gotQuotes(msg.seq);
         break;
       case 'q': board.quotes(msg.q); gotQuotes(msg.seq); break;
       case 'sym': board.symbols(msg.symbols || []); applyMarket(msg.market); break;
+      case 'stale': board.stale(msg.s || {}); break;
       case 'err': onError(msg); break;
       default: break;  // `pong`, and kinds newer servers may send: nothing to do
     }
@@ -112,6 +114,7 @@ export function createSession(start, board) {
     const canResume = link.resumable && stats.epoch === msg.epoch && stats.seq > 0;
     stats.epoch = msg.epoch;
     stats.node = msg.node || '';
+    board.stale({});  // a new connection: its server says again which symbols are stale
     board.symbols(msg.symbols || []);
     applyMarket(msg.market);
     const want = board.wanted();
