@@ -16,6 +16,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from dashboard.handshakes import defer_option_dump  # noqa: E402
 from dashboard.services import Services  # noqa: E402
 from ticker.web import limits  # noqa: E402
 from ticker.web.routing import stream_urlpatterns, websocket_urlpatterns  # noqa: E402
@@ -43,4 +44,5 @@ def make_application(services: Services) -> ASGIApplication:
     return cast(ASGIApplication, application)
 
 
+defer_option_dump()
 application = make_application(Services.from_settings())
