@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from dashboard.drain import Drain, InFlight
 from ticker import catalog_watch
 from ticker.fanout.hub import Hub
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
@@ -70,6 +71,7 @@ class Services:
         self.watch_task: asyncio.Task[None] | None = None  # catalog_watch, with an in-process layer
         self.starting: asyncio.Task[None] | None = None
         self.metrics = registry_for(hub)
+        self.in_flight = InFlight()  # the requests being served, for the drain to wait for
 
     @classmethod
     def from_settings(cls, *, listener: bus.Listener | None = None) -> Services:
@@ -100,6 +102,8 @@ class Services:
         await asyncio.shield(task)
 
     async def start(self) -> None:
+        if settings.TICKER_SERVED_BY:  # this process is the server's: SIGTERM drains (dashboard.drain)
+            Drain(self.hub, self.in_flight, settings.TICKER_SERVED_BY, settings.TICKER_DRAIN_SECONDS).install()
         if self.feed is not None:
             self.feed_task = asyncio.create_task(self.run_feed(self.feed))
         if catalog_watch.needed():

@@ -8,13 +8,16 @@ resumes exactly as ``resume`` does on a WebSocket. A comment
 every ``TICKER_SSE_KEEPALIVE`` seconds (15) keeps proxies from calling it idle.
 
 An event stream is a client of the same hub as a WebSocket, with the same conflation and hold:
-a response that cannot drain is held, then caught up; held too long, it is ended.
+a response that cannot drain is held, then caught up; held too long, it is ended. When the
+server is going away (``Hub.restart``), it ends with a ``retry:`` field: reconnect (resuming
+from the last id) after a delay drawn below ``RESTART_JITTER_MS``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,6 +27,7 @@ from django.conf import settings
 from .. import protocol as p
 from ..fanout.delivery import KEEP_ALIVE, Client
 from ..fanout.hub import Hub, TooManyKeys
+from ..fanout.types import Drop
 from . import metrics
 
 
@@ -39,6 +43,7 @@ class QuoteStream(AsyncHttpConsumer):
     hub: Hub
     client: Client | None = None
     dropped: asyncio.Event
+    why: Drop | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.base_receive = receive
@@ -67,7 +72,7 @@ class QuoteStream(AsyncHttpConsumer):
             (b"X-Accel-Buffering", b"no"),  # nginx: pass each event on at once
         ])
         self.dropped = asyncio.Event()
-        client = self.client = self.hub.connect(self.base_send, self.dropped.set, stream=True)
+        client = self.client = self.hub.connect(self.base_send, self.drop, stream=True)
         try:
             if mark is None:
                 unknown = self.hub.subscribe(client, symbols)
@@ -88,11 +93,18 @@ class QuoteStream(AsyncHttpConsumer):
             for task in (keep_alive, gone, dropped):
                 task.cancel()
             await asyncio.gather(keep_alive, gone, dropped, return_exceptions=True)
-        if self.dropped.is_set():  # held too long: end the response, if it can still be ended
+        if self.dropped.is_set():  # held too long, or a restart: end the response, if it can still be ended
             self.client = None  # the hub has let it go
-            metrics.CLOSES.labels(str(p.WS_4013_TOO_SLOW)).inc()
+            restart = self.why is Drop.RESTART
+            metrics.CLOSES.labels(str(p.WS_1012_SERVICE_RESTART if restart else p.WS_4013_TOO_SLOW)).inc()
+            last = f": restart\nretry: {random.randrange(p.RESTART_JITTER_MS)}\n\n".encode() if restart else b""
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.send_body(b"", more_body=False), 1.0)
+                await asyncio.wait_for(self.send_body(last, more_body=False), 1.0)
+
+    def drop(self, why: Drop) -> None:
+        """The hub let this stream go (``why``); ``handle`` ends the response."""
+        self.why = why
+        self.dropped.set()
 
     async def disconnected(self) -> None:
         """Until the client goes away (what else it sends on an event stream is ignored)."""
