@@ -179,6 +179,50 @@ async def test_killing_the_active_feed_the_standby_takes_over_and_clients_resync
         await stop_all(clients)
 
 
+async def test_a_rolling_restart_drains_each_server_and_its_clients_resume_at_once(site):
+    """SIGTERM to one app server at a time, each restarted and healthy before the next (what
+    `make cluster-restart` does): every client of the server gets 1012 (none a 1006), is live again
+    through nginx on the other one within 2 s of its close, and no batch is lost; each server
+    exits well within its drain deadline."""
+    clients = await connect_all(site.ws_url, CLIENTS)
+    exits: list[float] = []
+    back: list[float] = []
+    try:
+        await advanced(clients, 3)
+        for name in ("web1", "web2"):
+            took, times = await drained(site, name, clients)
+            exits.append(took)
+            back += times
+            print(f"\n{name}: {len(times)} clients drained, exit {took:.2f} s after SIGTERM; live again after "
+                  f"median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+            site.procs[name] = await asyncio.to_thread(
+                start_app_server, site.logdir, site.env, name, site.addresses[name], f"{name}-rolled")
+        await advanced(clients, 5)  # every client streams again, so a gap would show
+        assert sorted({code for c in clients for code in c.closes}) == [1012]  # never a 1006
+        assert [c.gaps for c in clients if c.gaps] == []
+        assert all(op == "resume" for c in clients for op, _, _ in c.syncs[1:])
+    finally:
+        await stop_all(clients)
+    figure("rolling restart: a client live again after its server's 1012", max(back), target=2.0, limit=10.0)
+    figure("rolling restart: an app server exits after SIGTERM", max(exits), target=2.0, limit=10.0)
+
+
+async def drained(site: ClusterSite, name: str, clients: list[Reconnecting]) -> tuple[float, list[float]]:
+    """SIGTERM to app server ``name``; once it has exited and each of its clients is live again:
+    how long it took to exit, and each client's time from its close to its resync."""
+    ours = [c for c in clients if c.node == name]
+    assert ours, f"no client on {name}"
+    before = {id(c): len(c.dropped_at) for c in ours}
+    proc = site.procs[name]
+    signalled = time.monotonic()
+    proc.popen.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(proc.popen.wait, 30)
+    took = time.monotonic() - signalled
+    await eventually(lambda: all(len(c.dropped_at) > before[id(c)] and c.synced.is_set() for c in ours),
+                     15, 0.05, f"every client of {name} to resume")
+    return took, [c.synced_at - c.dropped_at[before[id(c)]] for c in ours]
+
+
 # The runner behind `make cluster`, `make cluster-restart` and `make cluster-stop`.
 
 

@@ -86,6 +86,7 @@ class Reconnecting:
         self.synced_at = 0.0
         self.dropped_at: list[float] = []
         self.drops: list[str] = []  # why each connection ended
+        self.closes: list[int] = []  # the close code of each connection that opened (1006: none came)
         self.syncs: list[tuple[str, str, dict]] = []  # (op sent, node, the snap that answered it)
         self.gaps: list[tuple[int, int]] = []
         self.errors: list[dict] = []
@@ -113,6 +114,8 @@ class Reconnecting:
             self.dropped_at.append(time.monotonic())
             self.dropped.set()
             code = ws.close_code if ws else None
+            if code is not None:
+                self.closes.append(code)
             self.failures = rules.failures_after_close(code, self.failures)
             await asyncio.sleep(rules.reconnect_delay(code, self.failures))
             self.failures += 1
