@@ -72,6 +72,7 @@ class Services:
         self.starting: asyncio.Task[None] | None = None
         self.metrics = registry_for(hub)
         self.in_flight = InFlight()  # the requests being served, for the drain to wait for
+        self.drain: Drain | None = None
 
     @classmethod
     def from_settings(cls, *, listener: bus.Listener | None = None) -> Services:
@@ -102,8 +103,9 @@ class Services:
         await asyncio.shield(task)
 
     async def start(self) -> None:
-        if settings.TICKER_SERVED_BY:  # this process is the server's: SIGTERM drains (dashboard.drain)
-            Drain(self.hub, self.in_flight, settings.TICKER_SERVED_BY, settings.TICKER_DRAIN_SECONDS).install()
+        if settings.TICKER_SERVED_BY and self.drain is None:  # the server's process: SIGTERM drains
+            self.drain = Drain(self.hub, self.in_flight, settings.TICKER_SERVED_BY, settings.TICKER_DRAIN_SECONDS)
+            self.drain.install()
         if self.feed is not None:
             self.feed_task = asyncio.create_task(self.run_feed(self.feed))
         if catalog_watch.needed():
