@@ -20,20 +20,19 @@ from dashboard.services import Services  # noqa: E402
 from ticker.web import limits  # noqa: E402
 from ticker.web.routing import stream_urlpatterns, websocket_urlpatterns  # noqa: E402
 from ticker.web.security import BrowserOriginValidator  # noqa: E402
+from ticker.web.services import attach  # noqa: E402
 
 
 def make_application(services: Services) -> ASGIApplication:
     """The ticker's ASGI application, serving with ``services``."""
-    router = ProtocolTypeRouter(
+    # One set of caps for WebSockets and event streams together (ticker.web.limits).
+    router = limits.from_settings(ProtocolTypeRouter(
         {
-            "http": limits.from_settings(
-                # Django's type stubs know views only; URLRouter takes ASGI apps. Static files: WhiteNoise.
-                URLRouter([*stream_urlpatterns, re_path(r"", django_asgi_app)]),  # type: ignore[arg-type]
-                prefix="/sse/",
-            ),
-            "websocket": limits.from_settings(BrowserOriginValidator(URLRouter(websocket_urlpatterns))),
+            # Django's type stubs know views only; URLRouter takes ASGI apps. Static files: WhiteNoise.
+            "http": URLRouter([*stream_urlpatterns, re_path(r"", django_asgi_app)]),  # type: ignore[arg-type]
+            "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns)),
         }
-    )
+    ))
 
     async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -41,7 +40,7 @@ def make_application(services: Services) -> ASGIApplication:
             return
         with services.in_flight:
             await services.ready()
-            await router(cast(Scope, {**scope, "ticker": services}), receive, send)
+            await router(cast(Scope, attach(scope, services)), receive, send)
 
     return cast(ASGIApplication, application)
 

@@ -2,8 +2,8 @@
 
 ``Services.from_settings()`` builds them from the settings; ``dashboard.asgi`` starts them on
 the first request (daphne sends no lifespan events, so this is the one start-up path that
-works the same under daphne and uvicorn) and puts them in every scope as
-``scope["ticker"]``, where consumers and views read them. Nothing else finds them: no
+works the same under daphne and uvicorn) and puts them in every scope
+(``ticker.web.services.attach``), where consumers and views read them. Nothing else finds them: no
 module-level singleton, no look-up by event loop. A test builds its own.
 """
 
@@ -24,6 +24,7 @@ from ticker.fanout.hub import Hub
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
 from ticker.feed.sources import SimulatedMarket
 from ticker.feed.standby import serve
+from ticker.feed.vendors import vendor_source
 from ticker.layer import bus
 from ticker.layer.store import QuoteStore, make_store
 from ticker.models import Market, Symbol
@@ -89,7 +90,9 @@ class Services:
         feed = None
         if settings.TICKER_EMBEDDED_FEED:
             seed = int(settings.TICKER_FEED_SEED) if settings.TICKER_FEED_SEED else None
-            market = partial(SimulatedMarket, rate=settings.TICKER_FEED_RATE, seed=seed)
+            market = vendor_source(settings.TICKER_FEED_SOURCE, settings.TICKER_FEED_URL,
+                                   alpaca_feed=settings.TICKER_ALPACA_FEED) or partial(
+                SimulatedMarket, rate=settings.TICKER_FEED_RATE, seed=seed)
             feed = partial(serve, market, store, settings.TICKER_FEED_BATCH_MS)
         return cls(store, hub, feed)
 

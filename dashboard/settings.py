@@ -306,6 +306,12 @@ TICKER_NODE = os.environ.get("TICKER_NODE") or f"{socket.gethostname()}:{os.getp
 TICKER_FEED_RATE = float(os.environ.get("TICKER_FEED_RATE", "50"))
 TICKER_FEED_BATCH_MS = int(os.environ.get("TICKER_FEED_BATCH_MS", "100"))
 TICKER_FEED_SEED = os.environ.get("TICKER_FEED_SEED")
+# Where prices come from (docs/SOURCES.md): "simulated", or a vendor: "alpaca", "coinbase", "binance";
+# TICKER_FEED_URL replaces the vendor's endpoint (a sandbox, a proxy); Alpaca's feed is "iex" (free) or
+# "sip". Credentials are read from the environment by the feed itself, never from here.
+TICKER_FEED_SOURCE = os.environ.get("TICKER_FEED_SOURCE", "simulated")
+TICKER_FEED_URL = os.environ.get("TICKER_FEED_URL", "")
+TICKER_ALPACA_FEED = os.environ.get("TICKER_ALPACA_FEED", "iex")
 TICKER_SERVE_STATIC = env_bool("TICKER_SERVE_STATIC", True)
 if not TICKER_SERVE_STATIC:  # nginx serves /static/ from collectstatic's output
     MIDDLEWARE.remove("whitenoise.middleware.WhiteNoiseMiddleware")
@@ -315,12 +321,15 @@ TICKER_DAPHNE_FAST_PATH = env_bool("TICKER_DAPHNE_FAST_PATH", True)
 # autotuning, which lets a stalled reader's buffer grow to megabytes): the server then notices a
 # client that stopped reading within about this much (ticker/fanout/sndbuf.py).
 TICKER_SOCKET_SNDBUF = int(os.environ.get("TICKER_SOCKET_SNDBUF", "65536"))
-# Per-address caps on WebSockets (ticker/web/limits.py): open at once, and new ones a second
+# Per-address caps on WebSockets and event streams together (ticker/web/limits.py): open at once, and new ones a second
 # (with a burst); addresses in TICKER_LIMIT_EXEMPT (comma-separated networks) are not counted.
 TICKER_WS_PER_ADDRESS = int(os.environ.get("TICKER_WS_PER_ADDRESS", "200"))
 TICKER_WS_RATE_PER_ADDRESS = float(os.environ.get("TICKER_WS_RATE_PER_ADDRESS", "20"))
 TICKER_WS_BURST_PER_ADDRESS = int(os.environ.get("TICKER_WS_BURST_PER_ADDRESS", "100"))
 TICKER_LIMIT_EXEMPT = env_list("TICKER_LIMIT_EXEMPT", "")
+# Long-lived connections (WebSockets and event streams) one process holds at most, every address
+# counted; past it the server answers "full" (docs/PROTOCOL.md). 0: the open-files limit less 64.
+TICKER_MAX_CONNECTIONS = int(os.environ.get("TICKER_MAX_CONNECTIONS", "0"))
 # Seconds between keep-alive comments on an event stream (/sse/quotes/).
 TICKER_SSE_KEEPALIVE = float(os.environ.get("TICKER_SSE_KEEPALIVE", "15"))
 # How often the page, on a fallback (SSE or polling), tries the WebSocket again: milliseconds,

@@ -147,3 +147,13 @@ def test_the_admin_accepts_the_bounds_themselves_and_shows_them_beside_the_field
     response = add_symbol(admin_client, ticker="LOW", tick_size="0.0001", prev_close="0.01", volatility="0")
     assert response.status_code == 302
     assert Symbol.objects.count() == 2
+
+
+def test_the_vendor_symbol_is_edited_in_the_admin_and_a_bad_one_is_refused(admin_client):
+    assert "What the market-data vendor calls it" in admin_client.get("/admin/ticker/symbol/add/").content.decode()
+    assert add_symbol(admin_client, ticker="BTC-USD", prev_close="90000").status_code == 302
+    assert Symbol.objects.get(ticker="BTC-USD").vendor_symbol == ""  # empty: the feed uses the ticker
+    assert add_symbol(admin_client, ticker="BTC", prev_close="90000", vendor_symbol=" BTCUSDT ").status_code == 302
+    assert Symbol.objects.get(ticker="BTC").vendor_symbol == "BTCUSDT"
+    response = add_symbol(admin_client, ticker="BAD", vendor_symbol="no spaces")
+    assert response.status_code == 200 and "Letters, digits, and . - _ / : only" in response.content.decode()

@@ -105,3 +105,19 @@ def test_in_production_setup_demo_generates_the_admin_password_when_none_is_give
     assert production_manage(tmp_path, "migrate", "-v0").returncode == 0
     done = production_manage(tmp_path, "setup_demo", DJANGO_SUPERUSER_PASSWORD="")
     assert done.returncode == 0 and "admin user: created, password " in done.stdout, done.stderr
+
+
+def test_runfeed_checks_its_source_before_waiting_for_the_lease(settings, monkeypatch):
+    settings.CHANNEL_LAYER_URL = "redis://127.0.0.1:1/0"  # never reached: the source is checked first
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    with pytest.raises(CommandError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
+        call_command("runfeed", "--source", "alpaca")
+    with pytest.raises(CommandError, match="ws:// or wss://"):
+        call_command("runfeed", "--source", "coinbase", "--url", "https://example.com")
+    with pytest.raises(CommandError, match="--replay and --source binance: choose one"):
+        call_command("runfeed", "--source", "binance", "--replay", "x.csv")
+    with pytest.raises(CommandError, match="invalid choice: 'nasdaq'"):
+        call_command("runfeed", "--source", "nasdaq")
+    settings.TICKER_FEED_SOURCE = "nasdaq"
+    with pytest.raises(CommandError, match="unknown source 'nasdaq'"):
+        call_command("runfeed")

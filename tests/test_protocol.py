@@ -33,7 +33,7 @@ def test_ack_parses():
     assert p.parse_client_message('{"op":"ack","seq":41}') == p.Ack(41)
 
 
-@pytest.mark.parametrize("ping_id", [7, "abc", None])
+@pytest.mark.parametrize("ping_id", [7, 1.5, -2e3, "abc", None])  # "a number": any JSON number
 def test_ping_keeps_its_id(ping_id):
     assert p.parse_client_message(orjson.dumps({"op": "ping", "id": ping_id})) == p.Ping(ping_id)
 
@@ -62,6 +62,13 @@ def test_a_string_that_cannot_be_a_ticker_is_an_unknown_symbol():
 def test_too_many_symbols_in_one_frame():
     symbols = [f"S{i}" for i in range(p.MAX_SYMBOLS + 1)]
     assert_error(orjson.dumps({"op": "sub", "symbols": symbols}), p.ERR_TOO_MANY_SYMBOLS)
+
+
+def test_symbols_are_counted_once_duplicates_are_removed():
+    symbols = ["AAPL", "aapl", " MSFT"] * p.MAX_SYMBOLS
+    assert p.parse_client_message(orjson.dumps({"op": "sub", "symbols": symbols})) == p.Subscribe(("AAPL", "MSFT"))
+    assert p.parse_symbols_param(",".join(symbols)) == ("AAPL", "MSFT")
+    assert p.parse_symbols_param("*") is None and p.parse_symbols_param("") is None
 
 
 def test_an_oversized_frame_that_reaches_the_application_asks_for_close_4009():

@@ -16,9 +16,9 @@ class SymbolForm(forms.ModelForm):
 @admin.register(Symbol)
 class SymbolAdmin(admin.ModelAdmin):
     form = SymbolForm
-    list_display = ["ticker", "name", "exchange", "currency", "active", "prev_close", "tick_size"]
+    list_display = ["ticker", "name", "exchange", "currency", "active", "prev_close", "tick_size", "vendor_symbol"]
     list_filter = ["active", "exchange", "currency"]
-    search_fields = ["ticker", "name"]
+    search_fields = ["ticker", "name", "vendor_symbol"]
     list_editable = ["active"]
     actions = ["pause", "resume"]
 

@@ -28,6 +28,7 @@ MIN_TICK = Decimal("0.0001")
 MIN_PREV_CLOSE = MIN_TICK / MAX_TICK_FRACTION  # where the smallest tick is still a small step
 TICK_PERCENT = f"{MAX_TICK_FRACTION * 100:.0f} %"
 VOLATILITY_PERCENT = f"{MAX_VOLATILITY * 100:.0f} %"
+VENDOR_SYMBOL_RE = r"^[A-Za-z0-9][A-Za-z0-9.\-_/:]{0,31}$"
 
 
 class Symbol(models.Model):
@@ -62,6 +63,13 @@ class Symbol(models.Model):
         f"({VOLATILITY_PERCENT} a year; 0.3 is a typical large stock).",
     )
 
+    vendor_symbol = models.CharField(
+        max_length=32, blank=True,
+        validators=[RegexValidator(VENDOR_SYMBOL_RE, "Letters, digits, and . - _ / : only")],
+        help_text="What the market-data vendor calls it (BTC-USD at Coinbase, BTCUSDT at Binance, BRK.B at "
+        "Alpaca); empty: the ticker. The simulated market and the replay ignore it.",
+    )
+
     class Meta:
         ordering = ["ticker"]
 
@@ -82,6 +90,7 @@ class Symbol(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.ticker = self.ticker.strip().upper()
+        self.vendor_symbol = self.vendor_symbol.strip()
         super().save(*args, **kwargs)
 
     @classmethod

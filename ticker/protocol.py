@@ -110,20 +110,19 @@ class Ack:
 class Ping:
     """Ask for a ``pong`` carrying the same ``id``."""
 
-    id: int | str | None
+    id: int | float | str | None
 
 
 ClientMessage = Subscribe | Unsubscribe | Resume | Ack | Ping
 
 
 def _symbols(value: Any) -> tuple[str, ...] | None:
-    """Validate a ``symbols`` field: "*" or a list of ticker strings (upper-cased, de-duplicated)."""
+    """Validate a ``symbols`` field: "*" or a list of ticker strings (upper-cased, de-duplicated,
+    then counted: at most ``MAX_SYMBOLS`` different ones)."""
     if value == ALL:
         return None
     if not isinstance(value, list) or not value:
         raise ProtocolError(ERR_BAD_REQUEST, 'symbols must be "*" or a non-empty list of strings')
-    if len(value) > MAX_SYMBOLS:
-        raise ProtocolError(ERR_TOO_MANY_SYMBOLS, f"at most {MAX_SYMBOLS} symbols per connection")
     out: dict[str, None] = {}
     for item in value:
         if not isinstance(item, str):
@@ -132,6 +131,8 @@ def _symbols(value: Any) -> tuple[str, ...] | None:
         if not SYMBOL_RE.match(sym):
             raise ProtocolError(ERR_UNKNOWN_SYMBOL, f"not a ticker: {item[:16]!r}")
         out[sym] = None
+        if len(out) > MAX_SYMBOLS:
+            raise ProtocolError(ERR_TOO_MANY_SYMBOLS, f"at most {MAX_SYMBOLS} symbols per connection")
     return tuple(out)
 
 
@@ -181,7 +182,7 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
         return Ack(seq)
     if op == "ping":
         ping_id = msg.get("id")
-        if not (ping_id is None or isinstance(ping_id, str | int)) or isinstance(ping_id, bool):
+        if not (ping_id is None or isinstance(ping_id, str | int | float)) or isinstance(ping_id, bool):
             raise ProtocolError(ERR_BAD_REQUEST, "ping id must be a number or a string")
         return Ping(ping_id)
     if op == "resume":
@@ -317,11 +318,12 @@ def encode_err(code: str, msg: str) -> str:
 
 
 def unknown_symbols(symbols: Sequence[str]) -> ProtocolError:
-    """The error for symbols that are not listed (the known ones of the same request still apply)."""
-    return ProtocolError(ERR_UNKNOWN_SYMBOL, "unknown symbol(s): " + ", ".join(symbols[:10]))
+    """The error for symbols that are not listed (the known ones of the same request still apply):
+    the first ten named, each cut to 16 characters."""
+    return ProtocolError(ERR_UNKNOWN_SYMBOL, "unknown symbol(s): " + ", ".join(s[:16] for s in symbols[:10]))
 
 
-def encode_pong(ping_id: int | str | None) -> str:
+def encode_pong(ping_id: int | float | str | None) -> str:
     """The answer to ``ping``."""
     return _text({"t": "pong", "id": ping_id})
 

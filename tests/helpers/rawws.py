@@ -14,18 +14,27 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
 class RawWs:
     """One connection; ``recv_buffer`` small makes a client that stops reading fill up fast."""
 
-    def __init__(self, host: str, port: int, path: str = "/ws/quotes/", recv_buffer: int = 0) -> None:
+    def __init__(self, host: str, port: int, path: str = "/ws/quotes/", recv_buffer: int = 0, source: str = "") -> None:
         self.sock = socket.socket()
         if recv_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+        if source:  # another loopback address (127.0.0.2): another client address to the server
+            self.sock.bind((source, 0))
         self.sock.settimeout(10)
+        self.buffer = b""
+        try:
+            self._handshake(host, port, path)
+        except BaseException:
+            self.sock.close()  # a refused handshake leaves no socket behind
+            raise
+
+    def _handshake(self, host: str, port: int, path: str) -> None:
         self.sock.connect((host, port))
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
-        self.buffer = b""
         while b"\r\n\r\n" not in self.buffer:
             chunk = self.sock.recv(4096)
             if not chunk:

@@ -22,11 +22,14 @@ class Event:
 
 
 class SseClient:
-    def __init__(self, url: str, last_event_id: str = "", recv_buffer: int = 0, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, last_event_id: str = "", recv_buffer: int = 0, timeout: float = 10.0,
+                 source: str = "") -> None:
         parts = urlsplit(url)
         self.sock = socket.socket()
         if recv_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+        if source:  # another loopback address (127.0.0.2): another client address to the server
+            self.sock.bind((source, 0))
         self.sock.settimeout(timeout)
         self.sock.connect((parts.hostname, parts.port))
         target = parts.path + (f"?{parts.query}" if parts.query else "")

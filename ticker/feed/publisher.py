@@ -10,6 +10,11 @@ seq does not advance.
 
 The feed also listens on ``ticker.control`` for admin changes (reloads the symbols from the
 database) and writes 1-minute candles to the database every few seconds, off the tick path.
+A source that pushes (``streams.Pushed``) runs beside those loops; if it gives up for good
+(``SourceRefused``), so does the feed.
+
+``heard`` keeps, per symbol, the time of the last update its source gave (a trade, or a vendor's
+quote): what a per-symbol freshness mark is made from.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
@@ -31,6 +37,7 @@ from ..protocol import LAST, SYM, TS, Row
 from .candles import Bar, CandleBook
 from .quotes import QuoteBook
 from .sources import Listing, Source
+from .streams import Pushed
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +99,15 @@ class Feed:
         self.removed: set[str] = set()  # deleted symbols not yet published
         self.published_at = 0.0  # monotonic time of the last published batch
         self.failing = False  # the last publish failed
+        self.heard: dict[str, int] = {}  # symbol -> epoch ms of its source's last update
 
     async def reload_symbols(self) -> None:
         """Read the symbols from the database and start, pause or drop them in the source and book."""
         symbols, halted = await sync_to_async(load_symbols)()
         self.ids = {s.ticker: s.pk for s in symbols}
         listings = [
-            Listing(s.ticker, float(s.prev_close), float(s.tick_size), s.volatility) for s in symbols
+            Listing(s.ticker, float(s.prev_close), float(s.tick_size), s.volatility, s.vendor_symbol)
+            for s in symbols
         ]
         before = set(self.book.rows)
         known = (await self.store.load()).rows if not before else {}
@@ -109,6 +118,7 @@ class Feed:
         self.removed |= gone
         for sym in gone:
             self.pending.pop(sym, None)
+            self.heard.pop(sym, None)
         self.pending.update((row[SYM], row) for row in changed)
         log.info("feed %s: %d symbols (%d ticking%s)", self.epoch, len(symbols), len(ticking),
                  ", market halted" if halted else "")
@@ -143,14 +153,25 @@ class Feed:
 
     def take_ticks(self, now: float) -> None:
         ticks = self.source.ticks(now)
+        ts = now_ms()
+        if isinstance(self.source, Pushed):
+            self.note_heard(self.source.take_quoted().items())
         if not ticks:
             return
         volumes: dict[str, int] = {}
         for tick in ticks:
             volumes[tick.symbol] = volumes.get(tick.symbol, 0) + tick.size
-        for row in self.book.apply(ticks, now_ms()):
+        self.note_heard((tick.symbol, tick.at_ms or ts) for tick in ticks)
+        for row in self.book.apply(ticks, ts):
             self.pending[row[SYM]] = row
             self.candles.add(row[SYM], row[LAST], volumes[row[SYM]], row[TS])
+
+    def note_heard(self, updates: Iterable[tuple[str, int]]) -> None:
+        """Keep the latest update time of each listed symbol."""
+        heard, rows = self.heard, self.book.rows
+        for sym, at_ms in updates:
+            if sym in rows and at_ms > heard.get(sym, 0):
+                heard[sym] = at_ms
 
     async def flush_candles(self) -> None:
         bars = self.candles.take_changed()
@@ -206,10 +227,16 @@ class Feed:
     async def publish_forever(self) -> None:
         """Publish a batch every ``batch_ms`` (after ``start``) until cancelled or the source ends."""
         helpers = [asyncio.create_task(self._control_loop()), asyncio.create_task(self._candle_loop())]
+        stream = asyncio.create_task(self.source.run()) if isinstance(self.source, Pushed) else None
+        if stream:
+            helpers.append(stream)
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         try:
             while not getattr(self.source, "finished", False):
+                if stream and stream.done():
+                    stream.result()  # SourceRefused: the vendor said no for good
+                    break
                 next_at += self.batch_seconds
                 delay = next_at - loop.time()
                 if delay > 0:

@@ -1,7 +1,8 @@
 """Where ticks come from: a simulated market (the default) or a CSV replay.
 
 Both are pure: the feed passes in the time and gets back the ticks that happened since the
-last call, so they can be tested without a clock or a loop.
+last call, so they can be tested without a clock or a loop. Sources that push (a vendor's
+stream) are in ``streams``.
 """
 
 from __future__ import annotations
@@ -26,15 +27,22 @@ class Listing:
     prev_close: float
     tick_size: float = 0.01
     volatility: float = 0.3
+    vendor: str = ""  # what a vendor's stream calls it; empty: the ticker
+
+    @property
+    def feed_symbol(self) -> str:
+        return self.vendor or self.ticker
 
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """One trade: ``size`` shares of ``symbol`` at ``price``."""
+    """One trade: ``size`` shares of ``symbol`` at ``price``, made at ``at_ms`` (epoch milliseconds,
+    the vendor's time; 0 for a source without its own clock: the feed's batch time is taken)."""
 
     symbol: str
     price: float
     size: int
+    at_ms: int = 0
 
 
 class Source(Protocol):

@@ -15,12 +15,17 @@ from ..layer.lease import LeaseLost
 from ..layer.store import QuoteStore
 from .publisher import Feed
 from .sources import Source
+from .streams import SourceRefused
 
 log = logging.getLogger(__name__)
 
 
 async def serve(make_source: Callable[[], Source], store: QuoteStore, batch_ms: int = 100) -> None:
-    """Run feeds until cancelled (or until a finite source ends), each while the lease is held."""
+    """Run feeds until cancelled (or until a finite source ends), each while the lease is held.
+
+    Raises:
+        SourceRefused: the source gave up for good (a vendor refused the feed's credentials).
+    """
     lease = store.lease()
     try:
         while True:
@@ -36,5 +41,7 @@ async def serve(make_source: Callable[[], Source], store: QuoteStore, batch_ms: 
                 return
             except* LeaseLost as lost:
                 log.warning("feed %s stopped: %s", feed.epoch, lost.exceptions[0])
+            except* SourceRefused as refused:
+                raise refused.exceptions[0] from None
     finally:
         await asyncio.shield(lease.release())

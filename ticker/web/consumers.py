@@ -1,7 +1,7 @@
 """The WebSocket endpoint ``/ws/quotes/``: an async adapter between a socket and the hub.
 
 The consumer decodes each client frame with ``ticker.protocol`` and asks the process's hub
-(``scope["ticker"].hub``) to (un)subscribe, resume or record an ack. Every frame to the
+(``services.of_scope(scope).hub``) to (un)subscribe, resume or record an ack. Every frame to the
 client, quotes and replies alike, leaves through the hub's one outgoing path for the
 connection (``Client.deliver``). The consumer has no channel-layer channel of its own
 (``channel_layer_alias = None``) and skips Channels' per-event database cleanup hop: it never
@@ -29,6 +29,7 @@ from ..fanout.delivery import Client
 from ..fanout.hub import Hub, TooManyKeys
 from ..fanout.types import Drop
 from . import metrics
+from .services import of_scope
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        self.hub = self.scope["ticker"].hub
+        self.hub = of_scope(self.scope).hub
         client = self.scope.get("client")
         self.address = client[0] if client else "-"
         self.conn_id = secrets.token_hex(4)  # in every log line about this connection

@@ -9,17 +9,16 @@ import ipaddress
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..fanout import fastpath
+from . import health
 from . import metrics as m
-
-if TYPE_CHECKING:
-    from dashboard.services import Services
+from .services import of_request
 
 View = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponse]]
 
@@ -39,21 +38,21 @@ def loopback_only(view: View) -> View:
     return guarded
 
 
-def services_of(request: HttpRequest) -> Services:
-    return request.scope["ticker"]  # type: ignore[attr-defined, no-any-return]
-
-
 @loopback_only
 async def status(request: HttpRequest) -> HttpResponse:
-    """This process: layer, feed age, epoch and seq, clients (held, on the fast path), its name."""
-    services = services_of(request)
+    """This process: layer, feed (its age, and ``feed``: fresh, stale, or why it is quiet),
+    the market's state, epoch and seq, clients (held, on the fast path), its name."""
+    services = of_request(request)
     hub = services.hub
     age = hub.feed_age()
+    epoch, seq = hub.position
     return JsonResponse({
         "layer": "reachable" if await services.store.ping() else "unreachable",
+        "feed": health.feed_state(hub).value,
         "feed_age_s": None if age is None else round(age, 3),
-        "epoch": hub.replica.epoch,
-        "seq": hub.replica.seq,
+        "market": hub.catalog.status.get("state", "open"),
+        "epoch": epoch,
+        "seq": seq,
         "clients": hub.client_count,
         "held": hub.held_count,
         "direct": hub.direct_count,
@@ -65,5 +64,5 @@ async def status(request: HttpRequest) -> HttpResponse:
 @loopback_only
 async def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format: the hub's counts and the edge's."""
-    body = generate_latest(services_of(request).metrics) + generate_latest(m.REGISTRY)
+    body = generate_latest(of_request(request).metrics) + generate_latest(m.REGISTRY)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

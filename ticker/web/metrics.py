@@ -23,7 +23,8 @@ REGISTRY = CollectorRegistry()
 REFUSED = Counter("ticker_frames_refused", "Client frames refused, by reason", ["reason"], registry=REGISTRY)
 CLOSES = Counter("ticker_closes", "WebSockets closed by the server, by close code", ["code"], registry=REGISTRY)
 HANDSHAKES_REFUSED = Counter(
-    "ticker_handshakes_refused", "WebSocket handshakes refused by the per-address caps", registry=REGISTRY
+    "ticker_handshakes_refused", "WebSocket and event-stream handshakes refused, by cap (address, full)", ["cap"],
+    registry=REGISTRY,
 )
 
 

@@ -1,5 +1,10 @@
-"""Handshake checks for WebSockets, and the page's Content-Security-Policy."""
+"""Handshake checks for WebSockets, the page's Content-Security-Policy, and the same security
+headers on the responses Django does not make (event streams)."""
 
+import io
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
 from urllib.parse import ParseResult
 
 from asgiref.typing import ASGIApplication
@@ -7,7 +12,10 @@ from channels.security.websocket import OriginValidator
 from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponseBase
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseBase
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -47,3 +55,27 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         update["connect-src"] = [*update.get("connect-src", ()), own]
         parts.update = update
         return parts
+
+
+@cache
+def _header_middleware() -> SecurityMiddleware:
+    """The site's middleware that sets security headers (``settings.MIDDLEWARE`` has them all),
+    around a view that answers an empty 200."""
+    def empty(request: HttpRequest) -> HttpResponseBase:
+        return HttpResponse()
+
+    return SecurityMiddleware(ContentSecurityPolicyMiddleware(XFrameOptionsMiddleware(empty)))
+
+
+def guarded(scope: Mapping[str, Any]) -> HttpResponse:
+    """What the site's security middleware makes of a request that Django does not answer (an
+    event stream): an empty 200 that carries the headers every page gets (``nosniff``,
+    ``Referrer-Policy``, ``Cross-Origin-Opener-Policy``, ``X-Frame-Options``, the CSP, HSTS over
+    https), or the middleware's own answer instead (the redirect to https in production; 400 for a
+    ``Host`` not in ``ALLOWED_HOSTS``)."""
+    try:
+        response = _header_middleware()(ASGIRequest(scope, io.BytesIO()))
+    except DisallowedHost:  # as Django answers a Host that is not in ALLOWED_HOSTS
+        return HttpResponseBadRequest()
+    assert isinstance(response, HttpResponse)  # every layer is synchronous: never awaitable
+    return response

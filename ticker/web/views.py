@@ -6,10 +6,13 @@ never the database; candles come from the database, written by the feed.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -21,31 +24,24 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from .. import protocol as p
 from ..fanout.hub import Hub
+from ..fanout.types import Catalog
 from ..models import MAX_WATCHLIST, Candle, Symbol, Watchlist
-
-if TYPE_CHECKING:
-    from dashboard.services import Services
+from . import health
+from .services import of_request
 
 MAX_CANDLES = 1440
 MAX_SPARK_MINUTES = 240
-STALE_FEED_SECONDS = 5.0
 
 
 def _hub(request: HttpRequest) -> Hub:
-    """The process's hub, put in the scope by ``dashboard.asgi``."""
-    return request.scope["ticker"].hub  # type: ignore[attr-defined, no-any-return]
-
-
-def _unknown(symbols: list[str]) -> JsonResponse:
-    error = p.unknown_symbols(symbols)
-    return JsonResponse({"t": "err", "code": error.code, "msg": str(error)}, status=404)
+    return of_request(request).hub
 
 
 @require_safe
 async def board(request: HttpRequest) -> HttpResponse:
     """The live board, first painted from the hub's current state, then kept live by board.js."""
     hub = _hub(request)
-    meta = {s["s"]: s for s in hub.replica.catalog.entries}
+    meta = {s["s"]: s for s in hub.catalog.entries}
     rows = []
     for row in hub.rows(None):
         info = meta.get(row[p.SYM], {})
@@ -59,52 +55,69 @@ async def board(request: HttpRequest) -> HttpResponse:
     # Who is signed in, read here (the session's user is a database query, which an async view
     # makes off the event loop): the header says so, and the watchlist is kept on the server.
     user = await request.auser()
+    epoch, seq = hub.position
     return render(request, "ticker/board.html", {
-        "rows": rows, "epoch": hub.replica.epoch, "seq": hub.replica.seq,
+        "rows": rows, "epoch": epoch, "seq": seq,
         "ws_retry_ms": settings.TICKER_WS_RETRY_MS,
         "signed_in_as": user.get_username() if user.is_authenticated else "",
     })
 
 
-@require_safe
-async def hello(request: HttpRequest) -> HttpResponse:
-    """``/api/hello/``: the ``hello`` frame, for the polling fallback (the symbols, epoch and seq);
-    its ``ETag`` changes with the symbol list and the epoch, so an unchanged one costs a 304."""
-    hub = _hub(request)
-    replica = hub.replica
-    etag = f'"{replica.epoch}:{replica.catalog_version}"'
-    if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
-        response = HttpResponse(status=304)
-    else:
-        text = hub.codec.hello(replica.epoch, replica.seq, replica.catalog, 0)
-        response = HttpResponse(text, content_type="application/json")
+def catalog_tag(epoch: str, catalog: Catalog) -> str:
+    """The ``ETag`` of ``/api/hello/``: a digest of the epoch and the catalog (symbols and market),
+    so every process that holds the same list gives the same tag, and two lists never share one."""
+    data = orjson.dumps([epoch, list(catalog.entries), catalog.status], option=orjson.OPT_SORT_KEYS)
+    return f'"{hashlib.blake2b(data, digest_size=12).hexdigest()}"'
+
+
+def _conditional(request: HttpRequest, etag: str, body: Callable[[], HttpResponse]) -> HttpResponse:
+    """``body()``, or a 304 when ``If-None-Match`` names ``etag`` or is ``*`` (RFC 9110 §13.1.2);
+    either way with the tag and ``Cache-Control: no-cache``."""
+    tags = {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}
+    response = HttpResponse(status=304) if etag in tags or "*" in tags else body()
     response["ETag"] = etag
     response["Cache-Control"] = "no-cache"
     return response
 
 
 @require_safe
+async def hello(request: HttpRequest) -> HttpResponse:
+    """``/api/hello/``: the ``hello`` frame, for the polling fallback (the symbols, epoch and seq);
+    its ``ETag`` (``catalog_tag``) changes with the symbol list, the market and the epoch, so an
+    unchanged one costs a 304."""
+    hub = _hub(request)
+    etag = catalog_tag(hub.position[0], hub.catalog)
+    return _conditional(request, etag, lambda: HttpResponse(hub.hello_text(), content_type="application/json"))
+
+
+def _error(exc: p.ProtocolError, status: int) -> JsonResponse:
+    return JsonResponse({"t": "err", "code": exc.code, "msg": str(exc)}, status=status)
+
+
+@require_safe
 async def quotes(request: HttpRequest) -> HttpResponse:
-    """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named).
+    """``/api/quotes/?symbols=AAPL,MSFT``: the ``snap`` of those symbols (all when none are named,
+    or ``*``), the list read as ``/sse/quotes/`` reads it (``protocol.parse_symbols_param``):
+    400 for a name that is no ticker or too many, 404 naming the unknown ones.
 
     The polling fallback: its ``ETag`` is the state's ``epoch:seq``, so a poll that finds nothing
     new (``If-None-Match``) costs a 304 and no body.
     """
     hub = _hub(request)
-    raw = request.GET.get("symbols", "").strip()
-    wanted = frozenset(s.strip().upper() for s in raw.split(",") if s.strip()) if raw else None
-    unknown = hub.replica.unknown(wanted) if wanted else []
+    try:
+        wanted = p.parse_symbols_param(request.GET.get("symbols", ""))
+    except p.ProtocolError as exc:
+        return _error(exc, 400)
+    unknown = hub.unknown(wanted) if wanted else []
     if unknown:
-        return _unknown(unknown)
-    replica = hub.replica
-    etag = f'"{hub.mark()}"'
-    if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
-        response = HttpResponse(status=304)
-    else:
-        response = JsonResponse({"t": "snap", "epoch": replica.epoch, "seq": replica.seq, "q": hub.rows(wanted)})
-    response["ETag"] = etag
-    response["Cache-Control"] = "no-cache"
-    return response
+        return _error(p.unknown_symbols(unknown), 404)
+    keys = None if wanted is None else frozenset(wanted)
+
+    def snap() -> HttpResponse:
+        epoch, seq = hub.position
+        return JsonResponse({"t": "snap", "epoch": epoch, "seq": seq, "q": hub.rows(keys)})
+
+    return _conditional(request, f'"{hub.mark()}"', snap)
 
 
 def _candles(symbol: str, limit: int) -> list[list[float | int]] | None:
@@ -140,7 +153,7 @@ def candles(request: HttpRequest, symbol: str) -> JsonResponse:
         return limit
     rows = _candles(symbol, limit)
     if rows is None:
-        return _unknown([symbol.upper()])
+        return _error(p.unknown_symbols([symbol.upper()]), 404)
     return JsonResponse({"symbol": symbol.upper(), "interval": interval, "candles": rows})
 
 
@@ -157,17 +170,17 @@ def database_answers() -> bool:
 
 async def healthz(request: HttpRequest) -> JsonResponse:
     """Public and terse: 200 ``{"status":"ok"}`` when the store/layer and the database answer and
-    the feed is fresh, else 503 ``{"status":"degraded","layer":…,"database":…,"feed":…}``.
+    the feed is fresh or has nothing to say (a halted market, or none that ticks: see
+    ``health.feed_state``), else 503 ``{"status":"degraded","layer":…,"database":…,"feed":…}``.
     Details live on ``/internal/status`` (``ticker.web.internal``)."""
-    services: Services = request.scope["ticker"]  # type: ignore[attr-defined]
+    services = of_request(request)
     reachable = await services.store.ping()
     database = await sync_to_async(database_answers)()
-    age = services.hub.feed_age()
-    fresh = age is not None and age < STALE_FEED_SECONDS
-    if reachable and database and fresh:
+    feed = health.feed_state(services.hub)
+    if reachable and database and feed is not health.Feed.STALE:
         return JsonResponse({"status": "ok"})
     body = {"status": "degraded", "layer": "reachable" if reachable else "unreachable",
-            "database": "reachable" if database else "unreachable", "feed": "fresh" if fresh else "stale"}
+            "database": "reachable" if database else "unreachable", "feed": feed.value}
     return JsonResponse(body, status=503)
 
 
@@ -196,6 +209,8 @@ def _clean_watchlist(body: bytes) -> list[str] | JsonResponse:
         data = json.loads(body or b"null")
     except ValueError:
         return _watchlist_error(400, "bad_request", "the body is not JSON")
+    except RecursionError:  # arrays or objects nested thousands deep: the decoder gives up
+        return _watchlist_error(400, "bad_request", "the body is nested too deeply")
     symbols = data.get("symbols") if isinstance(data, dict) else None
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
         return _watchlist_error(400, "bad_request", 'the body must be {"symbols": ["AAPL", ...]}')
@@ -206,7 +221,7 @@ def _clean_watchlist(body: bytes) -> list[str] | JsonResponse:
     if repeated:
         return _watchlist_error(400, "duplicate_symbol", f"listed twice: {', '.join(repeated)}", symbols=repeated)
     known = set(Symbol.objects.filter(ticker__in=tickers).values_list("ticker", flat=True))
-    unknown = [t for t in tickers if t not in known]
+    unknown = [t[:16] for t in tickers if t not in known]  # a huge name is not echoed back whole
     if unknown:
         return _watchlist_error(400, "unknown_symbol", f"unknown symbol(s): {', '.join(unknown)}", symbols=unknown)
     return tickers
