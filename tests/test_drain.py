@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from tests.helpers.figures import figure
-from tests.helpers.sites import embedded
+from tests.helpers.sites import SERVERS, embedded_as
 from tests.helpers.sse import Event, SseClient
 from ticker import protocol as p
 
@@ -24,13 +24,11 @@ STREAMS = 3
 DEADLINE = 20  # TICKER_DRAIN_SECONDS: far above what a drain takes, so one that waited for it shows
 
 
-@pytest.fixture(params=["daphne", "daphne-asgi", "uvicorn"])
+@pytest.fixture(params=list(SERVERS))
 def served(request, tmp_path, seeded_database):
-    """A site and the server that serves it (daphne-asgi: every frame through ASGI sends, the
-    close frame still past autobahn's check)."""
-    server = request.param.removesuffix("-asgi")
-    extra = {"TICKER_DAPHNE_FAST_PATH": "0"} if request.param.endswith("-asgi") else {}
-    with embedded(seeded_database, tmp_path, server=server, TICKER_DRAIN_SECONDS=str(DEADLINE), **extra) as site:
+    """A site of its own (the test stops it) and the way it is served (daphne-asgi: every frame
+    through ASGI sends, the close frame still past autobahn's check)."""
+    with embedded_as(request.param, seeded_database, tmp_path, TICKER_DRAIN_SECONDS=str(DEADLINE)) as site:
         yield site, request.param
 
 
