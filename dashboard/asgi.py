@@ -36,10 +36,12 @@ def make_application(services: Services) -> ASGIApplication:
     ))
 
     async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket"):
+            await router(scope, receive, send)
+            return
+        with services.in_flight:
             await services.ready()
-            scope = cast(Scope, attach(scope, services))
-        await router(scope, receive, send)
+            await router(cast(Scope, attach(scope, services)), receive, send)
 
     return cast(ASGIApplication, application)
 

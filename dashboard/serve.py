@@ -5,7 +5,8 @@ and the sans-I/O websockets implementation; docs/PERFORMANCE.md compares them). 
 the flags this application wants: no 24 h WebSocket cut-off, keepalive pings, no
 permessage-deflate, the protocol's frame limit enforced by the server, proxy headers when
 behind nginx. The process is replaced by the server
-(exec), so its pid is the server's.
+(exec), so its pid is the server's, and it tells the application which server it is
+(``TICKER_SERVED_BY``): SIGTERM then drains (``dashboard.drain``).
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def main(args: Sequence[str] | None = None) -> None:
     if opts.fd is not None:
         deepen(opts.fd)
     argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers, tls, opts.fd)
+    os.environ["TICKER_SERVED_BY"] = opts.server
     os.execv(argv[0], argv)
 
 
