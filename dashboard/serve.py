@@ -21,6 +21,9 @@ from ticker.protocol import MAX_FRAME_BYTES
 
 APP = "dashboard.asgi:application"
 SERVERS = ("daphne", "uvicorn")
+# Seconds an app server's drain on SIGTERM waits for its clients to go (TICKER_DRAIN_SECONDS
+# overrides it; dashboard/drain.py): stated here, where settings and the cluster's supervisord read it.
+DRAIN_SECONDS = 10.0
 # Every listener's accept queue: Twisted listens with 50, which a reconnect storm overflows
 # (a unix socket then fails connect() at once, so nginx answers 502; TCP drops the SYN and the
 # client waits 1 s, 3 s, … to retry). uvicorn's default is the same 2048.

@@ -17,6 +17,8 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard.serve import DRAIN_SECONDS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TICKER_VAR_DIR", BASE_DIR / "var"))
 
@@ -341,7 +343,7 @@ TICKER_HOLD_LIMIT = float(os.environ.get("TICKER_HOLD_LIMIT", "30"))
 # (it sets TICKER_SERVED_BY; empty: another runs the application, SIGTERM stays the server's), and
 # how long the drain waits for its clients to go before the process stops.
 TICKER_SERVED_BY = os.environ.get("TICKER_SERVED_BY", "")
-TICKER_DRAIN_SECONDS = float(os.environ.get("TICKER_DRAIN_SECONDS", "10"))
+TICKER_DRAIN_SECONDS = float(os.environ.get("TICKER_DRAIN_SECONDS") or DRAIN_SECONDS)
 
 LOGGING = {
     "version": 1,

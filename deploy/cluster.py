@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from dashboard.serve import DRAIN_SECONDS
 from deploy.control import SUPERVISORCTL, SUPERVISORD, Control, wait_gone
 from deploy.procs import PYTHON, ROOT, http_ok, redis_argv, redis_ok, wait_until
 
@@ -69,9 +70,8 @@ COMPOSE_UPSTREAM_PARAMS = "max_fails=1 fail_timeout=2s"
 READY_TIMEOUT = 30.0
 # supervisord stops every program (the app servers' drain included) before it exits.
 STOP_TIMEOUT = 90.0
-# An app server's drain deadline on SIGTERM (TICKER_DRAIN_SECONDS) and how much longer
-# supervisord waits before it SIGKILLs one it asked to stop.
-DRAIN_SECONDS = "10"
+# How much longer than an app server's drain deadline (dashboard.serve.DRAIN_SECONDS, or
+# TICKER_DRAIN_SECONDS) supervisord waits before it SIGKILLs one it asked to stop.
 DRAIN_MARGIN = 5.0
 
 # nginx's per-address limits in a deployment (compose, `make cluster`): generous for people,
@@ -451,7 +451,7 @@ def drop_section(text: str, header: str) -> str:
 def drain_wait(env: dict[str, str]) -> int:
     """Seconds supervisord gives an app server between SIGTERM and SIGKILL: its drain deadline
     (``TICKER_DRAIN_SECONDS``) and a margin."""
-    text = env.get("TICKER_DRAIN_SECONDS") or DRAIN_SECONDS
+    text = env.get("TICKER_DRAIN_SECONDS") or str(DRAIN_SECONDS)
     try:
         seconds = float(text)
     except ValueError:
