@@ -192,8 +192,8 @@ class PageClient:
     """One page: a ``Board`` kept current over successive connections. What went wrong is kept
     in its ``Pool`` (events with their time, so a run can attribute them to a fault)."""
 
-    __slots__ = ("board", "closed", "conn", "failures", "index", "node", "pool", "reload", "stopping", "synced_at",
-                 "task", "violating")
+    __slots__ = ("board", "closed", "conn", "failures", "index", "last_close", "node", "pool", "reload", "stopping",
+                 "synced_at", "task", "violating")
 
     def __init__(self, pool: Pool, index: int) -> None:
         self.pool = pool
@@ -202,6 +202,7 @@ class PageClient:
         self.conn: PageConn | None = None
         self.closed: asyncio.Future[None] | None = None
         self.failures = 0
+        self.last_close = 0  # the close code the next wait answers (0: none, or a failed connect)
         self.node = ""
         self.stopping = False
         self.reload = False  # the next connection starts as a new page (``sub``), not a resume
@@ -258,6 +259,7 @@ class PageClient:
         if self.board.connected and now_ms() - self.board.opened_at >= rules.STABLE_AFTER_MS:
             self.failures = 0  # it stayed up: the page's stable timer
         self.failures = rules.failures_after_close(conn.close_code, self.failures)
+        self.last_close = conn.close_code
         if self.board.connected and not self.stopping:  # before hello, ``connect`` records the failure
             self.pool.event(f"closed {conn.close_code or 1006}", self.index)
         self.board.closed()
@@ -267,7 +269,8 @@ class PageClient:
 
     def backoff(self) -> float:
         """The wait before the next attempt, in seconds (``rules.backoff_delay``); counts one failure."""
-        delay = rules.backoff_delay(self.failures)
+        delay = rules.reconnect_delay(self.last_close, self.failures)
+        self.last_close = 0
         self.failures += 1
         return delay
 

@@ -16,6 +16,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from dashboard.handshakes import defer_option_dump  # noqa: E402
 from dashboard.services import Services  # noqa: E402
 from ticker.web import limits  # noqa: E402
 from ticker.web.routing import stream_urlpatterns, websocket_urlpatterns  # noqa: E402
@@ -35,12 +36,15 @@ def make_application(services: Services) -> ASGIApplication:
     ))
 
     async def application(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket"):
+            await router(scope, receive, send)
+            return
+        with services.in_flight:
             await services.ready()
-            scope = cast(Scope, attach(scope, services))
-        await router(scope, receive, send)
+            await router(cast(Scope, attach(scope, services)), receive, send)
 
     return cast(ASGIApplication, application)
 
 
+defer_option_dump()
 application = make_application(Services.from_settings())

@@ -5,7 +5,8 @@ and the sans-I/O websockets implementation; docs/PERFORMANCE.md compares them). 
 the flags this application wants: no 24 h WebSocket cut-off, keepalive pings, no
 permessage-deflate, the protocol's frame limit enforced by the server, proxy headers when
 behind nginx. The process is replaced by the server
-(exec), so its pid is the server's.
+(exec), so its pid is the server's, and it tells the application which server it is
+(``TICKER_SERVED_BY``): SIGTERM then drains (``dashboard.drain``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ticker.protocol import MAX_FRAME_BYTES
 
 APP = "dashboard.asgi:application"
 SERVERS = ("daphne", "uvicorn")
+# Seconds an app server's drain on SIGTERM waits for its clients to go (TICKER_DRAIN_SECONDS
+# overrides it; dashboard/drain.py): stated here, where settings and the cluster's supervisord read it.
+DRAIN_SECONDS = 10.0
 # Every listener's accept queue: Twisted listens with 50, which a reconnect storm overflows
 # (a unix socket then fails connect() at once, so nginx answers 502; TCP drops the SYN and the
 # client waits 1 s, 3 s, … to retry). uvicorn's default is the same 2048.
@@ -112,6 +116,7 @@ def main(args: Sequence[str] | None = None) -> None:
     if opts.fd is not None:
         deepen(opts.fd)
     argv = server_argv(opts.server, opts.host, opts.port, opts.unix_socket, opts.proxy_headers, tls, opts.fd)
+    os.environ["TICKER_SERVED_BY"] = opts.server
     os.execv(argv[0], argv)
 
 

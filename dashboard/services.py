@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from dashboard.drain import Drain, InFlight
 from ticker import catalog_watch
 from ticker.fanout.hub import Hub
 from ticker.fanout.types import Batch, Catalog, Event, Rejoined
@@ -76,6 +77,8 @@ class Services:
         self.watch_task: asyncio.Task[None] | None = None  # catalog_watch, with an in-process layer
         self.starting: asyncio.Task[None] | None = None
         self.metrics = registry_for(hub)
+        self.in_flight = InFlight()  # the requests being served, for the drain to wait for
+        self.drain: Drain | None = None
 
     @classmethod
     def from_settings(cls, *, listener: bus.Listener | None = None) -> Services:
@@ -109,6 +112,9 @@ class Services:
         await asyncio.shield(task)
 
     async def start(self) -> None:
+        if settings.TICKER_SERVED_BY and self.drain is None:  # the server's process: SIGTERM drains
+            self.drain = Drain(self.hub, self.in_flight, settings.TICKER_SERVED_BY, settings.TICKER_DRAIN_SECONDS)
+            self.drain.install()
         if self.feed is not None:
             self.feed_task = asyncio.create_task(self.run_feed(self.feed))
         if catalog_watch.needed():

@@ -17,6 +17,8 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard.serve import DRAIN_SECONDS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TICKER_VAR_DIR", BASE_DIR / "var"))
 
@@ -340,6 +342,11 @@ TICKER_SSE_KEEPALIVE = float(os.environ.get("TICKER_SSE_KEEPALIVE", "15"))
 TICKER_WS_RETRY_MS = max(1000, int(os.environ.get("TICKER_WS_RETRY_MS", "60000")))
 # A client the server has had to hold (it stopped reading) this many seconds is closed (4013).
 TICKER_HOLD_LIMIT = float(os.environ.get("TICKER_HOLD_LIMIT", "30"))
+# The drain on SIGTERM (dashboard/drain.py): the server that `python -m dashboard.serve` started
+# (it sets TICKER_SERVED_BY; empty: another runs the application, SIGTERM stays the server's), and
+# how long the drain waits for its clients to go before the process stops.
+TICKER_SERVED_BY = os.environ.get("TICKER_SERVED_BY", "")
+TICKER_DRAIN_SECONDS = float(os.environ.get("TICKER_DRAIN_SECONDS") or DRAIN_SECONDS)
 
 LOGGING = {
     "version": 1,
@@ -347,8 +354,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "ticker": {
-            "handlers": ["console"], "level": os.environ.get("TICKER_LOG_LEVEL", "INFO"), "propagate": False,
-        },
+        name: {"handlers": ["console"], "level": os.environ.get("TICKER_LOG_LEVEL", "INFO"), "propagate": False}
+        for name in ("ticker", "dashboard")  # dashboard: the drain on SIGTERM (dashboard/drain.py)
     },
 }

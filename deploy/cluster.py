@@ -1,4 +1,4 @@
-"""The scaled topology on one machine, without Docker: ``python -m deploy.cluster start``.
+"""The scaled topology on one machine, without Docker, under supervisord: ``python -m deploy.cluster start``.
 
 ``make cluster`` runs it: a ``redis-server``, ``--workers`` app servers (``python -m
 dashboard.serve --proxy-headers`` on unix sockets under .run/sockets/, or on loopback ports with
@@ -6,19 +6,24 @@ dashboard.serve --proxy-headers`` on unix sockets under .run/sockets/, or on loo
 waiting for the feed lease in Redis) and nginx on http://127.0.0.1:8080/ and
 https://127.0.0.1:8443/ (a self-signed certificate made with ``openssl`` under .run/tls/) in
 front, configured from ``deploy/nginx/nginx.conf.in`` with per-address limits (``--limit-*``).
+All of them are programs of one supervisord, configured from
+``deploy/supervisord/supervisord.conf.in`` (rendered into .run/supervisord.conf).
 
     python -m deploy.cluster start [--workers N] [--listen HOST:PORT] ...   (foreground)
     python -m deploy.cluster stop             stop a running cluster from another terminal
     python -m deploy.cluster restart          rolling restart of the app servers, one at a time
     python -m deploy.cluster render-compose   rewrite deploy/nginx/compose.conf from the template
     python -m deploy.cluster tls-cert         a self-signed certificate in .run/tls/ (compose can use it)
+    python -m deploy.cluster exec-web ADDRESS become the app server on ADDRESS (supervisord runs this)
 
 ``start`` migrates the database (``DATABASE_URL``; SQLite under var/ by default), runs
-``setup_demo`` and ``collectstatic``, then stays in the foreground and supervises what it
-started: Ctrl-C (or SIGTERM, or ``stop``) stops exactly those processes, by pid; a process that
-dies is started again; SIGUSR1 (what ``restart`` sends) restarts the app servers one at a time,
-each time waiting for the new one's ``/healthz`` before the next. Pids and logs live under
-``.run/``.
+``setup_demo`` and ``collectstatic``, renders both configurations, starts supervisord and has it
+start the programs in order, each ready before the next (Redis answers PING, each feed says
+whether it is active or the standby, each app server's ``/healthz`` is 200, then nginx's). It
+stays in the foreground until supervisord exits: Ctrl-C (or SIGTERM, or ``stop``) has
+supervisord stop every program it started; supervisord starts again any that dies. ``restart``
+runs ``supervisorctl restart`` on each app server in turn and waits for its ``/healthz`` through
+its own address before the next. Logs live under ``.run/logs/``.
 
 The pieces (``render_nginx``, ``write_nginx_conf``, ``nginx_argv``, ``app_server_argv``,
 ``app_env``) are what the tests use to build the same topology (``tests/test_cluster.py``).
@@ -27,26 +32,32 @@ The pieces (``render_nginx``, ``write_nginx_conf``, ``nginx_argv``, ``app_server
 from __future__ import annotations
 
 import argparse
+import configparser
+import functools
 import http.client
 import ipaddress
 import os
 import pwd
 import resource
-import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from deploy.procs import PYTHON, ROOT, http_ok, redis_argv, redis_ok
+from dashboard.serve import DRAIN_SECONDS
+from deploy.control import SUPERVISORCTL, SUPERVISORD, Control, wait_gone
+from deploy.procs import PYTHON, ROOT, http_ok, redis_argv, redis_ok, wait_until
 
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.in"
+SUPERVISORD_TEMPLATE = ROOT / "deploy" / "supervisord" / "supervisord.conf.in"
 COMPOSE_CONF = ROOT / "deploy" / "nginx" / "compose.conf"
 RUN_DIR = ROOT / ".run"
 
@@ -56,10 +67,12 @@ RUN_DIR = ROOT / ".run"
 # (compose) a stopped container's address may not answer at all: skip it for a while.
 LOCAL_UPSTREAM_PARAMS = "max_fails=0"
 COMPOSE_UPSTREAM_PARAMS = "max_fails=1 fail_timeout=2s"
-STOP_TIMEOUT = 10.0
 READY_TIMEOUT = 30.0
-QUICK_CRASH_SECONDS = 10.0
-MAX_QUICK_CRASHES = 3
+# supervisord stops every program (the app servers' drain included) before it exits.
+STOP_TIMEOUT = 90.0
+# How much longer than an app server's drain deadline (dashboard.serve.DRAIN_SECONDS, or
+# TICKER_DRAIN_SECONDS) supervisord waits before it SIGKILLs one it asked to stop.
+DRAIN_MARGIN = 5.0
 
 # nginx's per-address limits in a deployment (compose, `make cluster`): generous for people,
 # a wall for one machine's flood. A page holds one WebSocket and asks for a handful of pages a
@@ -150,12 +163,7 @@ def render_nginx(
             f"            limit_req zone=http_per_ip burst={limits.req_burst} nodelay;" if limits.req_per_second else ""
         ),
     }
-    text = TEMPLATE.read_text()
-    for name, value in values.items():
-        text = text.replace("{{ " + name + " }}", value)
-    if "{{" in text:
-        raise ValueError(f"unfilled field in {TEMPLATE}: {text[text.index('{{'):][:40]}")
-    return text
+    return fill(TEMPLATE, values)
 
 
 def render_tls(tls: TLS | None) -> str:
@@ -401,87 +409,97 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pid files: "pid start-time", so that a pid the kernel has since given to another process is
-# never signalled.
+# supervisord's configuration
+
+# The supervisord expansions the programs use; any other ``%`` is escaped (``%%``).
+EXPANSIONS = ("%(process_num)s", "%(program_name)s")
+WEB_NODE = "%(program_name)s_%(process_num)s"
 
 
-def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
+def conf_value(text: str) -> str:
+    """``text`` as a supervisord value, its own expansions (``EXPANSIONS``) kept."""
+    escaped = text.replace("%", "%%")
+    for expansion in EXPANSIONS:
+        escaped = escaped.replace(expansion.replace("%", "%%"), expansion)
+    return escaped
+
+
+def conf_environment(env: dict[str, str]) -> str:
+    """An ``environment=`` value: ``KEY="value",…``."""
+    for key, value in env.items():
+        if '"' in value or "\n" in value:
+            raise ValueError(f"{key}: a value for supervisord's environment= may hold no quote or newline")
+    return ",".join(f'{key}="{conf_value(value)}"' for key, value in env.items())
+
+
+def fill(template: Path, values: dict[str, str]) -> str:
+    """``template`` with each ``{{ name }}`` replaced by its value; every field must be given."""
+    text = template.read_text()
+    for name, value in values.items():
+        text = text.replace("{{ " + name + " }}", value)
+    if "{{" in text:
+        raise ValueError(f"unfilled field in {template}: {text[text.index('{{'):][:40]}")
+    return text
+
+
+def drop_section(text: str, header: str) -> str:
+    """``text`` without the section ``header`` (up to the blank line that ends it)."""
+    start = text.index(header)
+    return text[:start] + text[text.index("\n\n", start) + 2:]
+
+
+def drain_wait(env: dict[str, str]) -> int:
+    """Seconds supervisord gives an app server between SIGTERM and SIGKILL: its drain deadline
+    (``TICKER_DRAIN_SECONDS``) and a margin."""
+    text = env.get("TICKER_DRAIN_SECONDS") or str(DRAIN_SECONDS)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else fields[19]
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"TICKER_DRAIN_SECONDS={text!r}: seconds expected") from None
+    return int(max(seconds, 0.0) + DRAIN_MARGIN + 0.999)
 
 
-def write_pidfile(path: Path, pid: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{pid} {start_time(pid) or '?'}\n")
+def web_addresses(conf: Path) -> dict[str, str]:
+    """The app servers of a rendered configuration, by process name (``web_1``), and the
+    address each one listens on (the last word of ``[program:web]``'s command)."""
+    parser = configparser.RawConfigParser()
+    if not parser.read(conf):
+        raise RuntimeError(f"{conf}: no such configuration")
+    web = parser["program:web"]
+    first, count = int(web["numprocs_start"]), int(web["numprocs"])
+    address = shlex.split(web["command"])[-1]
+    return {f"web_{n}": address.replace("%(process_num)s", str(n)).replace("%%", "%")
+            for n in range(first, first + count)}
 
 
-def read_pidfile(path: Path) -> int | None:
-    """The pid recorded in ``path`` if that very process is still running."""
-    try:
-        pid_text, started = path.read_text().split()
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    return pid if start_time(pid) == started else None
+def exec_web(address: str) -> None:
+    """Become the app server on ``address``: what supervisord runs for each ``web`` process.
+    A socket file a killed server left behind is removed first (daphne would not listen on
+    it); exec, so that the pid supervisord knows is the server's."""
+    if address.startswith("unix:"):
+        path = Path(address.removeprefix("unix:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+    argv = app_server_argv(address)
+    os.execv(argv[0], argv)
 
 
-def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while start_time(pid) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, then SIGKILL after ``timeout`` s (for a process that is not our child)."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-        if not wait_gone(pid, timeout):
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid, 5)
-    except ProcessLookupError:
-        pass
+def control(run_dir: Path) -> Control:
+    """The cluster's supervisord in ``run_dir``: its socket (mode 0700) and configuration."""
+    return Control(run_dir / "supervisord.sock", run_dir / "supervisord.conf")
 
 
 # ---------------------------------------------------------------------------------------------
-# The supervisor
+# The runner
 
 
 class Stopping(Exception):
     """Ctrl-C or SIGTERM arrived while waiting for something."""
 
 
-@dataclass
-class Child:
-    """One process the cluster started, and how to start it again."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    ready: Callable[[], bool] | None = None
-    address: str = ""
-    popen: subprocess.Popen | None = None
-    started: float = 0.0
-    log_offset: int = 0
-    quick_crashes: int = 0
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid if self.popen else 0
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-
 class Cluster:
-    """Starts, watches, restarts and stops the processes of one local cluster."""
+    """Renders one local cluster's configurations, runs its supervisord, starts the programs in
+    order, and stops supervisord (which stops them) when told to."""
 
     def __init__(
         self,
@@ -499,9 +517,10 @@ class Cluster:
     ) -> None:
         if workers < 1:
             raise ValueError("--workers must be at least 1")
+        if feeds < 1:
+            raise ValueError("--feeds must be at least 1")
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
-        self.pid_dir = run_dir / "pids"
         self.listen = listen
         self.url = "http://{}:{}".format(*split_listen(listen))
         # https beside http, with a self-signed certificate made on the first start (.run/tls/).
@@ -512,6 +531,7 @@ class Cluster:
         base = dict(os.environ if env is None else env)
         self.static_root = static_root or Path(base.get("DJANGO_STATIC_ROOT") or ROOT / "staticfiles")
         self.external_redis = base.get("CHANNEL_LAYER_URL", "")
+        self.redis_port = redis_port
         base.update({
             "DJANGO_SETTINGS_MODULE": "dashboard.settings",
             "PYTHONUNBUFFERED": "1",
@@ -519,70 +539,67 @@ class Cluster:
             "CHANNEL_LAYER_URL": self.external_redis or f"redis://127.0.0.1:{redis_port}/0",
         })
         self.env = base
-        self.children: list[Child] = []
-        if not self.external_redis:
-            self.children.append(Child("redis", redis_argv(redis_port), base,
-                                       ready=lambda: redis_ok(redis_port), address=f"127.0.0.1:{redis_port}"))
-        self.feeds = [Child(f"feed{i}", feed_argv(), base) for i in range(1, feeds + 1)]
-        self.children += self.feeds
+        self.feeds = [f"feed_{i}" for i in range(1, feeds + 1)]
+        # Unix sockets by default (nothing else on the machine can hold them); with --app-port,
+        # process N listens on port N, from that one.
         self.socket_dir = run_dir / "sockets"
-        self.webs = []
-        for i in range(1, workers + 1):
-            # Unix sockets by default: nothing else on the machine can hold them.
-            address = f"127.0.0.1:{app_port + i - 1}" if app_port else f"unix:{self.socket_dir / f'web{i}.sock'}"
-            self.webs.append(Child(f"web{i}", app_server_argv(address), app_env(base, f"web{i}", self.limits),
-                                   ready=lambda address=address: healthy(address), address=address))
-        self.children += self.webs
+        self.app_port = app_port
+        self.web_first = app_port or 1
+        self.webs = {f"web_{n}": self.web_address(str(n)) for n in range(self.web_first, self.web_first + workers)}
         self.nginx_prefix = run_dir / "nginx"
         self.nginx_conf = self.nginx_prefix / "nginx.conf"
-        self.nginx = Child("nginx", nginx_argv(self.nginx_prefix, self.nginx_conf), base,
-                           ready=lambda: http_ok(self.url + "/healthz"), address=listen)
-        self.children.append(self.nginx)
+        self.control = control(run_dir)
+        self.supervisord: subprocess.Popen[bytes] | None = None
         self.stopping = False
-        self.restart_requested = False
 
-    # Files
+    def web_address(self, num: str) -> str:
+        return f"127.0.0.1:{num}" if self.app_port else f"unix:{self.socket_dir / f'web_{num}.sock'}"
 
-    @property
-    def supervisor_pidfile(self) -> Path:
-        return self.run_dir / "cluster.pid"
-
-    def pidfile(self, child: Child) -> Path:
-        return self.pid_dir / f"{child.name}.pid"
-
-    def log(self, child: Child) -> Path:
-        return self.log_dir / f"{child.name}.log"
-
-    def output(self, child: Child) -> str:
-        """What ``child`` logged since it was last started."""
-        with open(self.log(child), "rb") as fh:
-            fh.seek(child.log_offset)
-            return fh.read().decode(errors="replace")
+    def render_supervisord(self, minfds: int) -> str:
+        """The supervisord configuration of this cluster, its programs started by the runner."""
+        web_env = {key: value for key, value in app_env(self.env, WEB_NODE, self.limits).items()
+                   if self.env.get(key) != value}
+        text = fill(SUPERVISORD_TEMPLATE, {
+            "socket": conf_value(str(self.control.socket)),
+            "user": pwd.getpwuid(os.geteuid()).pw_name,
+            "pidfile": conf_value(str(self.run_dir / "supervisord.pid")),
+            "log_dir": conf_value(str(self.log_dir)),
+            "minfds": str(minfds),
+            "autostart": "false",
+            "root": conf_value(str(ROOT)),
+            "redis_command": conf_value(shlex.join(redis_argv(self.redis_port))),
+            "feed_command": conf_value(shlex.join(feed_argv())),
+            "feeds": str(len(self.feeds)),
+            "web_command": conf_value(shlex.join(
+                [PYTHON, "-m", "deploy.cluster", "exec-web", self.web_address("%(process_num)s")])),
+            "workers": str(len(self.webs)),
+            "web_first": str(self.web_first),
+            "web_environment": conf_environment(web_env),
+            "web_stopwaitsecs": str(drain_wait(self.env)),
+            "nginx_command": conf_value(shlex.join(nginx_argv(self.nginx_prefix, self.nginx_conf))),
+        })
+        return drop_section(text, "[program:redis]") if self.external_redis else text
 
     # Start
 
     def preflight(self) -> None:
-        running = read_pidfile(self.supervisor_pidfile)
+        running = self.control.pid()
         if running:
-            raise RuntimeError(f"a cluster is already running (pid {running}): `make cluster-stop` first")
-        leftovers = [f.stem for f in self.pid_dir.glob("*.pid") if read_pidfile(f)]
-        if leftovers:
-            raise RuntimeError(f"processes of an earlier cluster still run ({', '.join(leftovers)}): "
-                               "`make cluster-stop` first")
-        for child in self.children:
-            if child.address.startswith("unix:"):
-                continue
-            if child.address and not port_free(*split_listen(child.address)):
-                raise RuntimeError(f"{child.name}: {child.address} is in use (another cluster or server?)")
-        if self.https_listen and not port_free(*split_listen(self.https_listen)):
-            raise RuntimeError(f"nginx: {self.https_listen} is in use (another cluster or server?)")
+            raise RuntimeError(f"a cluster is already running (supervisord pid {running}): `make cluster-stop` first")
+        addresses = {"nginx": self.listen, "nginx (https)": self.https_listen}
+        if not self.external_redis:
+            addresses["redis"] = f"127.0.0.1:{self.redis_port}"
+        if self.app_port:
+            addresses.update(self.webs)
+        for name, address in addresses.items():
+            if address and not port_free(*split_listen(address)):
+                raise RuntimeError(f"{name}: {address} is in use (another cluster or server?)")
         find_nginx()
 
     def start(self) -> None:
         began = time.monotonic()
         self.preflight()
-        write_pidfile(self.supervisor_pidfile, os.getpid())
-        raise_open_files_limit()
+        minfds = raise_open_files_limit()
         say(f"migrating the database, collecting static files into {self.static_root}")
         prepare(self.env)
         tls = None
@@ -590,75 +607,69 @@ class Cluster:
             host = split_listen(self.https_listen)[0]
             cert, key = make_self_signed_certificate(self.tls_dir, ("localhost", "127.0.0.1", "::1", host))
             tls = TLS(self.https_listen, cert, key)
-        write_nginx_conf(self.nginx_prefix, listen=self.listen, upstreams=[w.address for w in self.webs],
+        write_nginx_conf(self.nginx_prefix, listen=self.listen, upstreams=list(self.webs.values()),
                          static_root=self.static_root, log_dir=self.log_dir, limits=self.limits, tls=tls)
         subprocess.run(nginx_argv(self.nginx_prefix, self.nginx_conf, test=True), check=True)
-        for child in self.children:
-            if child.name == "nginx" or child in self.webs:
-                continue
-            self.spawn(child)
-            if child.ready:
-                self.wait_ready(child)
-            if child in self.feeds:
-                self.wait_feed_role(child)
-        for web in self.webs:  # in parallel: each takes a second or two to import Django
-            self.spawn(web)
-        for web in self.webs:
-            self.wait_ready(web)
-        self.spawn(self.nginx)
-        self.wait_ready(self.nginx)
+        self.control.conf.write_text(self.render_supervisord(minfds))
+        # A session of its own: Ctrl-C in the terminal reaches the runner only, which then has
+        # supervisord stop the programs in order. Its log goes to the runner's output.
+        self.supervisord = subprocess.Popen([*SUPERVISORD, "-c", str(self.control.conf)], cwd=ROOT, env=self.env,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        supervisord = self.supervisord
+        self.wait_ready("supervisord", lambda: self.control.pid() == supervisord.pid)
+        if not self.external_redis:
+            self.start_program("redis:redis", lambda: redis_ok(self.redis_port))
+        for feed in self.feeds:
+            offset = self.log_size(feed)
+            self.start_program(f"feed:{feed}", functools.partial(self.has_role, feed, offset))
+        for name in self.webs:  # in parallel: each takes a second or two to import Django
+            self.control.start(f"web:{name}", wait=False)
+        for name, address in self.webs.items():
+            self.wait_ready(name, functools.partial(healthy, address))
+        self.start_program("nginx:nginx", lambda: http_ok(self.url + "/healthz"))
         self.summary(time.monotonic() - began)
 
-    def spawn(self, child: Child) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        if child.address.startswith("unix:"):  # a killed server leaves its socket file behind
-            path = Path(child.address.removeprefix("unix:"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.unlink(missing_ok=True)
-        log = self.log(child)
-        with open(log, "ab") as fh:
-            fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {child.name}\n".encode())
-            fh.flush()
-            child.log_offset = fh.tell()
-            # A session of its own: Ctrl-C in the terminal reaches the supervisor only, which
-            # then stops the children in order.
-            child.popen = subprocess.Popen(child.argv, cwd=ROOT, env=child.env, stdout=fh,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True)
-        child.started = time.monotonic()
-        write_pidfile(self.pidfile(child), child.pid)
+    def start_program(self, spec: str, ready: Callable[[], bool]) -> None:
+        self.control.start(spec, wait=False)
+        self.wait_ready(spec.partition(":")[2], ready)
 
-    def wait_ready(self, child: Child, timeout: float = READY_TIMEOUT) -> None:
+    def wait_ready(self, name: str, ready: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+        """Wait until ``ready()``; fail with its log if ``name`` exits meanwhile or never gets there."""
         deadline = time.monotonic() + timeout
-        while not child.ready():
+        while not ready():
             if self.stopping:
                 raise Stopping
-            if not child.alive():
-                raise RuntimeError(f"{child.name} exited:\n{self.output(child)[-2000:]}")
+            if self.supervisord is None or self.supervisord.poll() is not None:
+                raise RuntimeError(f"supervisord exited; see {self.log_dir / 'supervisord.log'}")
+            proc = self.control.processes().get(name)
+            if proc is not None and proc.state in ("BACKOFF", "EXITED", "FATAL"):
+                raise RuntimeError(f"{name} exited:\n{self.output(name)[-2000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{child.name} not ready after {timeout:.0f} s; see {self.log(child)}")
+                raise RuntimeError(f"{name} not ready after {timeout:.0f} s; see {self.log(name)}")
             time.sleep(0.1)
 
-    def wait_feed_role(self, feed: Child, timeout: float = 10.0) -> str:
-        """Wait until a feed says whether it is active or a standby (the lease decides)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            role = self.feed_role(feed)
-            if role != "?":
-                return role
-            if self.stopping:
-                raise Stopping
-            if not feed.alive():
-                raise RuntimeError(f"{feed.name} exited:\n{self.output(feed)[-2000:]}")
-            if time.monotonic() > deadline:
-                say(f"{feed.name}: no word on its role after {timeout:.0f} s; see {self.log(feed)}")
-                return "?"
-            time.sleep(0.1)
+    def log(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
 
-    def feed_role(self, feed: Child) -> str:
-        text = self.output(feed)
+    def log_size(self, name: str) -> int:
+        return self.log(name).stat().st_size if self.log(name).exists() else 0
+
+    def output(self, name: str, offset: int = 0) -> str:
+        """What ``name`` logged from ``offset`` on."""
+        if not self.log(name).exists():
+            return ""
+        with open(self.log(name), "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
+    def feed_role(self, feed: str, offset: int = 0) -> str:
+        """Whether a feed said it is active or a standby (the lease decides) since ``offset``."""
+        text = self.output(feed, offset)
         active, standby = text.rfind(": active, epoch"), text.rfind("standby:")
         return "active" if active > standby else "standby" if standby >= 0 else "?"
+
+    def has_role(self, feed: str, offset: int) -> bool:
+        return self.feed_role(feed, offset) != "?"
 
     def summary(self, took: float) -> None:
         say(f"up in {took:.1f} s: {self.url}/   admin: {self.url}/admin/   health: {self.url}/healthz")
@@ -667,108 +678,60 @@ class Cluster:
         say("  per address: " + (f"{self.limits.ws_per_ip} WebSockets, " if self.limits.ws_per_ip else "")
             + (f"{self.limits.req_per_second} requests/s (burst {self.limits.req_burst})"
                if self.limits.req_per_second else "no request limit"))
-        for child in self.children:
-            where = child.address or self.feed_role(child)
-            say(f"  {child.name:<6} {where:<16} pid {child.pid}")
+        pids = {name: proc.pid for name, proc in self.control.processes().items()}
+        rows = [("redis", f"127.0.0.1:{self.redis_port}")] if not self.external_redis else []
+        rows += [(feed, self.feed_role(feed)) for feed in self.feeds]
+        rows += [*self.webs.items(), ("nginx", self.listen)]
+        for name, where in rows:
+            say(f"  {name:<6} {where:<16} pid {pids.get(name)}")
         if self.external_redis:
             say(f"  redis: {self.external_redis} (not started here)")
+        ctl = shlex.join([Path(SUPERVISORCTL[0]).parent.joinpath("supervisorctl").as_posix(), "-c",
+                          str(self.control.conf)])
+        say(f"supervisord pid {self.supervisord.pid if self.supervisord else '?'}: `{ctl} status`")
         say(f"logs: {self.log_dir}/   stop: Ctrl-C or `make cluster-stop`   rolling restart: `make cluster-restart`")
 
     # Run
 
     def serve(self) -> int:
-        """Start, then watch until told to stop; always stop what was started. Exit status."""
+        """Start, then wait for supervisord to exit; always stop it. Exit status."""
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._on_stop)
-        signal.signal(signal.SIGUSR1, self._on_restart)
         status = 0
         try:
             self.start()
-            while not self.stopping:
-                if self.restart_requested:
-                    self.restart_requested = False
-                    self.rolling_restart()
-                if not self.watch():
-                    status = 1
-                    break
-                time.sleep(0.2)
+            assert self.supervisord is not None
+            code = self.supervisord.wait()  # until `make cluster-stop`, a signal here, or its death
+            if code != 0:
+                say(f"supervisord exited with code {code}")
+                status = 1
         except Stopping:
             pass
-        except (RuntimeError, ValueError, OSError, subprocess.CalledProcessError) as exc:
-            say(f"error: {exc}")
-            status = 1
+        except (RuntimeError, ValueError, OSError, subprocess.CalledProcessError, xmlrpc.client.Error) as exc:
+            if not self.stopping:
+                say(f"error: {exc}")
+                status = 1
         finally:
-            self.stop_all()
+            self.shutdown()
         return status
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
             say(f"{signal.Signals(signum).name}: stopping")
         self.stopping = True
+        if self.supervisord is not None and self.supervisord.poll() is None:
+            self.supervisord.terminate()
 
-    def _on_restart(self, signum: int, frame: FrameType | None) -> None:
-        self.restart_requested = True
-
-    def watch(self) -> bool:
-        """Start again any child that died. False after a crash loop (the cluster stops)."""
-        for child in self.children:
-            if child.popen is None or child.alive():
-                continue
-            code = child.popen.returncode
-            quick = time.monotonic() - child.started < QUICK_CRASH_SECONDS
-            child.quick_crashes = child.quick_crashes + 1 if quick else 0
-            if child.quick_crashes >= MAX_QUICK_CRASHES:
-                say(f"{child.name} keeps exiting (code {code}):\n{self.output(child)[-2000:]}")
-                return False
-            say(f"{child.name} (pid {child.pid}) exited with code {code}; starting it again")
-            self.spawn(child)
-        return True
-
-    def rolling_restart(self) -> None:
-        """Restart the app servers one at a time; the next only once the new one is healthy.
-
-        daphne cannot hand connections over: the restarted server's clients are cut (1006),
-        reconnect through nginx to the others with backoff and jitter, and ``resume``."""
-        request = self.run_dir / "restart.request"
-        token = request.read_text().strip() if request.exists() else "-"
-        began = time.monotonic()
-        try:
-            for web in self.webs:
-                old = web.pid
-                t0 = time.monotonic()
-                self.terminate(web)
-                self.spawn(web)
-                self.wait_ready(web)
-                say(f"restart: {web.name} pid {old} -> {web.pid}, healthy in {time.monotonic() - t0:.1f} s")
-            result = f"{token} ok {time.monotonic() - began:.1f}"
-        except RuntimeError as exc:
-            say(f"restart failed: {exc}")
-            result = f"{token} failed {exc}"
-        (self.run_dir / "restart.result").write_text(result + "\n")
-
-    # Stop
-
-    def terminate(self, *children: Child) -> None:
-        """Stop these children together: SIGTERM, SIGKILL after STOP_TIMEOUT s."""
-        running = [child for child in children if child.alive()]
-        for child in running:
-            child.popen.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for child in running:
+    def shutdown(self) -> None:
+        """supervisord stops every program, front to back (nginx, app servers, feeds, Redis), then exits."""
+        if self.supervisord is not None and self.supervisord.poll() is None:
+            self.supervisord.terminate()
             try:
-                child.popen.wait(max(0.0, deadline - time.monotonic()))
+                self.supervisord.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                child.popen.kill()
-                child.popen.wait(5)
-        for child in children:
-            self.pidfile(child).unlink(missing_ok=True)
-
-    def stop_all(self) -> None:
-        """Front to back, each tier at once: nginx (clients go), app servers, feeds, redis."""
-        started = [child for child in self.children if child.popen is not None]
-        for tier in ([self.nginx], self.webs, self.feeds, self.children):
-            self.terminate(*[child for child in tier if child in started])
-        self.supervisor_pidfile.unlink(missing_ok=True)
+                say(f"supervisord still running after {STOP_TIMEOUT:.0f} s: SIGKILL")
+                self.supervisord.kill()
+                self.supervisord.wait()
         say("stopped")
 
 
@@ -780,63 +743,51 @@ def say(message: str) -> None:
 # Commands for another terminal
 
 
-def stop(run_dir: Path = RUN_DIR, timeout: float = 60.0) -> int:
-    """Stop a running cluster: its supervisor stops its children; anything a killed supervisor
-    left behind (recorded in .run/pids/) is stopped by pid."""
-    found = False
-    supervisor = read_pidfile(run_dir / "cluster.pid")
-    if supervisor:
-        found = True
-        say(f"stopping the cluster (supervisor pid {supervisor})")
-        os.kill(supervisor, signal.SIGTERM)
-        if not wait_gone(supervisor, timeout):
-            say(f"supervisor {supervisor} still running after {timeout:.0f} s")
-            return 1
-    for pidfile in sorted((run_dir / "pids").glob("*.pid")):
-        pid = read_pidfile(pidfile)
-        if pid:
-            found = True
-            say(f"stopping {pidfile.stem} (pid {pid}), left behind")
-            stop_pid(pid)
-        pidfile.unlink(missing_ok=True)
-    (run_dir / "cluster.pid").unlink(missing_ok=True)
-    if not found:
+def stop(run_dir: Path = RUN_DIR, timeout: float = STOP_TIMEOUT) -> int:
+    """Stop a running cluster: SIGTERM to its supervisord (by the pid it gives on its control
+    socket), which stops every program it started, then exits."""
+    pid = control(run_dir).pid()
+    if pid is None:
         say("no cluster running")
+        return 0
+    say(f"stopping the cluster (supervisord pid {pid})")
+    os.kill(pid, signal.SIGTERM)
+    if not wait_gone(pid, timeout):
+        say(f"supervisord {pid} still running after {timeout:.0f} s")
+        return 1
+    say("stopped")
     return 0
 
 
-def restart(run_dir: Path = RUN_DIR, timeout: float = 180.0) -> int:
-    """Ask the running cluster for a rolling restart of its app servers and wait for the end."""
-    supervisor = read_pidfile(run_dir / "cluster.pid")
-    if not supervisor:
+def restart(run_dir: Path = RUN_DIR) -> int:
+    """Restart the app servers one at a time with ``supervisorctl restart``, each healthy (its
+    ``/healthz`` through its own address) before the next."""
+    ctl = control(run_dir)
+    if ctl.pid() is None:
         say("no cluster running: `make cluster` first")
         return 1
-    token = secrets.token_hex(4)
-    result = run_dir / "restart.result"
-    result.unlink(missing_ok=True)
-    (run_dir / "restart.request").write_text(token + "\n")
-    os.kill(supervisor, signal.SIGUSR1)
     say("rolling restart of the app servers, one at a time")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result.exists() and result.read_text().startswith(token):
-            _, outcome, detail = result.read_text().strip().split(" ", 2)
-            if outcome == "ok":
-                say(f"restarted every app server in {detail} s")
-                return 0
-            say(f"restart failed: {detail}")
+    began = time.monotonic()
+    for name, address in web_addresses(ctl.conf).items():
+        t0, old = time.monotonic(), ctl.pids().get(name)
+        done = ctl.ctl("restart", f"web:{name}")
+        if done.returncode != 0 or "ERROR" in done.stdout:
+            say(f"restart failed: {name}: {(done.stdout + done.stderr).strip()}")
             return 1
-        if not read_pidfile(run_dir / "cluster.pid"):
-            say("the cluster stopped during the restart")
+        try:
+            wait_until(functools.partial(healthy, address), READY_TIMEOUT, 0.1, f"{name}'s /healthz")
+        except TimeoutError as exc:
+            say(f"restart failed: {exc}")
             return 1
-        time.sleep(0.1)
-    say(f"no answer after {timeout:.0f} s")
-    return 1
+        say(f"restart: {name} pid {old} -> {ctl.pids().get(name)}, healthy in {time.monotonic() - t0:.1f} s")
+    say(f"restarted every app server in {time.monotonic() - began:.1f} s")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="pids, logs, nginx files (default .run/)")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR,
+                        help="supervisord's socket and configuration, logs, nginx files (default .run/)")
     sub = parser.add_subparsers(dest="command", required=True)
     start_cmd = sub.add_parser("start", help="start the cluster in the foreground; Ctrl-C stops it")
     start_cmd.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
@@ -858,6 +809,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("restart", help="rolling restart of the app servers")
     sub.add_parser("render-compose", help=f"rewrite {COMPOSE_CONF.relative_to(ROOT)} from the template")
     sub.add_parser("tls-cert", help="make a self-signed certificate for local use in RUN_DIR/tls/")
+    web_cmd = sub.add_parser("exec-web", help="become the app server on ADDRESS (what supervisord runs)")
+    web_cmd.add_argument("address", help="unix:/path or host:port")
     opts = parser.parse_args(argv)
     if opts.command == "start":
         try:
@@ -873,6 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop(opts.run_dir)
     if opts.command == "restart":
         return restart(opts.run_dir)
+    if opts.command == "exec-web":
+        exec_web(opts.address)
     if opts.command == "tls-cert":
         cert, key = make_self_signed_certificate(opts.run_dir / "tls")
         say(f"certificate {cert}, key {key} (self-signed: for this machine only)")

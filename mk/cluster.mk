@@ -1,5 +1,6 @@
 # The scaled topology on this machine, without Docker (deploy/cluster.py, docs/DEPLOYMENT.md):
-# redis-server, $(WORKERS) app servers, runfeed + a standby, nginx on http://$(CLUSTER_LISTEN)/.
+# redis-server, $(WORKERS) app servers, runfeed + a standby, nginx on http://$(CLUSTER_LISTEN)/,
+# all under one supervisord (deploy/supervisord/supervisord.conf.in, rendered into .run/).
 WORKERS ?= 2
 CLUSTER_LISTEN ?= 127.0.0.1:8080
 # App servers on unix sockets under .run/sockets/ (0), or on loopback ports N, N+1, ...
@@ -32,11 +33,11 @@ cluster: cluster-system-deps deps
 		--app-port $(CLUSTER_APP_PORT) --redis-port $(CLUSTER_REDIS_PORT) --https-listen '$(CLUSTER_HTTPS_LISTEN)' \
 		--limit-ws $(CLUSTER_LIMIT_WS) --limit-req $(CLUSTER_LIMIT_REQ) --limit-burst $(CLUSTER_LIMIT_BURST)
 
-## Stop a running cluster (what it started, by pid; nothing else).
+## Stop a running cluster: SIGTERM to its supervisord (by pid), which stops everything it started.
 cluster-stop:
 	$(PY) -m deploy.cluster stop
 
-## Restart the app servers one at a time, each healthy before the next.
+## Restart the app servers one at a time (supervisorctl restart), each healthy before the next.
 cluster-restart:
 	$(PY) -m deploy.cluster restart
 

@@ -11,7 +11,7 @@ from channels.layers import channel_layers
 
 from tests.helpers.databases import DATABASES, DatabaseUnderTest
 from tests.helpers.procs import Proc, django_env, manage, start_redis
-from tests.helpers.sites import Site, database_env, embedded, scaled_site
+from tests.helpers.sites import SERVERS, Site, database_env, embedded, embedded_as, scaled_site
 
 PROCESS_MARKERS = ("integration", "browser")
 
@@ -120,13 +120,15 @@ def embedded_site(tmp_path_factory, seeded_database) -> Iterator[Site]:
 @pytest.fixture(scope="module", params=["daphne-asgi", "uvicorn"])
 def other_embedded_site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
     """The other ways to serve: daphne with every send through ASGI, and uvicorn."""
-    tmp = tmp_path_factory.mktemp(request.param)
-    if request.param == "uvicorn":
-        with embedded(seeded_database, tmp, server="uvicorn") as site:
-            yield site
-    else:
-        with embedded(seeded_database, tmp, TICKER_DAPHNE_FAST_PATH="0") as site:
-            yield site
+    with embedded_as(request.param, seeded_database, tmp_path_factory.mktemp(request.param)) as site:
+        yield site
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def any_server_site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
+    """An embedded site, once for each way to serve (``SERVERS``)."""
+    with embedded_as(request.param, seeded_database, tmp_path_factory.mktemp(request.param)) as site:
+        yield site
 
 
 @pytest.fixture(scope="session")

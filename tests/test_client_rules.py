@@ -45,6 +45,7 @@ def test_the_page_and_the_python_clients_state_the_same_rules():
     assert page == python
     assert page["PROTOCOL_VERSION"] == protocol.VERSION
     assert page["CLOSE_NEEDS_A_FIX"] >= {protocol.WS_4008_POLICY, protocol.WS_4009_TOO_BIG}
+    assert page["CLOSE_RECONNECT_AT_ONCE"] == {protocol.WS_1012_SERVICE_RESTART}
     source = RULES_JS.read_text()
     for name, formula in DERIVED.items():
         assert f"const {name} = {formula};" in source
@@ -88,10 +89,23 @@ def test_a_close_that_needs_a_fix_waits_the_full_cap(code):
     assert rules.failures_after_close(code, 9) == 9
 
 
-@pytest.mark.parametrize("code", [None, 0, 1000, 1001, 1006, 1011, 1012, 1013, 4013])
+def test_a_restart_close_reconnects_at_once_within_the_jitter_and_starts_the_count_over():
+    code = protocol.WS_1012_SERVICE_RESTART
+    assert rules.on_close(code) is rules.OnClose.RESTART
+    assert rules.failures_after_close(code, 4) == 0
+    assert rules.reconnect_delay(code, 4, lambda: 0.999) == pytest.approx(0.999 * rules.RESTART_JITTER_MS / 1000)
+    assert rules.RESTART_JITTER_MS == protocol.RESTART_JITTER_MS  # what the server draws an SSE retry: from
+
+
+def test_an_event_stream_retry_hint_is_waited_as_it_is():
+    assert rules.reconnect_delay(None, 3, retry_ms=120) == pytest.approx(0.12)
+
+
+@pytest.mark.parametrize("code", [None, 0, 1000, 1001, 1006, 1011, 1013, 4013])
 def test_every_other_close_reconnects_after_the_backoff(code):
     assert rules.on_close(code) is rules.OnClose.BACKOFF
     assert rules.failures_after_close(code, 2) == 2
+    assert rules.reconnect_delay(code, 3, lambda: 0.5) == rules.backoff_delay(3, lambda: 0.5)
 
 
 def test_the_backoff_is_full_jitter_below_a_doubling_cap_in_seconds():

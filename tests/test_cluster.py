@@ -2,13 +2,15 @@
 servers (``python -m dashboard.serve --proxy-headers``, static files off) on one real Redis, fed
 by two ``runfeed`` processes (one active, one hot standby). Clients only ever talk to nginx.
 
-Also the runner behind `make cluster` itself (deploy/cluster.py): start, rolling restart with
-clients connected, stop, and nothing left running.
+Also the runner behind `make cluster` itself (deploy/cluster.py, everything under one
+supervisord): start, rolling restart through supervisorctl with clients connected, a killed
+process started again, stop, and nothing left running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import configparser
 import os
 import signal
 import ssl
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from deploy import cluster
+from deploy.control import pid_alive
 from tests.helpers.clients import Reconnecting, Ws, connect_all, fetch, get_json, stop_all, wait_resynced
 from tests.helpers.figures import figure
 from tests.helpers.procs import PYTHON, ROOT, Proc, free_port, start_feed, start_nginx, start_redis
@@ -179,7 +182,67 @@ async def test_killing_the_active_feed_the_standby_takes_over_and_clients_resync
         await stop_all(clients)
 
 
+async def test_a_rolling_restart_drains_each_server_and_its_clients_resume_at_once(site):
+    """SIGTERM to one app server at a time, each restarted and healthy before the next (what
+    `make cluster-restart` does): every client of the server gets 1012 (none a 1006), is live again
+    through nginx on the other one within 2 s of its close, and no batch is lost; each server
+    exits well within its drain deadline."""
+    clients = await connect_all(site.ws_url, CLIENTS)
+    exits: list[float] = []
+    back: list[float] = []
+    try:
+        await advanced(clients, 3)
+        for name in ("web1", "web2"):
+            took, times = await drained(site, name, clients)
+            exits.append(took)
+            back += times
+            print(f"\n{name}: {len(times)} clients drained, exit {took:.2f} s after SIGTERM; live again after "
+                  f"median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+            site.procs[name] = await asyncio.to_thread(
+                start_app_server, site.logdir, site.env, name, site.addresses[name], f"{name}-rolled")
+        await advanced(clients, 5)  # every client streams again, so a gap would show
+        assert sorted({code for c in clients for code in c.closes}) == [1012]  # never a 1006
+        assert [c.gaps for c in clients if c.gaps] == []
+        assert all(op == "resume" for c in clients for op, _, _ in c.syncs[1:])
+    finally:
+        await stop_all(clients)
+    figure("rolling restart: a client live again after its server's 1012", max(back), target=2.0, limit=10.0)
+    figure("rolling restart: an app server exits after SIGTERM", max(exits), target=2.0, limit=10.0)
+
+
+async def drained(site: ClusterSite, name: str, clients: list[Reconnecting]) -> tuple[float, list[float]]:
+    """SIGTERM to app server ``name``; once it has exited and each of its clients is live again:
+    how long it took to exit, and each client's time from its close to its resync."""
+    ours = [c for c in clients if c.node == name]
+    assert ours, f"no client on {name}"
+    before = {id(c): len(c.dropped_at) for c in ours}
+    proc = site.procs[name]
+    signalled = time.monotonic()
+    proc.popen.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(proc.popen.wait, 30)
+    took = time.monotonic() - signalled
+    await eventually(lambda: all(len(c.dropped_at) > before[id(c)] and c.synced.is_set() for c in ours),
+                     15, 0.05, f"every client of {name} to resume")
+    return took, [c.synced_at - c.dropped_at[before[id(c)]] for c in ours]
+
+
 # The runner behind `make cluster`, `make cluster-restart` and `make cluster-stop`.
+
+
+def test_supervisord_conf_keeps_its_socket_private_and_waits_out_the_drain(tmp_path):
+    site = cluster.Cluster(tmp_path, app_port=9001, env={"TICKER_DRAIN_SECONDS": "20"})
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(site.render_supervisord(4096))
+    parsed = configparser.RawConfigParser()
+    parsed.read(conf)
+    assert dict(parsed["unix_http_server"]) == {"file": str(tmp_path / "supervisord.sock"), "chmod": "0700"}
+    assert not [name for name in parsed.sections() if name.startswith("inet_http_server")]
+    web = parsed["program:web"]
+    assert (web["stopsignal"], web["stopwaitsecs"]) == ("TERM", "25")  # the drain's 20 s, then SIGKILL
+    assert web["process_name"] == "%(program_name)s_%(process_num)s" and web["numprocs"] == "2"
+    assert cluster.web_addresses(conf) == {"web_9001": "127.0.0.1:9001", "web_9002": "127.0.0.1:9002"}
+    with pytest.raises(ValueError, match="TICKER_DRAIN_SECONDS"):
+        cluster.Cluster(tmp_path, env={"TICKER_DRAIN_SECONDS": "soon"}).render_supervisord(4096)
 
 
 def fetch_trusting(url: str, cafile: Path) -> tuple[int, dict[str, str]]:
@@ -215,7 +278,7 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
             wait_until, lambda: "up in" in out.read_text() or supervisor.poll() is not None, 60, 0.1, "the cluster"
         )
         assert supervisor.poll() is None, out.read_text()
-        assert "feed1  active" in out.read_text() and "feed2  standby" in out.read_text()
+        assert "feed_1 active" in out.read_text() and "feed_2 standby" in out.read_text()
         assert fetch(url + "/static/ticker/board.js")[0] == 200
         assert get_json(url + "/healthz")[0] == 200
         # https on the second port, with the self-signed certificate it made under the run dir.
@@ -223,30 +286,39 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
         assert status == 200 and f"wss://{https_listen}" in headers["Content-Security-Policy"]
 
         clients = await connect_all(url.replace("http://", "ws://") + "/ws/quotes/", 40)
-        assert {c.node for c in clients} == {"web1", "web2"}
+        assert {c.node for c in clients} == {"web_1", "web_2"}  # named as supervisord names them
         started = time.monotonic()
         done = await asyncio.to_thread(runner, run_dir, "restart", env=env)
         print(f"\nrolling restart of 2 app servers: {time.monotonic() - started:.1f} s\n{done.stdout}")
         assert done.returncode == 0, done.stdout + done.stderr + out.read_text()
         await eventually(lambda: all(c.dropped_at and c.synced.is_set() for c in clients), 15)
-        # Every client was cut once or twice (daphne has no drain), came back and resumed: no batch lost.
+        # Every client was sent away once or twice (1012: the drain), came back and resumed: no batch lost.
         assert all(c.dropped_at and c.synced.is_set() for c in clients), [
             (c.node, c.drops, c.synced.is_set(), [(op, node) for op, node, _ in c.syncs]) for c in clients
         ]
+        assert sorted({code for c in clients for code in c.closes}) == [1012]  # never a 1006
         flips = [line for f in (run_dir / "logs").glob("feed*.log") for line in f.read_text().splitlines()
                  if "stopped:" in line]
         assert all(op == "resume" for c in clients for op, _, _ in c.syncs[1:]), f"the feed meanwhile: {flips}"
         assert [c.gaps for c in clients if c.gaps] == []
         await stop_all(clients)
 
-        pids = {f.stem: int(f.read_text().split()[0]) for f in (run_dir / "pids").glob("*.pid")}
-        assert set(pids) == {"redis", "feed1", "feed2", "web1", "web2", "nginx"}
+        control = cluster.control(run_dir)
+        # A killed process is started again by supervisord (autorestart), with a new pid.
+        killed = control.pids()["redis"]
+        os.kill(killed, signal.SIGKILL)
+        await asyncio.to_thread(wait_until, lambda: control.pids().get("redis", killed) != killed, 30, 0.1,
+                                "supervisord to start redis again")
+
+        pids = control.pids()
+        assert set(pids) == {"redis", "feed_1", "feed_2", "web_1", "web_2", "nginx"}
+        supervisord = control.pid()
         done = runner(run_dir, "stop", env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert supervisor.wait(timeout=30) == 0, out.read_text()
         print(out.read_text())
-        assert [name for name, pid in pids.items() if cluster.start_time(pid)] == []
-        assert list((run_dir / "pids").glob("*.pid")) == [] and not (run_dir / "cluster.pid").exists()
+        assert [name for name, pid in {"supervisord": supervisord, **pids}.items() if pid_alive(pid)] == []
+        assert control.pid() is None
     finally:
         await stop_all(clients)
         if supervisor.poll() is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.serve import DRAIN_SECONDS
 from deploy import cluster
 from tests.helpers.compose import BIN, COMPOSE_FILE, ROOT, SECRETS, compose
 
@@ -56,6 +57,8 @@ def test_compose_topology():
         assert env["DATABASE_URL"].startswith("postgres://") and env["CHANNEL_LAYER_URL"].startswith("redis://")
         assert env["DJANGO_SECRET_KEY"] == SECRETS["DJANGO_SECRET_KEY"]
     assert "/healthz" in " ".join(web["healthcheck"]["test"])
+    grace = web["stop_grace_period"]  # compose-go writes a duration; "15s" as given
+    assert float(grace.rstrip("s")) > DRAIN_SECONDS, "a deploy would SIGKILL the drain before it ends"
     assert "ping" in services["redis"]["healthcheck"]["test"]
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"

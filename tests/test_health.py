@@ -4,29 +4,23 @@ feed's silence counts only while symbols should tick."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.helpers.admin import AdminClient
 from tests.helpers.clients import get_json
-from tests.helpers.sites import Site, embedded
+from tests.helpers.sites import Site
 from tests.helpers.waiting import wait_until
 from ticker.web.health import STALE_FEED_SECONDS
 
 pytestmark = pytest.mark.integration
 
-SERVERS = {"daphne": ("daphne", {}), "daphne-asgi": ("daphne", {"TICKER_DAPHNE_FAST_PATH": "0"}),
-           "uvicorn": ("uvicorn", {})}
 
 MARKET = "/admin/ticker/market/1/change/"
 
 
-@pytest.fixture(scope="module", params=list(SERVERS))
-def site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
-    server, extra = SERVERS[request.param]
-    with embedded(seeded_database, tmp_path_factory.mktemp(request.param), server=server, **extra) as site:
-        yield site
+@pytest.fixture(scope="module")
+def site(any_server_site) -> Site:
+    return any_server_site
 
 
 def status(site: Site) -> dict:

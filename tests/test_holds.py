@@ -58,6 +58,14 @@ def filed(registry: Registry[Conn], selection: Selection = None, sent: int = 3, 
     return conn
 
 
+def parked(holds: Holds, registry: Registry[Conn], selection: Selection = None) -> Conn:
+    """A client filed, then held for its buffer and parked at 100 s."""
+    conn = filed(registry, selection)
+    conn.state = State.HELD_BUFFER
+    holds.update(conn, 100.0)
+    return conn
+
+
 def test_a_held_client_is_parked_with_where_it_stopped(world):
     holds, registry, _ = world
     conn = filed(registry)
@@ -88,9 +96,7 @@ def test_a_live_client_that_was_never_parked_is_owed_nothing(world):
 
 def test_a_client_live_again_gets_what_changed_among_its_keys_since_its_last_frame(world):
     holds, registry, replica = world
-    conn = filed(registry, frozenset({"a", "b"}))
-    conn.state = State.HELD_BUFFER
-    holds.update(conn, 100.0)
+    conn = parked(holds, registry, frozenset({"a", "b"}))
     apply(replica, 4, "a", "c")
     apply(replica, 5, "c")
     conn.state = State.LIVE
@@ -103,9 +109,7 @@ def test_a_client_live_again_gets_what_changed_among_its_keys_since_its_last_fra
 
 def test_a_client_that_missed_a_catalog_change_gets_the_catalog_first(world):
     holds, registry, replica = world
-    conn = filed(registry)
-    conn.state = State.HELD_BUFFER
-    holds.update(conn, 100.0)
+    conn = parked(holds, registry)
     replica.set_catalog(Catalog(frozenset({"a"}), ()))
     conn.state = State.LIVE
     assert holds.catch_up(conn).catalog is True
@@ -113,9 +117,7 @@ def test_a_client_that_missed_a_catalog_change_gets_the_catalog_first(world):
 
 def test_a_client_parked_longer_than_the_replica_remembers_gets_all_it_follows(world):
     holds, registry, replica = world
-    conn = filed(registry)
-    conn.state = State.HELD_BUFFER
-    holds.update(conn, 100.0)
+    conn = parked(holds, registry)
     replica.load(Snapshot("e2", 1, {"a": ["a", 1]}))  # a new epoch meanwhile
     conn.state = State.LIVE
     assert holds.catch_up(conn) == CatchUp(catalog=False, snap=True, keys=None, since=None)
@@ -123,9 +125,7 @@ def test_a_client_parked_longer_than_the_replica_remembers_gets_all_it_follows(w
 
 def test_a_client_that_changed_its_selection_while_held_gets_all_of_it(world):
     holds, registry, replica = world
-    conn = filed(registry, frozenset({"a"}))
-    conn.state = State.HELD_BUFFER
-    holds.update(conn, 100.0)
+    conn = parked(holds, registry, frozenset({"a"}))
     apply(replica, 4, "a")
     conn.selection = frozenset({"a", "b"})
     holds.owe_whole(conn)
@@ -155,9 +155,7 @@ def test_a_client_following_nothing_gets_no_snap(world):
 
 def test_a_client_held_again_by_its_catch_up_is_parked_again_from_the_catch_up(world):
     holds, registry, replica = world
-    conn = filed(registry)
-    conn.state = State.HELD_BUFFER
-    holds.update(conn, 100.0)
+    conn = parked(holds, registry)
     apply(replica, 4, "a")
     conn.state = State.LIVE
     holds.catch_up(conn)
@@ -198,9 +196,7 @@ def test_a_client_that_joined_after_the_overdue_frame_does_not_lag(world):
 
 def test_a_client_held_past_the_limit_is_stuck(world):
     holds, registry, _ = world
-    conn = filed(registry)
-    conn.state = State.HELD_BUFFER
-    holds.update(conn, 100.0)
+    conn = parked(holds, registry)
     assert holds.stuck(100.0 + HOLD_LIMIT / 2) == []
     assert holds.stuck(100.0 + HOLD_LIMIT + 0.1) == [conn]
 

@@ -17,7 +17,7 @@ from ticker.fanout.delivery import Outbox, State
 from ticker.fanout.holds import ACK_TIMEOUT
 from ticker.fanout.hub import Hub, TooManyKeys
 from ticker.fanout.pacer import QUEUED_SECONDS
-from ticker.fanout.types import Batch, Catalog, Event, Rejoined
+from ticker.fanout.types import Batch, Catalog, Drop, Event, Rejoined
 from ticker.layer.store import MemoryStore
 from ticker.protocol import MAX_SYMBOLS, QuoteCodec
 
@@ -531,13 +531,34 @@ def test_the_outbox_hands_over_each_change_once():
 
 async def test_a_client_held_past_the_limit_is_dropped_and_forgotten(setup):
     hub, feed = setup
-    dropped: list[str] = []
+    dropped: list[Drop] = []
     stuck = await held_after_batch_1(hub, feed)
-    hub.drops[stuck.client] = lambda: dropped.append("too slow")  # what the consumer gives connect()
+    hub.drops[stuck.client] = dropped.append  # what the consumer gives connect()
     assert parked(hub) == {stuck.client}
     since, limit = hub.holds.parked[stuck.client].since, hub.holds.hold_limit
     hub.drop_stuck(since + limit / 2)
     assert dropped == [] and hub.client_count == 1
     hub.drop_stuck(since + limit + 0.1)
-    assert dropped == ["too slow"] and hub.client_count == 0 and hub.drops == {}
+    assert dropped == [Drop.TOO_SLOW] and hub.client_count == 0 and hub.drops == {}
     assert stuck.client.state is State.CLOSING
+
+
+async def test_a_restart_sends_every_client_away_and_each_that_connects_after(setup):
+    """``restart`` (the drain on SIGTERM) lets every client go, held or live, each told why; one
+    that connects afterwards is sent away on the next loop turn, once its consumer holds it."""
+    hub, feed = setup
+    told: list[tuple[str, Drop]] = []
+    stuck = await held_after_batch_1(hub, feed)
+    hub.drops[stuck.client] = lambda why: told.append(("held", why))
+    async def send(message: dict) -> None:
+        pass
+
+    live = hub.connect(send, lambda why: told.append(("live", why)))
+    hub.subscribe(live, None)
+    assert hub.restart() == 2
+    assert sorted(told) == [("held", Drop.RESTART), ("live", Drop.RESTART)]
+    assert hub.client_count == 0 and hub.drops == {} and live.state is State.CLOSING
+    late = hub.connect(send, lambda why: told.append(("late", why)))
+    assert hub.client_count == 1  # not yet: its consumer is still being handed the client
+    await asyncio.sleep(0)
+    assert told[-1] == ("late", Drop.RESTART) and hub.client_count == 0 and late.state is State.CLOSING

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.clients import Ws, get_json
 from tests.helpers.rawws import OP_CONT, OP_TEXT, RawWs
-from tests.helpers.sites import Site, embedded
+from tests.helpers.sites import SERVERS, Site, embedded, embedded_as
 from tests.helpers.waiting import wait_until
 from ticker import protocol as p
 from ticker.web.limits import AddressLimits
@@ -25,16 +25,13 @@ from ticker.web.limits import AddressLimits
 pytestmark = pytest.mark.integration
 
 HOLD_LIMIT = 3.0  # seconds, for these servers (30 by default)
-SERVERS = {"daphne": ("daphne", {}), "daphne-asgi": ("daphne", {"TICKER_DAPHNE_FAST_PATH": "0"}),
-           "uvicorn": ("uvicorn", {})}
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
-    server, extra = SERVERS[request.param]
     tmp = tmp_path_factory.mktemp(request.param)
-    with embedded(seeded_database, tmp, server=server, TICKER_HOLD_LIMIT=str(HOLD_LIMIT),
-                  TICKER_SOCKET_SNDBUF="16384", **extra) as site:
+    with embedded_as(request.param, seeded_database, tmp, TICKER_HOLD_LIMIT=str(HOLD_LIMIT),
+                     TICKER_SOCKET_SNDBUF="16384") as site:
         yield site
 
 

@@ -13,7 +13,7 @@ from websockets.asyncio.server import serve
 
 from tests.helpers.procs import PYTHON, ROOT
 from ticker.clients import watch as watch_module
-from ticker.clients.rules import FAILURES_FOR_CAP
+from ticker.clients.rules import FAILURES_FOR_CAP, RESTART_JITTER_MS, reconnect_delay
 from ticker.clients.watch import Watcher, WatchOptions
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_bad_arguments_are_refused_before_connecting():
 
 @pytest.fixture
 def no_wait(monkeypatch):
-    monkeypatch.setattr(watch_module, "backoff_delay", lambda failures: 0.01)
+    monkeypatch.setattr(watch_module, "reconnect_delay", lambda code, failures, retry_ms=None: 0.01)
 
 
 async def test_a_lost_connection_is_retried_and_resumed_from_epoch_and_seq(no_wait):
@@ -121,7 +121,8 @@ async def test_a_lost_connection_is_retried_and_resumed_from_epoch_and_seq(no_wa
 async def test_a_close_that_needs_a_fix_waits_the_full_cap_and_says_so(monkeypatch):
     """A real WebSocket server that closes the first connection with 4008, as for a flood."""
     waits: list[int] = []
-    monkeypatch.setattr(watch_module, "backoff_delay", lambda failures: waits.append(failures) or 0.01)
+    monkeypatch.setattr(watch_module, "reconnect_delay",
+                        lambda code, failures, retry_ms=None: waits.append(failures) or 0.01)
     connections = 0
 
     async def handler(ws):
@@ -142,6 +143,72 @@ async def test_a_close_that_needs_a_fix_waits_the_full_cap_and_says_so(monkeypat
         await asyncio.wait_for(watcher.run(), 10)
     assert waits == [FAILURES_FOR_CAP]  # the full cap, not the first step of the backoff
     assert "close 4008: the client sent what the server refuses" in err.getvalue()
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """The waits the watcher chose before each reconnect (by the real rule)."""
+    chosen: list[float] = []
+
+    def spy(code, failures, retry_ms=None):
+        chosen.append(reconnect_delay(code, failures, retry_ms=retry_ms))
+        return chosen[-1]
+
+    monkeypatch.setattr(watch_module, "reconnect_delay", spy)
+    return chosen
+
+
+async def test_a_restart_close_reconnects_at_once_and_resumes(waits):
+    """A real WebSocket server that closes the first connection with 1012, as a server going away."""
+    received: list[dict] = []
+
+    async def handler(ws):
+        await ws.send(json.dumps(HELLO))
+        received.append(json.loads(await ws.recv()))
+        if len(received) == 1:
+            await ws.send(json.dumps(snap(4, 101.0)))
+            await ws.close(1012, "restart")
+            return
+        await ws.send(json.dumps(snap(7, 103.0)))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        err = io.StringIO()
+        watcher = Watcher(WatchOptions(url=f"ws://127.0.0.1:{port}/", json=True, count=2), io.StringIO(), err)
+        await asyncio.wait_for(watcher.run(), 10)
+    assert received[1] == {"op": "resume", "epoch": "E1", "seq": 4, "symbols": "*"}
+    assert len(waits) == 1 and 0 <= waits[0] < RESTART_JITTER_MS / 1000  # a jitter, not the backoff
+    assert "close 1012: the server is restarting" in err.getvalue()
+
+
+async def test_an_event_stream_ended_with_a_retry_hint_is_resumed_after_it(waits):
+    """A real HTTP server that ends the first stream with ``retry: 40``, as a server going away."""
+    requests: list[str] = []
+
+    def chunk(text: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(text), text)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append((await reader.readuntil(b"\r\n\r\n")).decode())
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        if len(requests) == 1:
+            writer.write(chunk(f"event: snap\nid: E1:4\ndata: {json.dumps(snap(4, 101.0))}\n\n".encode())
+                         + chunk(b": restart\nretry: 40\n\n") + b"0\r\n\r\n")
+        else:
+            writer.write(chunk(f"event: snap\nid: E1:6\ndata: {json.dumps(snap(6, 103.0))}\n\n".encode()))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        opts = WatchOptions(url=f"http://127.0.0.1:{port}", symbols=("AAPL",), json=True, count=2, transport="sse")
+        await asyncio.wait_for(Watcher(opts, io.StringIO(), io.StringIO()).run(), 10)
+    finally:
+        server.close()
+    assert "Last-Event-ID: E1:4\r\n" in requests[1]
+    assert waits == [0.04]
 
 
 async def test_sse_reads_the_same_frames_and_resumes_with_last_event_id(no_wait):

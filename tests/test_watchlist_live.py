@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers.accounts import WebSession, create_user
-from tests.helpers.sites import Site, embedded
+from tests.helpers.sites import Site
 
 pytestmark = pytest.mark.integration
 
-SERVERS = {"daphne": ("daphne", {}), "daphne-asgi": ("daphne", {"TICKER_DAPHNE_FAST_PATH": "0"}),
-           "uvicorn": ("uvicorn", {})}
 
 WATCHLIST = "/api/watchlist/"
 
 
-@pytest.fixture(scope="module", params=list(SERVERS))
-def site(request, tmp_path_factory, seeded_database) -> Iterator[Site]:
-    server, extra = SERVERS[request.param]
-    with embedded(seeded_database, tmp_path_factory.mktemp(request.param), server=server, **extra) as site:
-        yield site
+@pytest.fixture(scope="module")
+def site(any_server_site) -> Site:
+    return any_server_site
 
 
 @pytest.fixture

@@ -39,6 +39,10 @@ WS_1009_MESSAGE_TOO_BIG = 1009  # from the server: a frame over max_frame_bytes
 WS_4008_POLICY = 4008  # flood: refused frames past the budget
 WS_4009_TOO_BIG = 4009  # a frame over max_frame_bytes that reached the application
 WS_4013_TOO_SLOW = 4013  # the client stopped reading: held past the server's limit
+# The server is going away (SIGTERM, a deploy): reconnect at once, then resume. The one 1xxx code
+# the ticker sends itself; under daphne it goes past autobahn's check (ticker/fanout/fastpath.py).
+WS_1012_SERVICE_RESTART = 1012
+RESTART_JITTER_MS = 500  # clients told to reconnect at once spread over [0, this) ms
 
 # Error codes sent in ``err`` frames; the connection stays open after each of them.
 ERR_BAD_REQUEST = "bad_request"

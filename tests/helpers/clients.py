@@ -71,7 +71,8 @@ async def wait_resynced(client: Reconnecting) -> None:
 class Reconnecting:
     """A protocol v1 client that behaves like the page, by the client rules (ticker/clients/rules.py):
     whole board, and on any disconnect it reconnects with exponential backoff and full jitter
-    (0.5 s doubling to 15 s; the full cap after a close that needs a fix), then sends ``resume``
+    (0.5 s doubling to 15 s; the full cap after a close that needs a fix; at once, within a short
+    jitter, after 1012), then sends ``resume``
     with the epoch and seq it holds. Its backoff starts over once it holds a snapshot again. It
     records what happened."""
 
@@ -85,6 +86,7 @@ class Reconnecting:
         self.synced_at = 0.0
         self.dropped_at: list[float] = []
         self.drops: list[str] = []  # why each connection ended
+        self.closes: list[int] = []  # the close code of each connection that opened (1006: none came)
         self.syncs: list[tuple[str, str, dict]] = []  # (op sent, node, the snap that answered it)
         self.gaps: list[tuple[int, int]] = []
         self.errors: list[dict] = []
@@ -111,8 +113,11 @@ class Reconnecting:
             self.synced.clear()
             self.dropped_at.append(time.monotonic())
             self.dropped.set()
-            self.failures = rules.failures_after_close(ws.close_code if ws else None, self.failures)
-            await asyncio.sleep(rules.backoff_delay(self.failures))
+            code = ws.close_code if ws else None
+            if code is not None:
+                self.closes.append(code)
+            self.failures = rules.failures_after_close(code, self.failures)
+            await asyncio.sleep(rules.reconnect_delay(code, self.failures))
             self.failures += 1
 
     async def session(self, ws) -> None:

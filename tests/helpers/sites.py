@@ -43,6 +43,21 @@ def prepared_env(seeded: Path, tmp: Path, **extra: str) -> dict[str, str]:
     return database_env(tmp, **extra)
 
 
+# The ways to serve the application: daphne with its fast path (the default), daphne with every
+# send through ASGI, and uvicorn: the server's name and the environment that makes each.
+SERVERS: dict[str, tuple[str, dict[str, str]]] = {
+    "daphne": ("daphne", {}), "daphne-asgi": ("daphne", {"TICKER_DAPHNE_FAST_PATH": "0"}), "uvicorn": ("uvicorn", {}),
+}
+
+
+@contextmanager
+def embedded_as(way: str, seeded: Path, tmp: Path, **extra: str) -> Iterator[Site]:
+    """``embedded``, served one of the ``SERVERS`` ways."""
+    server, env = SERVERS[way]
+    with embedded(seeded, tmp, server=server, **{**env, **extra}) as site:
+        yield site
+
+
 @contextmanager
 def embedded(seeded: Path, tmp: Path, server: str = "daphne", **extra: str) -> Iterator[Site]:
     """One app server in the embedded mode: SQLite, in-memory layer, feed in process, no Redis."""

@@ -15,6 +15,7 @@ class Event:
     kind: str  # "" for a comment
     id: str
     data: str
+    retry: str = ""  # the block's ``retry:`` field (the server's reconnection time, ms)
 
     def json(self) -> dict:
         return json.loads(self.data)
@@ -84,7 +85,8 @@ class SseClient:
             fields.setdefault(name, []).append(value.removeprefix(" "))
         if comment and not fields:
             return Event("", "", "")
-        return Event(fields.get("event", ["message"])[0], fields.get("id", [""])[0], "\n".join(fields.get("data", [])))
+        return Event(fields.get("event", ["message"])[0], fields.get("id", [""])[0], "\n".join(fields.get("data", [])),
+                     fields.get("retry", [""])[0])
 
     def until(self, predicate, timeout: float = 10.0) -> Event:
         deadline = time.monotonic() + timeout

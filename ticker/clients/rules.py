@@ -28,6 +28,10 @@ PROTOCOL_VERSION = p.VERSION  # named in the socket's URL: /ws/quotes/?v=1
 RETRY_BASE_MS = 500
 RETRY_CAP_MS = 15_000
 STABLE_AFTER_MS = 5_000  # a connection up this long resets the backoff
+# A server going away (a deploy's SIGTERM) closes with 1012: reconnect at once, spread over a
+# short jitter so that its clients do not arrive at the other servers in one instant; no backoff.
+CLOSE_RECONNECT_AT_ONCE = frozenset({p.WS_1012_SERVICE_RESTART})
+RESTART_JITTER_MS = p.RESTART_JITTER_MS
 FAILURES_FOR_CAP = math.ceil(math.log2(RETRY_CAP_MS / RETRY_BASE_MS))  # 0.5 s * 2**5 > 15 s
 
 # Liveness: ping a line quiet this long (a quiet market sends nothing); drop one quiet this long
@@ -47,28 +51,50 @@ class OnClose(Enum):
     """What a client does when its connection closes with a given code."""
 
     BACKOFF = "reconnect after the backoff, then resume"
+    RESTART = "the server is restarting: reconnect after a short jitter (no backoff), then resume"
     NEEDS_A_FIX = "the client sent what the server refuses: reconnecting soon cannot help, wait the full cap"
 
 
 # Flood or policy, a frame too big: 4008/4009 since the protocol's own codes moved to 4000+, and
-# 1008/1009 for older servers. Every other code (1000, 1001, 1006, 1011, 1012, 1013, 4013, none
-# at all) is BACKOFF.
+# 1008/1009 for older servers. 1012 is RESTART. Every other code (1000, 1001, 1006, 1011, 1013,
+# 4013, none at all) is BACKOFF.
 CLOSE_NEEDS_A_FIX = frozenset({p.WS_1008_POLICY, p.WS_1009_MESSAGE_TOO_BIG, p.WS_4008_POLICY, p.WS_4009_TOO_BIG})
 
 
 def on_close(code: int | None) -> OnClose:
     """The rule for a close with ``code`` (None or 0: the connection was lost, no close frame)."""
-    return OnClose.NEEDS_A_FIX if code in CLOSE_NEEDS_A_FIX else OnClose.BACKOFF
+    if code in CLOSE_NEEDS_A_FIX:
+        return OnClose.NEEDS_A_FIX
+    return OnClose.RESTART if code in CLOSE_RECONNECT_AT_ONCE else OnClose.BACKOFF
 
 
 def failures_after_close(code: int | None, failures: int) -> int:
-    """The failure count a close leaves: one that needs a fix makes the next wait the full cap."""
-    return max(failures, FAILURES_FOR_CAP) if on_close(code) is OnClose.NEEDS_A_FIX else failures
+    """The failure count a close leaves: one that needs a fix makes the next wait the full cap; a
+    restart starts the count over (the server went away, the client did nothing wrong)."""
+    rule = on_close(code)
+    if rule is OnClose.NEEDS_A_FIX:
+        return max(failures, FAILURES_FOR_CAP)
+    return 0 if rule is OnClose.RESTART else failures
 
 
 def backoff_delay(failures: int, rng: Callable[[], float] = random.random) -> float:
     """Full jitter: a uniform wait in [0, min(cap, base · 2^failures)), in seconds."""
     return float(rng() * min(RETRY_CAP_MS, RETRY_BASE_MS * 2**failures)) / 1000
+
+
+def reconnect_delay(
+    code: int | None, failures: int, rng: Callable[[], float] = random.random, retry_ms: int | None = None
+) -> float:
+    """The wait before reconnecting after a close with ``code`` (with ``failures`` counted by
+    ``failures_after_close``), in seconds: a restart's jitter below RESTART_JITTER_MS, else the
+    backoff. ``retry_ms``: the ``retry:`` field an event stream ended with (the server sends one
+    when it goes away, already drawn below RESTART_JITTER_MS): waited as it is, as a browser's
+    EventSource does."""
+    if retry_ms is not None:
+        return retry_ms / 1000
+    if on_close(code) is OnClose.RESTART:
+        return float(rng() * RESTART_JITTER_MS) / 1000
+    return backoff_delay(failures, rng)
 
 
 def holds_position(epoch: str, seq: int) -> bool:

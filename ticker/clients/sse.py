@@ -22,6 +22,15 @@ class SSEUnavailable(Exception):
     """The server answered the stream's URL with something other than an event stream."""
 
 
+class StreamEnded(ConnectionResetError):
+    """The server ended the event stream; ``retry_ms``: the reconnection time it set (its
+    ``retry:`` field; a server going away sends one), None if it set none."""
+
+    def __init__(self, retry_ms: int | None) -> None:
+        super().__init__("the event stream ended" + (f" (retry in {retry_ms} ms)" if retry_ms is not None else ""))
+        self.retry_ms = retry_ms
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One dispatched event: its type (``message`` by default), last event id and data."""
@@ -122,6 +131,7 @@ async def open_stream(url: str, last_event_id: str = "", timeout: float = 10.0) 
 
     Raises:
         SSEUnavailable: the server answered with another status or content type.
+        StreamEnded: the server ended the stream (with the ``retry:`` time it set, if any).
         OSError: the connection failed or was lost.
     """
     parts = urlsplit(url)
@@ -149,11 +159,11 @@ async def open_stream(url: str, last_event_id: str = "", timeout: float = 10.0) 
         while True:
             data = await reader.read(65536)
             if not data:
-                raise ConnectionResetError("the event stream ended")
+                raise StreamEnded(parser.retry_ms)
             body = decoder.feed(data) if decoder else data
             for event in parser.feed(text.decode(body)):
                 yield event
             if decoder and decoder.done:
-                raise ConnectionResetError("the event stream ended")
+                raise StreamEnded(parser.retry_ms)
     finally:
         writer.close()

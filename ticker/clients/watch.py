@@ -33,7 +33,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from . import sse
-from .rules import PROTOCOL_VERSION, STABLE_AFTER_MS, OnClose, backoff_delay, failures_after_close, on_close
+from .rules import PROTOCOL_VERSION, STABLE_AFTER_MS, OnClose, failures_after_close, on_close, reconnect_delay
 from .state import Quote, TableState
 from .wiretap import WireTap, describe
 
@@ -125,6 +125,7 @@ class Watcher:
             while True:
                 started = asyncio.get_running_loop().time()
                 self.close_code = None
+                retry_ms: int | None = None  # an event stream's retry: hint
                 try:
                     if self.opts.transport == "sse":
                         await self.sse_session()
@@ -135,16 +136,20 @@ class Watcher:
                     return
                 except BrokenPipeError:
                     return  # our reader went away (`watch --json | head`): nothing more to do
+                except sse.StreamEnded as exc:
+                    retry_ms = exc.retry_ms
+                    reason = str(exc)
                 except (TimeoutError, OSError, WebSocketException, sse.SSEUnavailable) as exc:
                     if isinstance(exc, InvalidURI):
                         raise
                     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if asyncio.get_running_loop().time() - started > STABLE_AFTER_MS / 1000:
                     failures = 0
-                if on_close(self.close_code) is OnClose.NEEDS_A_FIX:
-                    reason += f" (close {self.close_code}: {OnClose.NEEDS_A_FIX.value})"
+                rule = on_close(self.close_code)
+                if rule is not OnClose.BACKOFF:
+                    reason += f" (close {self.close_code}: {rule.value})"
                 failures = failures_after_close(self.close_code, failures)
-                delay = backoff_delay(failures)
+                delay = reconnect_delay(self.close_code, failures, retry_ms=retry_ms)
                 failures += 1
                 self.status = f"reconnecting in {delay:.1f} s"
                 self.err.write(f"watch: {reason}; reconnecting in {delay:.1f} s (attempt {failures})\n")

@@ -246,6 +246,30 @@ def daphne_protocol(send: Callable[..., Any]) -> Any | None:
     return send.args[0]
 
 
+def send_close(send: Callable[..., Any], code: int, reason: str) -> bool:
+    """Start the closing handshake of the daphne WebSocket behind ``send`` with ``code``, one that
+    autobahn lets no application send (1012, service restart: "come back at once").
+
+    autobahn's public ``sendClose`` allows 1000 and 3000-4999 only, and daphne's ASGI close goes
+    through it (a ``websocket.close`` with 1012 raises inside the consumer and the client gets
+    1011). ``sendCloseFrame`` is the step ``sendClose`` takes after that check: a method with a
+    public name (its docstring calls it internal) that writes the close frame, moves the
+    protocol to CLOSING and arms autobahn's close-handshake timeout, so the client's answer
+    ends the connection and daphne tells the application as for any close. It is the least
+    private way: no underscored name, no frame of our own on the transport behind autobahn's
+    back (autobahn's state would still say OPEN).
+
+    Returns:
+        True when the close frame went out; False when ``send`` is not daphne's (the other
+        servers take any code through ASGI), or the connection is not open.
+    """
+    protocol = daphne_protocol(send)
+    if protocol is None or not hasattr(protocol, "sendCloseFrame") or protocol.state != protocol.STATE_OPEN:
+        return False
+    protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123], isReply=False)
+    return True
+
+
 def attach(
     send: Callable[..., Any], sndbuf: int, on_pause: Callable[[], None], on_resume: Callable[[], None],
     direct: bool = True,

@@ -16,6 +16,8 @@ Fan-out policy (docs/DESIGN.md §3):
   is dropped (``holds``); the hub sends the catch-ups and closes the dropped (their ``drop``).
 - **A hub that cannot keep up merges batches**: the ``Pacer`` says which batches go out as they
   are, which are held back to go out merged, and when (``pacer``).
+- **A server that goes away says so**: ``restart`` lets every connection go, each told through
+  its ``drop`` to reconnect at once (the drain on SIGTERM, ``dashboard.drain``).
 - **A key its source stopped updating is said to be stale**, by the server's one clock: on each
   sweep the ``Staleness`` says which keys' newest rows are older than the feed's mark, and the
   hub sends the groups whose part of that changed (``staleness``).
@@ -40,7 +42,7 @@ from .registry import Registry
 from .replica import Replica, Step
 from .staleness import Staleness, part
 from .stats import Stats
-from .types import NOTHING, Batch, Catalog, Clock, Codec, Event, Marks, Rejoined, Row, Selection, Send, Snapshot
+from .types import NOTHING, Batch, Catalog, Clock, Codec, Drop, Event, Marks, Rejoined, Row, Selection, Send, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ class Hub:
         self.holds = Holds(self.registry, self.replica, self.stats, ack_timeout=ack_timeout, hold_limit=hold_limit)
         self.pacer = Pacer()
         self.outbox = Outbox()
-        self.drops: dict[Client, Callable[[], None]] = {}  # how to close each connection
+        self.drops: dict[Client, Callable[[Drop], None]] = {}  # how to close each connection
+        self.restarting = False  # since ``restart``: every connection is sent away
         self.flushing: asyncio.TimerHandle | None = None  # sends the batches held back, unless a fan-out does
         self.synced = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
@@ -314,7 +317,7 @@ class Hub:
             drop = self.drops.get(client)
             self.leave(client)
             if drop is not None:
-                drop()
+                drop(Drop.TOO_SLOW)
         self.stats.dropped += len(stuck)
         if stuck:
             log.info("hub: dropped %d client(s) held for over %.0f s", len(stuck), self.holds.hold_limit)
@@ -344,13 +347,15 @@ class Hub:
 
     # What consumers call
 
-    def connect(self, send: Send, drop: Callable[[], None] | None = None, *, stream: bool = False) -> Client:
+    def connect(self, send: Send, drop: Callable[[Drop], None] | None = None, *, stream: bool = False) -> Client:
         """A new connection (``stream``: an event stream): filed with no keys, sent hello. Acks are
         asked of it unless its server reports its buffer (daphne). ``drop`` closes the connection
-        when the client has been held too long."""
+        when the hub lets it go, told why; after ``restart``, on the next loop turn."""
         client = Client(send, self.outbox, fast_path=self.fast_path, sndbuf=self.sndbuf, stream=stream)
         if drop is not None:
             self.drops[client] = drop
+            if self.restarting:  # once the caller holds the client
+                asyncio.get_running_loop().call_soon(self.send_away, client, Drop.RESTART)
         client.joined = self.replica.seq
         self.registry.file(client)
         client.deliver(self.frames.hello(0 if client.sees_buffer else ACK_INTERVAL_MS))
@@ -361,6 +366,26 @@ class Hub:
         self.drops.pop(client, None)
         self.holds.forget(client)
         self.registry.take_out(client)
+
+    def restart(self) -> int:
+        """The server is going away: let every connection with a ``drop`` go, each told to
+        reconnect at once (``Drop.RESTART``), and every one that connects from now on.
+
+        Returns:
+            How many were told.
+        """
+        self.restarting = True
+        clients = list(self.drops)
+        for client in clients:
+            self.send_away(client, Drop.RESTART)
+        return len(clients)
+
+    def send_away(self, client: Client, why: Drop) -> None:
+        """Forget a connection and tell it why through its ``drop`` (unless it left already)."""
+        drop = self.drops.get(client)
+        if drop is not None:
+            self.leave(client)
+            drop(why)
 
     def reply(self, client: Client, text: str, kind: str) -> None:
         """Send a consumer's reply (``kind``: its ``t``) through the client's one outgoing path."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 Row = list[Any]
@@ -50,6 +51,13 @@ class Rejoined:
 
 
 Event = Batch | Catalog | Rejoined
+
+
+class Drop(Enum):
+    """Why the hub let a connection go (what its ``drop`` is told)."""
+
+    TOO_SLOW = "held past the hold limit: it stopped reading"
+    RESTART = "the server is going away: reconnect at once"
 
 
 class Snapshot(Protocol):

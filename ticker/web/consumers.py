@@ -8,8 +8,9 @@ connection (``Client.deliver``). The consumer has no channel-layer channel of it
 touches the ORM.
 
 Closing cannot leak: the consumer closes only with codes every server can send (4000+, see
-``ticker.protocol``), handles no frame after it decided to close, and leaves the hub however
-it ends (``__call__``'s ``finally``), a crash included.
+``ticker.protocol``), or 1012 when the server is going away (past autobahn under daphne:
+``fastpath.send_close``), handles no frame after it decided to close, and leaves the hub
+however it ends (``__call__``'s ``finally``), a crash included.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import protocol as p
+from ..fanout import fastpath
 from ..fanout.delivery import Client
 from ..fanout.hub import Hub, TooManyKeys
+from ..fanout.types import Drop
 from . import metrics
 from .services import of_scope
 
@@ -90,13 +93,17 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         log.info("close code=%d reason=%r conn=%s addr=%s", code, reason, self.conn_id, self.address)
         await self.close(code=code, reason=reason)
 
-    def drop(self) -> None:
-        """The hub held this client past its limit: it stopped reading."""
+    def drop(self, why: Drop) -> None:
+        """The hub let this client go: it stopped reading (4013), or the server is going away (1012)."""
         self.closing = True  # the hub has already let it go
         self.client = None
-        metrics.CLOSES.labels(str(p.WS_4013_TOO_SLOW)).inc()
-        log.info("close code=%d reason='too slow' conn=%s addr=%s", p.WS_4013_TOO_SLOW, self.conn_id, self.address)
-        self.closer = asyncio.get_running_loop().create_task(self.close(code=p.WS_4013_TOO_SLOW, reason="too slow"))
+        restart = why is Drop.RESTART
+        code, reason = (p.WS_1012_SERVICE_RESTART, "restart") if restart else (p.WS_4013_TOO_SLOW, "too slow")
+        metrics.CLOSES.labels(str(code)).inc()
+        log.info("close code=%d reason=%r conn=%s addr=%s", code, reason, self.conn_id, self.address)
+        if restart and fastpath.send_close(self.base_send, code, reason):
+            return  # daphne: the client's answer ends the connection
+        self.closer = asyncio.get_running_loop().create_task(self.close(code=code, reason=reason))
 
     def reply(self, text: str, kind: str = "err") -> None:
         assert self.client is not None

@@ -9,7 +9,9 @@ every ``TICKER_SSE_KEEPALIVE`` seconds (15) keeps proxies from calling it idle.
 
 An event stream is a client of the same hub as a WebSocket, with the same conflation and hold:
 a response that cannot drain is held, then caught up; held too long, it is ended and its
-connection closed (``sockets.closer``), so the per-address caps count what is really open.
+connection closed (``sockets.closer``), so the per-address caps count what is really open. When
+the server is going away (``Hub.restart``), it ends with a ``retry:`` field and is closed the
+same way: reconnect (resuming from the last id) after a delay drawn below ``RESTART_JITTER_MS``.
 
 Only ``GET`` and ``HEAD`` are answered (405 otherwise), and a request that announces a body
 (``Content-Length`` other than 0, or ``Transfer-Encoding``) is refused with 413 before any of it
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,6 +35,7 @@ from django.http import HttpResponse
 from .. import protocol as p
 from ..fanout.delivery import KEEP_ALIVE, Client
 from ..fanout.hub import Hub, TooManyKeys
+from ..fanout.types import Drop
 from . import metrics, security, sockets
 from .limits import respond
 from .services import of_scope
@@ -63,6 +67,7 @@ class QuoteStream(AsyncHttpConsumer):
     hub: Hub
     client: Client | None = None
     dropped: asyncio.Event
+    why: Drop | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         refused = refusal(scope)
@@ -100,7 +105,7 @@ class QuoteStream(AsyncHttpConsumer):
         mark = parse_mark(last)
         await self.send_headers(status=200, headers=self.stream_headers(guard))
         self.dropped = asyncio.Event()
-        client = self.client = self.hub.connect(self.base_send, self.dropped.set, stream=True)
+        client = self.client = self.hub.connect(self.base_send, self.drop, stream=True)
         try:
             if mark is None:
                 unknown = self.hub.subscribe(client, symbols)
@@ -121,14 +126,21 @@ class QuoteStream(AsyncHttpConsumer):
             for task in (keep_alive, gone, dropped):
                 task.cancel()
             await asyncio.gather(keep_alive, gone, dropped, return_exceptions=True)
-        if self.dropped.is_set():  # held too long: end the response if it can still be ended, and close
+        if self.dropped.is_set():  # held too long, or a restart: end the response if it can still be ended, and close
             self.client = None  # the hub has let it go
-            metrics.CLOSES.labels(str(p.WS_4013_TOO_SLOW)).inc()
+            restart = self.why is Drop.RESTART
+            metrics.CLOSES.labels(str(p.WS_1012_SERVICE_RESTART if restart else p.WS_4013_TOO_SLOW)).inc()
+            last = f": restart\nretry: {random.randrange(p.RESTART_JITTER_MS)}\n\n".encode() if restart else b""
             shut = sockets.closer(self.base_send)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.send_body(b"", more_body=False), 1.0)
+                await asyncio.wait_for(self.send_body(last, more_body=False), 1.0)
             if shut is not None:
                 shut(LINGER_SECONDS)
+
+    def drop(self, why: Drop) -> None:
+        """The hub let this stream go (``why``); ``handle`` ends the response."""
+        self.why = why
+        self.dropped.set()
 
     @staticmethod
     def headers_of(response: HttpResponse) -> list[tuple[bytes, bytes]]:

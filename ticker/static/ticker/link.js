@@ -2,7 +2,7 @@
  * server frame, the size of what came over the wire, and the retry state with its backoff. */
 'use strict';
 
-import {backoffDelay, failuresAfterClose, PROTOCOL_VERSION} from './rules.js';
+import {failuresAfterClose, PROTOCOL_VERSION, reconnectDelay} from './rules.js';
 
 /** The socket's URL; the page names the protocol version it speaks (docs/PROTOCOL.md, "Versioning"). */
 export function socketUrl() {
@@ -40,14 +40,15 @@ export function wireSize(payload) {
 
 /**
  * A transport's retries: the failures in a row and the one pending attempt. `schedule()` runs
- * `attempt` after the backoff for the failures so far and counts one more; `succeeded()` resets
- * the count; `closed(code)` applies the close code's rule (rules.js); `now()` skips the rest of
- * a wait; `cancel()` drops it.
+ * `attempt` after the wait the last close asks for (a restart's jitter) or else the backoff for
+ * the failures so far, and counts one more; `succeeded()` resets the count; `closed(code)`
+ * applies the close code's rule (rules.js); `now()` skips the rest of a wait; `cancel()` drops it.
  */
 export function createRetry(attempt) {
   let failures = 0;
   let timer = 0;
   let at = 0;
+  let lastClose = 0;  // the close code the next schedule() answers (0: none)
 
   function cancel() {
     clearTimeout(timer);
@@ -66,7 +67,8 @@ export function createRetry(attempt) {
     get at() { return at; },
     get pending() { return Boolean(timer); },
     schedule() {
-      const delay = backoffDelay(failures);
+      const delay = reconnectDelay(lastClose, failures);
+      lastClose = 0;
       failures += 1;
       clearTimeout(timer);
       at = performance.now() + delay;
@@ -74,7 +76,10 @@ export function createRetry(attempt) {
     },
     failed() { failures += 1; },
     succeeded() { failures = 0; },
-    closed(code) { failures = failuresAfterClose(code, failures); },
+    closed(code) {
+      failures = failuresAfterClose(code, failures);
+      lastClose = code;
+    },
     now() { if (timer) fire(); },
     cancel,
   };

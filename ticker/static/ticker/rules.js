@@ -14,9 +14,14 @@ export const RETRY_BASE_MS = 500;
 export const RETRY_CAP_MS = 15000;
 export const STABLE_AFTER_MS = 5000;        // a connection up this long resets the backoff
 
+// A server going away (a deploy's SIGTERM) closes with 1012: reconnect at once, spread over a
+// short jitter so that its pages do not arrive at the other servers in one instant; no backoff.
+export const CLOSE_RECONNECT_AT_ONCE = new Set([1012]);
+export const RESTART_JITTER_MS = 500;
+
 // Closes that retrying soon cannot fix (flood or policy, a frame too big): wait the full cap.
 // 4008/4009 since the protocol's own codes moved to 4000+; 1008/1009 for older servers. Every
-// other close (1000, 1001, 1006, 1011, 1012, 1013, 4013) reconnects after the usual backoff.
+// other close but 1012 (1000, 1001, 1006, 1011, 1013, 4013) reconnects after the usual backoff.
 export const CLOSE_NEEDS_A_FIX = new Set([1008, 1009, 4008, 4009]);
 
 // Liveness: a quiet market sends nothing, so we ping when the line is quiet; a link that answers
@@ -41,7 +46,15 @@ export function backoffDelay(failures, random = Math.random) {
   return random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** failures);
 }
 
-/** The failure count a close with `code` leaves: a close that needs a fix waits the full cap. */
+/** The failure count a close with `code` leaves: a close that needs a fix waits the full cap; a
+ *  restart starts the count over (the server went away, the page did nothing wrong). */
 export function failuresAfterClose(code, failures) {
-  return CLOSE_NEEDS_A_FIX.has(code) ? Math.max(failures, FAILURES_FOR_CAP) : failures;
+  if (CLOSE_NEEDS_A_FIX.has(code)) return Math.max(failures, FAILURES_FOR_CAP);
+  return CLOSE_RECONNECT_AT_ONCE.has(code) ? 0 : failures;
+}
+
+/** The wait (ms) before reconnecting after a close with `code` (0: none yet): a restart's short
+ *  jitter, else the backoff for `failures`. */
+export function reconnectDelay(code, failures, random = Math.random) {
+  return CLOSE_RECONNECT_AT_ONCE.has(code) ? random() * RESTART_JITTER_MS : backoffDelay(failures, random);
 }
