@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from tests.helpers.browser import Board  # noqa: E402
+from tests.helpers.browser import SCREENSHOT_DIR, Board  # noqa: E402
 from tests.helpers.stale import MARK_MS, VendorSite, vendor_site  # noqa: E402
 
 TAG = "(sym) => document.querySelector(`tr[data-symbol=\"${sym}\"] .tag`)"
@@ -40,6 +40,9 @@ def test_a_silenced_symbols_row_is_marked_stale_while_the_others_stay_live(conte
         assert page.query_selector('tr[data-symbol="MSFT"].stale') is None
         assert page.evaluate(f"({TAG})('MSFT').hidden")  # live: no tag
         assert page.query_selector('tr[data-symbol="INTC"].stale') is None  # paused: never stale
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOT_DIR / f"stale-row-{server}.png",
+                        clip={"x": 0, "y": 0, "width": 1280, "height": 400})
     finally:
         site.resume("BTC-USD")
     page.wait_for_selector('tr[data-symbol="AAPL"]:not(.stale)', timeout=20_000)
