@@ -58,9 +58,10 @@ lint: dev-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy ticker dashboard
 
-## Install what the tests need, then run them all (lint included).
+## Install what the tests need, then run them all (lint included): two at a time (pytest-xdist),
+## each module's tests in one process, so its servers start once.
 test: system-test-deps dev-deps lint
-	$(PY) -m pytest --cov --cov-report=term --durations=15
+	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term --durations=15
 
 ## The tests that start no process (no server, browser or database server): under a minute.
 test-fast: dev-deps

@@ -35,6 +35,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("these tests start processes; mark them integration: " + ", ".join(unmarked))
 
 
+@pytest.fixture(autouse=True)
+def figures_of_this_test(request) -> None:
+    """``figure`` records into this test's user properties, which its report carries."""
+    from tests.helpers import figures
+
+    figures.measuring = request.node.user_properties
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.when == "teardown":  # the last report of a test: every figure it recorded
+        from tests.helpers.figures import collect
+
+        collect(report.user_properties)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     from tests.helpers.figures import summary
 

@@ -122,13 +122,17 @@ async def feed_on(stream: VendorStream):
         await asyncio.gather(task, return_exceptions=True)
 
 
-def row(feed: Feed, ticker: str) -> list:
-    return feed.store.snapshot.rows[ticker]
+def row(feed: Feed, ticker: str) -> list | None:
+    """The store's row of ``ticker``; None before the feed wrote one."""
+    return feed.store.snapshot.rows.get(ticker)
 
 
 async def priced(feed: Feed, ticker: str, last: float) -> list:
-    return await eventually(lambda: row(feed, ticker)[LAST] == last and row(feed, ticker),
-                            what=f"{ticker} at {last} in the store")
+    def at_last() -> list | None:
+        current = row(feed, ticker)
+        return current if current is not None and current[LAST] == last else None
+
+    return await eventually(at_last, what=f"{ticker} at {last} in the store")
 
 
 async def admin_change(feed: Feed, change) -> None:

@@ -25,15 +25,24 @@ class Figure:
         return self.value > self.target
 
 
-FIGURES: list[Figure] = []
+FIGURES: list[Figure] = []  # the run's, gathered from each test's report (``collect``)
+KEY = "figure"
+# The running test's user properties (set by conftest for each test): they travel in its
+# report, so the figures of tests run by another process (pytest-xdist) reach the summary too.
+measuring: list[tuple[str, object]] = []
 
 
 def figure(name: str, value: float, *, target: float, limit: float, unit: str = "s") -> float:
     """Record ``value`` against ``target``; fail only when it reaches ``limit``."""
     assert limit > target, "a limit is the generous bound above the target"
-    FIGURES.append(Figure(name, value, target, limit, unit))
+    measuring.append((KEY, (name, value, target, limit, unit)))
     assert value < limit, f"{name}: {value:.3g} {unit}, past the hard limit of {limit} {unit} (target {target})"
     return value
+
+
+def collect(properties: list[tuple[str, object]]) -> None:
+    """Take the figures out of a finished test's user properties."""
+    FIGURES.extend(Figure(*fields) for key, fields in properties if key == KEY)
 
 
 def summary() -> list[str]:
