@@ -138,7 +138,7 @@ async def test_feed_keeps_rows_through_a_store_outage_and_rewrites_everything_af
     feed.take_ticks(3.0)
     assert await feed.publish()
     batch = await layer.receive(channel)
-    assert batch["seq"] == 1
+    assert batch["seq"] == 1 and batch["source"] == "ScriptedSource"  # what the header will say
     assert {row[0]: row[LAST] for row in batch["rows"]} == {"AAA": 11.0, "BBB": 21.0, "CCC": 30.0}
     assert set((await store.load()).rows) == {"AAA", "BBB", "CCC"}
 

@@ -141,6 +141,14 @@ async def test_every_frame_starts_with_hello(setup):
     assert rec.frames[0]["t"] == "hello" and rec.frames[0]["limits"]["ack_ms"] > 0
 
 
+async def test_hello_says_where_the_prices_come_from_as_the_feeds_batches_say(setup):
+    hub, feed = setup
+    assert hub.source == ""  # no batch has said yet
+    await feed.queue.put(Batch("e1", 1, [row("AAA", 11.0)], (), int(time.time() * 1000), source="replay at 10×"))
+    await eventually(lambda: hub.source, what="the batch")
+    assert hub.source == "replay at 10×" and Recorder(hub).frames[0]["source"] == "replay at 10×"
+
+
 async def test_watchlist_clients_get_only_their_symbols_and_nothing_when_they_did_not_change(setup):
     hub, feed = setup
     rec = Recorder(hub)

@@ -84,9 +84,10 @@ def test_frame_size_is_counted_in_bytes_not_characters():
 
 
 def test_hello_announces_version_epoch_seq_node_symbols_market_and_limits():
-    hello = orjson.loads(p.encode_hello("e1", 5, "web1:1", [{"s": "AAPL"}], 2000))
+    hello = orjson.loads(p.encode_hello("e1", 5, "web1:1", [{"s": "AAPL"}], 2000, source="simulated market"))
     assert hello == {"t": "hello", "v": 1, "epoch": "e1", "seq": 5, "node": "web1:1",
-                     "symbols": [{"s": "AAPL"}], "market": {"state": "open", "reason": ""}, "limits": p.limits(2000)}
+                     "symbols": [{"s": "AAPL"}], "market": {"state": "open", "reason": ""}, "limits": p.limits(2000),
+                     "source": "simulated market"}
     assert hello["limits"]["ack_ms"] == 2000
 
 

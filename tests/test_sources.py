@@ -113,3 +113,15 @@ def test_the_shipped_sample_replays(tmp_path):
     rows = read_replay(SAMPLE_REPLAY)
     assert len(rows) > 100
     assert {r.tick.symbol for r in rows} >= {"AAPL", "MSFT"}
+
+
+def test_the_header_names_each_source():
+    from ticker.feed.marks import describe
+    from ticker.feed.streams import Pushed
+    from ticker.feed.vendors.alpaca import Alpaca
+    from ticker.feed.vendors.coinbase import Coinbase
+
+    assert describe(SimulatedMarket(rate=10, seed=1)) == "simulated market"
+    assert describe(CsvReplay([], speed=10)) == "replay at 10×"
+    assert describe(Pushed(Coinbase("ws://127.0.0.1:9"))) == "Coinbase Advanced Trade"
+    assert describe(Pushed(Alpaca("k", "s", "ws://127.0.0.1:9", feed="sip"))) == "Alpaca (sip)"

@@ -266,13 +266,14 @@ OPEN_MARKET: Mapping[str, Any] = {"state": "open", "reason": ""}
 
 def encode_hello(
     epoch: str, seq: int, node: str, symbols: Sequence[Mapping[str, Any]], ack_ms: int,
-    market: Mapping[str, Any] = OPEN_MARKET,
+    market: Mapping[str, Any] = OPEN_MARKET, source: str = "",
 ) -> str:
     """The first frame on every connection: version, feed epoch, current seq, the symbol list,
-    the market's state."""
+    the market's state, where the prices come from ("" before the feed's first batch)."""
     return _text(
         {"t": "hello", "v": VERSION, "epoch": epoch, "seq": seq, "node": node,
-         "symbols": list(symbols), "market": dict(market or OPEN_MARKET), "limits": limits(ack_ms)}
+         "symbols": list(symbols), "market": dict(market or OPEN_MARKET), "limits": limits(ack_ms),
+         "source": source}
     )
 
 
@@ -348,8 +349,8 @@ class QuoteCodec:
     def __init__(self, node: str) -> None:
         self.node = node
 
-    def hello(self, epoch: str, seq: int, catalog: Listing, ack_ms: int) -> str:
-        return encode_hello(epoch, seq, self.node, catalog.entries, ack_ms, catalog.status)
+    def hello(self, epoch: str, seq: int, catalog: Listing, ack_ms: int, source: str = "") -> str:
+        return encode_hello(epoch, seq, self.node, catalog.entries, ack_ms, catalog.status, source)
 
     def catalog(self, catalog: Listing) -> str:
         return encode_symbols(catalog.entries, catalog.status)

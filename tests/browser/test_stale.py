@@ -30,6 +30,7 @@ def test_a_silenced_symbols_row_is_marked_stale_while_the_others_stay_live(conte
     board = Board(context.new_page(), site.url(server) + "/")
     page = board.page
     board.wait_state("live")
+    assert page.inner_text("#source") == "Coinbase Advanced Trade"  # the header says where prices come from
     page.wait_for_selector('tr[data-symbol="AAPL"]:not(.stale)')
     site.silence("BTC-USD")
     try:

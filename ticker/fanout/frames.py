@@ -75,7 +75,7 @@ class Frames:
     def hello_text(self, ack_ms: int) -> str:
         """The first frame of a connection asked to ack every ``ack_ms`` (0: not asked)."""
         replica = self.replica
-        return self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms)
+        return self.codec.hello(replica.epoch, replica.seq, replica.catalog, ack_ms, replica.source)
 
     def hello(self, ack_ms: int) -> Frame:
         """The first frame of a connection, marked with where the state is."""

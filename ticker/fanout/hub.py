@@ -469,6 +469,11 @@ class Hub:
         """The symbol list as clients see it."""
         return self.replica.catalog
 
+    @property
+    def source(self) -> str:
+        """Where the feed's prices come from ("" before its first batch)."""
+        return self.replica.source
+
     def unknown(self, keys: Iterable[str]) -> list[str]:
         """The keys among ``keys`` that are not in the catalog."""
         return self.replica.unknown(keys)

@@ -22,7 +22,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class Batch:
     """Batch ``seq`` of feed run ``epoch``: the changed rows, the removed keys, when it was made;
     how long the feed's keys may go without an update (``stale_ms``, 0: not said) and how many
-    messages its source has lost this run (``gaps``: a vendor's sequence gaps)."""
+    messages its source has lost this run (``gaps``: a vendor's sequence gaps); where its prices
+    come from (``source``, "": not said)."""
 
     epoch: str
     seq: int
@@ -31,6 +32,7 @@ class Batch:
     ts_ms: int = 0
     stale_ms: int = 0
     gaps: int = 0
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ class Codec(Protocol):
     delta_kind: str
     catalog_kind: str
 
-    def hello(self, epoch: str, seq: int, catalog: Catalog, ack_ms: int) -> str:
+    def hello(self, epoch: str, seq: int, catalog: Catalog, ack_ms: int, source: str) -> str:
         """The first frame of every connection."""
 
     def row(self, row: Row) -> bytes:

@@ -1,4 +1,5 @@
-"""How long a symbol may go without an update from its source before the board shows it stale.
+"""What the board is told of the feed's source: how long a symbol may go without an update before
+it shows stale, and where the prices come from (``describe``, the page's header).
 
 The mark is the feed's, carried in every batch (``stale_ms``), so the web processes judge by the
 source actually running (docs/SOURCES.md, "Freshness"):
@@ -13,7 +14,7 @@ source actually running (docs/SOURCES.md, "Freshness"):
 
 from __future__ import annotations
 
-from .sources import Source
+from .sources import CsvReplay, SimulatedMarket, Source
 from .streams import Pushed
 
 TICKING_MS = 15_000  # a source that makes its own ticks (simulated, replay)
@@ -28,3 +29,14 @@ def stale_mark(source: Source, setting: int = 0) -> int:
     if isinstance(source, Pushed):
         return VENDOR_MS.get(getattr(source.stream, "name", ""), OTHER_VENDOR_MS)
     return TICKING_MS
+
+
+def describe(source: Source) -> str:
+    """Where ``source``'s prices come from, in the words of the board's header."""
+    if isinstance(source, Pushed):
+        return getattr(source.stream, "label", "") or getattr(source.stream, "name", "a vendor's stream")
+    if isinstance(source, SimulatedMarket):
+        return "simulated market"
+    if isinstance(source, CsvReplay):
+        return f"replay at {source.speed:g}×"
+    return type(source).__name__

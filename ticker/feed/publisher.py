@@ -38,7 +38,7 @@ from ..layer.store import QuoteStore, now_ms
 from ..models import Candle, Market, Symbol
 from ..protocol import LAST, SYM, TS, Row
 from .candles import Bar, CandleBook
-from .marks import stale_mark
+from .marks import describe, stale_mark
 from .quotes import QuoteBook
 from .sources import Listing, Source
 from .streams import Pushed
@@ -105,6 +105,7 @@ class Feed:
         self.failing = False  # the last publish failed
         self.heard: dict[str, int] = {}  # symbol -> epoch ms of its source's last update
         self.stale_ms = stale_mark(source, settings.TICKER_STALE_MS)
+        self.label = describe(source)  # where the prices come from, for the board's header
 
     async def reload_symbols(self) -> None:
         """Read the symbols from the database and start, pause or drop them in the source and book."""
@@ -140,7 +141,8 @@ class Feed:
         try:
             await self.store.save(self.epoch, seq, rows, removed)
             await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(
-                self.epoch, seq, rows, removed, now_ms(), stale_ms=self.stale_ms, gaps=self.gaps()))
+                self.epoch, seq, rows, removed, now_ms(), stale_ms=self.stale_ms, gaps=self.gaps(),
+                source=self.label))
         except LeaseLost:
             raise
         except Exception as exc:

@@ -57,7 +57,7 @@ async def board(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     epoch, seq = hub.position
     return render(request, "ticker/board.html", {
-        "rows": rows, "epoch": epoch, "seq": seq,
+        "rows": rows, "epoch": epoch, "seq": seq, "source": hub.source,
         "ws_retry_ms": settings.TICKER_WS_RETRY_MS,
         "signed_in_as": user.get_username() if user.is_authenticated else "",
     })

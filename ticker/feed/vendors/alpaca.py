@@ -40,6 +40,7 @@ class Alpaca(VendorStream):
             raise ValueError("alpaca needs a key and a secret: set APCA_API_KEY_ID and APCA_API_SECRET_KEY")
         super().__init__(url or f"wss://stream.data.alpaca.markets/v2/{feed}", **options)
         self.credentials = {"action": "auth", "key": key, "secret": secret}
+        self.label = f"Alpaca ({feed})"
 
     async def opened(self, ws: ClientConnection) -> None:
         await self.expect(ws, "connected")  # or an error: 406 comes instead of the greeting

@@ -128,6 +128,7 @@ class VendorStream:
     """
 
     name: ClassVar[str]
+    label: str  # what the board's header says prices come from
     URL: ClassVar[str]
     SILENCE: ClassVar[float | None] = None  # seconds without any message that mean a dead link
 

@@ -24,6 +24,7 @@ from .base import Reconnect, VendorStream, log, price, size
 
 class Binance(VendorStream):
     name = "binance"
+    label = "Binance spot"
     URL = "wss://stream.binance.com:9443/ws"
 
     def __init__(self, url: str = "", **options: Any) -> None:

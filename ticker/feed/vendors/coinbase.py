@@ -31,6 +31,7 @@ def frame(kind: str, channel: str, products: Sequence[str] = ()) -> str:
 
 class Coinbase(VendorStream):
     name = "coinbase"
+    label = "Coinbase Advanced Trade"
     URL = "wss://advanced-trade-ws.coinbase.com"
     SILENCE = 5.0  # heartbeats come every second
 

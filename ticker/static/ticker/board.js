@@ -58,6 +58,7 @@ const session = createSession({
   wanted,
   symbols: applySymbols,
   market: applyMarket,
+  source: (text) => { $('source').textContent = text; },
   snap(list) { rows.applyFull(list); chartNow(); },
   quotes(list) { rows.applyShort(list); chartNow(); },
   stale: (since) => rows.setStale(since),

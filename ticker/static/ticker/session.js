@@ -28,6 +28,7 @@ function readOnly(obj) {
  *   wanted() -> '*' | [..]   what the board shows, so what this connection should receive
  *   symbols(list)            the whole symbol list, from `hello` or `sym`
  *   market({state, reason})  the market's state moved
+ *   source(text)             where the prices come from, from `hello`
  *   snap(rows)               full rows of a `snap` to apply (a resync: no flash)
  *   quotes(rows)             short rows of a `q` to apply
  *   notice(msg)              an `err` from the server (the connection stays open)
@@ -117,6 +118,7 @@ export function createSession(start, board) {
     board.stale({});  // a new connection: its server says again which symbols are stale
     board.symbols(msg.symbols || []);
     applyMarket(msg.market);
+    if (msg.source) board.source(msg.source);
     const want = board.wanted();
     if (canResume && (want === '*' || want.length)) {
       stats.subscribed = want;
