@@ -25,18 +25,21 @@ import pytest
 
 from deploy import cluster
 from deploy.control import pid_alive
+from tests.helpers.admin import AdminClient
 from tests.helpers.clients import Reconnecting, Ws, connect_all, fetch, get_json, stop_all, wait_resynced
 from tests.helpers.figures import figure
 from tests.helpers.procs import PYTHON, ROOT, Proc, free_port, start_feed, start_nginx, start_redis
 from tests.helpers.sites import ClusterSite, prepared_env, start_app_server, wait_for_log
 from tests.helpers.streams import assert_same_stream, q_frames
 from tests.helpers.waiting import eventually, wait_until
+from ticker.web.health import STALE_FEED_SECONDS
 
 pytestmark = pytest.mark.integration
 
 CLIENTS = 200
 RECOVERY_BUDGET = 5.0  # s: every client of a killed worker is back and resumed
 FAILOVER_BUDGET = 3.0  # s: the standby feed publishes and clients hold the new epoch
+MARKET = "/admin/ticker/market/1/change/"
 
 
 # The topology, built from the same pieces as `make cluster` (deploy/cluster.py).
@@ -287,6 +290,14 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
 
         clients = await connect_all(url.replace("http://", "ws://") + "/ws/quotes/", 40)
         assert {c.node for c in clients} == {"web_1", "web_2"}  # named as supervisord names them
+        # An operator halts the market (through nginx): a routine action, not an outage. Health
+        # stays 200 through nginx past the feed's stale limit, and the rolling restart, which
+        # waits for each server's /healthz, goes through during the halt.
+        admin = AdminClient(url)
+        admin.post_form(MARKET, {"halted": "on", "reason": "deploy in a halt", "_save": "Save"})
+        halted = time.monotonic()
+        await asyncio.to_thread(wait_until, lambda: get_json(url + "/healthz")[0] == 200 and (
+            time.monotonic() - halted > STALE_FEED_SECONDS + 1), 30, 0.2, "the halt to outlast the stale limit")
         started = time.monotonic()
         done = await asyncio.to_thread(runner, run_dir, "restart", env=env)
         print(f"\nrolling restart of 2 app servers: {time.monotonic() - started:.1f} s\n{done.stdout}")
@@ -301,6 +312,8 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
                  if "stopped:" in line]
         assert all(op == "resume" for c in clients for op, _, _ in c.syncs[1:]), f"the feed meanwhile: {flips}"
         assert [c.gaps for c in clients if c.gaps] == []
+        assert get_json(url + "/healthz")[0] == 200  # still halted, both servers new
+        admin.post_form(MARKET, {"reason": "", "_save": "Save"})
         await stop_all(clients)
 
         control = cluster.control(run_dir)

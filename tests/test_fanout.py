@@ -21,7 +21,7 @@ class SensorCodec:
 
     hello_kind, snap_kind, delta_kind, catalog_kind = "welcome", "state", "change", "rooms"
 
-    def hello(self, epoch, seq, catalog, ack_ms):
+    def hello(self, epoch, seq, catalog, ack_ms, source):
         return json.dumps({"kind": "welcome", "rooms": [c["room"] for c in catalog.entries], "at": [epoch, seq]})
 
     def row(self, row):
