@@ -33,6 +33,9 @@ BACKLOG = 2048
 # frame the application sends through ASGI (a hello or whole-board snap of a few hundred
 # symbols); an unfinished fragmented message from a client holds at most this much.
 DAPHNE_MAX_MESSAGE = 64 * 1024
+# Seconds between keepalive pings on a silent WebSocket (a whole-board client sends nothing after
+# its `sub`); TICKER_PING_SECONDS changes it, for tests that watch pings go out.
+PING_SECONDS = "20"
 
 
 def escape(value: str) -> str:
@@ -46,8 +49,10 @@ def server_argv(
 ) -> list[str]:
     """The command line that runs ``server`` with this application (``tls``: certificate and key
     files; ``fd``: a listening socket it inherited, shared with other server processes)."""
+    ping = os.environ.get("TICKER_PING_SECONDS", PING_SECONDS)
     if server == "daphne":
-        argv = [sys.executable, "-m", "daphne", "--websocket_timeout", "-1", "--ping-interval", "20",
+        # daphne with its keepalive pings spread over time (dashboard/keepalive.py), its CLI unchanged
+        argv = [sys.executable, "-m", "dashboard.keepalive", "--websocket_timeout", "-1", "--ping-interval", ping,
                 "--ping-timeout", "30", "--websocket-max-frame-size", str(MAX_FRAME_BYTES),
                 "--websocket-max-message-size", str(DAPHNE_MAX_MESSAGE)]
         if unix_socket:
@@ -69,7 +74,7 @@ def server_argv(
         return [*argv, APP]
     if server == "uvicorn":
         argv = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
-                "--ws-per-message-deflate", "false", "--ws-ping-interval", "20", "--ws-ping-timeout", "30",
+                "--ws-per-message-deflate", "false", "--ws-ping-interval", ping, "--ws-ping-timeout", "30",
                 "--ws-max-size", str(MAX_FRAME_BYTES),
                 "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
         if unix_socket:

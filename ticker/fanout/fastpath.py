@@ -241,7 +241,9 @@ def daphne_protocol(send: Callable[..., Any]) -> Any | None:
     if not isinstance(send, functools.partial) or not send.args:
         return None
     owner = getattr(send.func, "__self__", None)
-    if type(owner).__module__ != "daphne.server":
+    # daphne's Server or a subclass of it (dashboard/keepalive.py's), named without importing
+    # daphne: that would install Twisted's reactor under another server
+    if not any(cls.__module__ == "daphne.server" and cls.__name__ == "Server" for cls in type(owner).__mro__):
         return None
     return send.args[0]
 
