@@ -1,4 +1,4 @@
-"""Keepalive pings under daphne go out spread over time, not in one burst (dashboard/keepalive.py),
+"""Keepalive pings under daphne go out spread over time, not in one burst (dashboard.daphne_server.py),
 and the fast path still recognises daphne's server behind them. Watched from outside: raw
 clients that connect together, send nothing after the handshake, and note when each ping lands."""
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dashboard.keepalive import SLICES, steps
+from dashboard.daphne_server import SLICES, steps
 from tests.helpers.clients import get_json
 from tests.helpers.figures import figure
 from tests.helpers.rawws import RawWs
