@@ -159,19 +159,26 @@ class Hub:
     # Layer events
 
     async def on_batch(self, batch: Batch) -> None:
-        """Apply a batch, then, as the pacer says, send it as it is, hold it back, or send it merged
-        with those held back."""
+        """Apply a batch and send it (``apply``), or resync on a gap. A new source goes to every
+        client as a ``sym`` first."""
         if batch.stale_ms:
             self.staleness.mark_ms = batch.stale_ms
         self.stats.feed_gaps = batch.gaps
+        version = self.replica.catalog_version
         step, changed = self.replica.accept(batch)
+        if self.replica.catalog_version != version:  # the feed's source changed: every client hears
+            self.send_catalog()
         if step is Step.SKIP:
             return
         if step is Step.RESYNC:
             log.info("hub: batch %s/%d after %s/%d: resync", batch.epoch, batch.seq, self.replica.epoch,
                      self.replica.seq)
             await self.resync()
-            return
+        else:
+            self.apply(batch, changed)
+
+    def apply(self, batch: Batch, changed: frozenset[str]) -> None:
+        """Send a batch that follows on: as it is, held back, or merged with those held back."""
         self.frames.forget((*changed, *batch.removed))
         now, pacer, stats = self.now(), self.pacer, self.stats
         if batch.ts_ms:
@@ -201,8 +208,11 @@ class Hub:
             self.flush_later(now)
 
     def on_catalog(self, catalog: Catalog) -> None:
-        if not self.replica.set_catalog(catalog):
-            return
+        if self.replica.set_catalog(catalog):
+            self.send_catalog()
+
+    def send_catalog(self) -> None:
+        """Send every client the catalog (a ``sym``: the symbols, the market, the source)."""
         self.drain(self.now())
         frame = self.frames.catalog()
         for _, group in self.registry.items():

@@ -111,8 +111,8 @@ class Codec(Protocol):
     def delta(self, seq: int, fragments: Iterable[bytes]) -> str:
         """An incremental frame joined from fragments."""
 
-    def catalog(self, catalog: Catalog) -> str:
-        """The catalog changed."""
+    def catalog(self, catalog: Catalog, source: str) -> str:
+        """The catalog, or where the feed's prices come from (``source``), changed."""
 
 
 class Marks(Protocol):
