@@ -19,7 +19,8 @@ Fan-out policy (docs/DESIGN.md §3):
 - **A server that goes away says so**: ``restart`` lets every connection go, each told through
   its ``drop`` to reconnect at once (the drain on SIGTERM, ``dashboard.drain``).
 - **A key its source stopped updating is said to be stale**, by the server's one clock: on each
-  sweep the ``Staleness`` says which keys' newest rows are older than the feed's mark, and the
+  sweep the ``Staleness`` says which keys' newest rows are older than the feed's mark (every key
+  while the feed says its source's link is down: judged as soon as the batch says so), and the
   hub sends the groups whose part of that changed (``staleness``).
 
 The hub reads the clock it is given in two places, ``now`` (steady) and ``age_ms`` (wall), and
@@ -160,10 +161,12 @@ class Hub:
 
     async def on_batch(self, batch: Batch) -> None:
         """Apply a batch and send it (``apply``), or resync on a gap. A new source goes to every
-        client as a ``sym`` first."""
+        client as a ``sym`` first; the source's link going down or coming back is judged at once."""
         if batch.stale_ms:
             self.staleness.mark_ms = batch.stale_ms
         self.stats.feed_gaps = batch.gaps
+        went = batch.down != self.staleness.down  # the source's link went down, or came back
+        self.staleness.down = self.stats.source_down = batch.down
         version = self.replica.catalog_version
         step, changed = self.replica.accept(batch)
         if self.replica.catalog_version != version:  # the feed's source changed: every client hears
@@ -176,6 +179,8 @@ class Hub:
             await self.resync()
         else:
             self.apply(batch, changed)
+        if went:  # at once, not at the next sweep
+            self.judge_stale(self.clock.time() * 1000)
 
     def apply(self, batch: Batch, changed: frozenset[str]) -> None:
         """Send a batch that follows on: as it is, held back, or merged with those held back."""
