@@ -59,7 +59,8 @@ async def hub_events(listener: bus.Listener) -> AsyncIterator[Event]:
         kind = message["type"]
         if kind == bus.BATCH:
             yield Batch(message["epoch"], message["seq"], message["rows"], message["removed"], message.get("ts", 0),
-                        message.get("stale_ms", 0), message.get("gaps", 0), message.get("source", ""))
+                        message.get("stale_ms", 0), message.get("gaps", 0), message.get("source", ""),
+                        message.get("down", False))
         elif kind == bus.SYMBOLS:
             yield catalog_of(message["symbols"], message.get("market"))
         elif kind == bus.REJOINED:

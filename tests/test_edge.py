@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from tests.helpers.waiting import eventually
 from ticker import protocol as p
 from ticker.fanout.hub import Hub
-from ticker.fanout.types import Catalog, Event, Rejoined
+from ticker.fanout.types import Batch, Catalog, Event, Rejoined
 from ticker.layer.store import MemoryStore
 from ticker.web import health, views
 from ticker.web.services import attach
@@ -118,6 +118,15 @@ async def test_the_hello_etag_is_the_same_for_one_list_on_two_processes(edges):
     assert answer.status_code == 304 and answer["ETag"] == tag
     halted = await edges(entries("AAPL", "MSFT"), HALTED)  # the market's state is in the hello too
     assert (await views.hello(get(halted, "/api/hello/")))["ETag"] != tag
+
+
+async def test_the_hello_etag_changes_when_the_feed_names_its_source(edges):
+    edge = await edges(entries("AAPL"), rows=[row("AAPL")])
+    before = (await views.hello(get(edge, "/api/hello/")))["ETag"]
+    await edge.events.put(Batch("e1", 2, [row("AAPL")], (), int(time.time() * 1000), source="Alpaca (iex)"))
+    await eventually(lambda: edge.hub.source, 2, 0.002, "the batch")
+    answer = await views.hello(get(edge, "/api/hello/", if_none_match=before))
+    assert answer.status_code == 200 and body(answer)["source"] == "Alpaca (iex)"  # a polling page hears it
 
 
 async def test_if_none_match_star_is_a_304_on_both_etag_endpoints(edges):

@@ -37,7 +37,7 @@ class SensorCodec:
     def delta(self, seq, fragments):
         return f'{{"kind":"change","seq":{seq},"rooms":[{b",".join(fragments).decode()}]}}'
 
-    def catalog(self, catalog):
+    def catalog(self, catalog, source):
         return json.dumps({"kind": "rooms", "rooms": [c["room"] for c in catalog.entries]})
 
 

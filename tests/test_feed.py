@@ -13,7 +13,7 @@ from ticker.feed.sources import Listing, Tick
 from ticker.layer import bus
 from ticker.layer.store import MemoryStore, Snapshot
 from ticker.models import Candle, Market, Symbol
-from ticker.protocol import HIGH, LAST, LOW, OPEN, PREV_CLOSE, VOLUME
+from ticker.protocol import HIGH, LAST, LOW, OPEN, PREV_CLOSE, TS, VOLUME
 
 
 def test_book_coalesces_a_batch_to_one_row_per_symbol():
@@ -39,6 +39,15 @@ def test_book_keeps_known_rows_and_applies_a_new_previous_close():
     assert book.rows["AAA"][LAST] == 12.0 and book.rows["AAA"][PREV_CLOSE] == 11.0
     assert book.set_listings([Listing("AAA", 11.0)], {}, 0) == []  # nothing changed: nothing to publish
     assert book.set_listings([Listing("AAA", 11.5)], {}, 0)[0][PREV_CLOSE] == 11.5
+
+
+def test_book_touch_refreshes_a_quoted_rows_time_not_its_price_and_at_most_every_so_often():
+    book = QuoteBook()
+    book.set_listings([Listing("AAA", 10.0)], {}, 0)
+    book.apply([Tick("AAA", 10.5, 5)], 2_000)
+    assert book.touch(["AAA", "ZZZ"], 2_999, 1_000) == []  # updated within the second; ZZZ is not listed
+    assert book.touch(["AAA"], 3_000, 1_000) == [["AAA", 10.5, 10.0, 10.0, 10.5, 10.0, 5, 3_000]]
+    assert book.rows["AAA"][TS] == 3_000 and book.touch(["AAA"], 3_500, 1_000) == []
 
 
 def test_candles_roll_over_each_minute():

@@ -149,6 +149,24 @@ async def test_hello_says_where_the_prices_come_from_as_the_feeds_batches_say(se
     assert hub.source == "replay at 10×" and Recorder(hub).frames[0]["source"] == "replay at 10×"
 
 
+async def test_a_client_there_before_the_feeds_first_batch_hears_its_source_in_a_sym(setup):
+    hub, feed = setup
+    rec = Recorder(hub)
+    hub.subscribe(rec.client, None)
+    assert rec.frames[0]["source"] == ""  # a cold start: no batch has said yet
+    now = int(time.time() * 1000)
+    await feed.queue.put(Batch("e1", 1, [row("AAA", 11.0)], (), now, source="Alpaca (iex)"))
+    await settle(hub, 1)
+    assert [f["t"] for f in rec.frames] == ["hello", "snap", "sym", "q"]
+    assert rec.of("sym")[0]["source"] == "Alpaca (iex)" and rec.of("sym")[0]["symbols"] == SYMBOLS
+    await feed.queue.put(Batch("e1", 2, [row("AAA", 12.0)], (), now, source="Alpaca (iex)"))
+    await settle(hub, 2)
+    assert len(rec.of("sym")) == 1  # the same source: nothing more to say
+    await feed.queue.put(Batch("e2", 1, [row("AAA", 13.0)], (), now, source="Coinbase Advanced Trade"))
+    await eventually(lambda: len(rec.of("sym")) == 2, 2, what="a new feed run's source")
+    assert rec.of("sym")[1]["source"] == "Coinbase Advanced Trade"
+
+
 async def test_watchlist_clients_get_only_their_symbols_and_nothing_when_they_did_not_change(setup):
     hub, feed = setup
     rec = Recorder(hub)
@@ -252,7 +270,8 @@ async def test_symbol_changes_go_to_every_client(setup):
     rec = Recorder(hub)
     await feed.queue.put(catalog([{"s": "NEW"}]))
     await eventually(lambda: rec.of("sym"), 2)
-    assert rec.of("sym") == [{"t": "sym", "symbols": [{"s": "NEW"}], "market": {"state": "open", "reason": ""}}]
+    assert rec.of("sym") == [{"t": "sym", "symbols": [{"s": "NEW"}], "market": {"state": "open", "reason": ""},
+                             "source": ""}]
     assert hub.replica.catalog.keys == {"NEW"}
 
 

@@ -109,9 +109,10 @@ def test_snap_err_pong_and_sym_frames():
     assert orjson.loads(p.encode_err("x", "y")) == {"t": "err", "code": "x", "msg": "y"}
     assert orjson.loads(p.encode_pong(7)) == {"t": "pong", "id": 7}
     assert orjson.loads(p.encode_symbols([{"s": "A"}])) == {
-        "t": "sym", "symbols": [{"s": "A"}], "market": {"state": "open", "reason": ""}}
+        "t": "sym", "symbols": [{"s": "A"}], "market": {"state": "open", "reason": ""}, "source": ""}
     halted = {"state": "halted", "reason": "news pending"}
     assert orjson.loads(p.encode_symbols([], halted))["market"] == halted
+    assert orjson.loads(p.encode_symbols([], source="Alpaca (iex)"))["source"] == "Alpaca (iex)"
 
 
 def test_token_bucket_allows_a_burst_then_the_rate():

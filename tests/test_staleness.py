@@ -7,6 +7,7 @@ Times are made up (epoch ms around ``T``); the judge and the hub's ``judge_stale
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 
 import orjson
@@ -37,6 +38,16 @@ def test_a_key_is_stale_once_its_newest_row_is_older_than_the_mark():
     assert judge(stamps, T + MARK) == (False, {})  # exactly the mark: still live
     assert judge(stamps, T + MARK + 1) == (True, {"AAA": T})
     assert judge(stamps, T + 10_000 + MARK + 1) == (True, {"AAA": T, "BBB": T + 10_000})
+
+
+def test_while_the_source_is_down_every_key_is_stale_whatever_its_time():
+    staleness = Staleness()
+    staleness.mark_ms, staleness.down = MARK, True
+    assert staleness.judge([("AAA", T), ("BBB", T + 10_000)], T + 10_000)
+    assert staleness.since == {"AAA": T, "BBB": T + 10_000}
+    staleness.down = False
+    assert staleness.judge([("AAA", T), ("BBB", T + 10_000)], T + 10_000)
+    assert staleness.since == {}
 
 
 def test_without_a_mark_nothing_is_stale():
@@ -114,6 +125,23 @@ async def test_a_new_subscriber_gets_the_stale_symbols_after_its_snap(hub):
     hub.subscribe(live.client, ["AAA"])
     await asyncio.sleep(0)
     assert [f["t"] for f in live.frames] == ["hello", "snap"]  # nothing stale: nothing more
+
+
+async def test_a_source_whose_link_is_down_makes_every_key_stale_at_once_but_the_quiet_ones(hub):
+    keys = frozenset(("AAA", "BBB", "CCC"))
+    hub.on_catalog(Catalog(keys, SYMBOLS, {"state": "open"}, frozenset({"CCC"})))  # CCC paused
+    whole = Recorder(hub)
+    hub.subscribe(whole.client, None)
+    now = int(time.time() * 1000)
+    await hub.feed.queue.put(Batch("e1", 2, [row("AAA", 11.5, now)], (), now, MARK, down=True))
+    await settle(hub, 2)
+    # AAA's row is fresh, yet stale: its source is cut off. Judged on the batch, not at a sweep.
+    assert whole.of("stale") == [{"t": "stale", "s": {"AAA": now, "BBB": T}}]
+    assert hub.stats.source_down
+    await hub.feed.queue.put(Batch("e1", 3, [], (), now, MARK))  # the link is back
+    await settle(hub, 3)
+    assert not hub.stats.source_down
+    assert whole.of("stale")[-1] == {"t": "stale", "s": {"BBB": T}}  # the mark again: AAA is within it
 
 
 async def test_paused_symbols_and_a_halted_market_are_never_stale(hub):

@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 
 from tests.helpers.vendors import ALPACA_KEY, ALPACA_SECRET, FakeAlpaca, FakeBinance, FakeCoinbase
 from tests.helpers.waiting import eventually
+from ticker.feed import streams
 from ticker.feed.publisher import Feed
 from ticker.feed.streams import Pushed, SourceRefused
 from ticker.feed.vendors import vendor_source, vendor_stream
@@ -33,7 +34,7 @@ from ticker.feed.vendors.coinbase import Coinbase
 from ticker.layer import bus
 from ticker.layer.store import MemoryStore
 from ticker.models import Symbol
-from ticker.protocol import LAST, VOLUME
+from ticker.protocol import LAST, TS, VOLUME
 
 on_db = pytest.mark.django_db(transaction=True)  # the feed reads its symbols in another thread
 FAST = Backoff(first=0.01, cap=0.05)  # reconnect at once: the tests wait for conditions, not delays
@@ -161,11 +162,16 @@ async def test_alpaca_logs_in_subscribes_trades_and_quotes_and_its_trades_reach_
 @on_db
 async def test_alpaca_refusing_the_credentials_stops_the_feed_with_the_reason_and_no_retry():
     await sync_to_async(symbols)(("AAPL", ""))
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.group_add(bus.QUOTES_GROUP, channel)
     async with FakeAlpaca(secret="another") as fake:
-        feed = Feed(Pushed(stream := alpaca(fake)), MemoryStore(), layer=InMemoryChannelLayer(), batch_ms=20)
+        feed = Feed(Pushed(stream := alpaca(fake)), MemoryStore(), layer=layer, batch_ms=20)
         with pytest.raises(SourceRefused, match="alpaca error 402: auth failed"):
             await asyncio.wait_for(feed.run(), 10)
         assert stream.connections == 1 and len(fake.connections) == 1
+    last = await layer.receive(channel)  # the board hears the source is gone: every symbol stale
+    assert last["down"] and last["rows"] == []
 
 
 @on_db
@@ -256,6 +262,38 @@ async def test_alpaca_test_stream_carries_fakepaca():
             await eventually(lambda: fake.subscribed[-1] == {"FAKEPACA"}, what="the subscription")
             await fake.publish(fake.trade("FAKEPACA", 123.45, 100, AT))
             await priced(feed, "FAKEPACA", 123.45)
+
+
+@on_db
+async def test_alpaca_quotes_without_trades_keep_a_symbol_fresh_at_its_last_price(settings):
+    settings.TICKER_STALE_MS = 100  # so quotes refresh a row every 10 ms, not every second
+    await sync_to_async(symbols)(("AAPL", ""))
+    async with FakeAlpaca() as fake, feed_on(alpaca(fake)) as feed:
+        await eventually(lambda: fake.subscribed[-1] == {"AAPL"}, what="the subscription")
+        await fake.publish(fake.trade("AAPL", 229.87, 7, AT))
+        traded = await priced(feed, "AAPL", 229.87)
+
+        async def quoted() -> list | None:
+            await fake.publish(fake.quote("AAPL", 229.86, 229.88, AT + 9))
+            current = row(feed, "AAPL")
+            return current if current[TS] > traded[TS] else None
+
+        fresh = await eventually(quoted, what="a quote to refresh the row")
+        assert fresh[:TS] == traded[:TS]  # the price, the day's figures, the volume: as the trade left them
+
+
+@on_db
+async def test_a_vendor_that_goes_away_is_told_to_the_feed_as_a_link_down_and_its_return_too(monkeypatch):
+    monkeypatch.setattr(streams, "DOWN_SECONDS", 0.05)
+    await sync_to_async(symbols)(("AAPL", ""))
+    async with FakeAlpaca() as fake, feed_on(stream := alpaca(fake)) as feed:
+        await eventually(lambda: fake.subscribed[-1] == {"AAPL"} and not feed.said_down, what="the subscription")
+        await fake.outage()  # the connection is closed; the next one waits in its handshake
+        await eventually(lambda: feed.said_down, what="the feed to say the link is down")
+        assert not stream.connected
+        fake.restore()
+        await eventually(lambda: len(fake.connections) == 2 and not feed.said_down, what="the link back, said")
+        await eventually(lambda: fake.subscribed[1] == {"AAPL"}, what="subscribed again")
 
 
 def coinbase(fake: FakeCoinbase, **options) -> Coinbase:

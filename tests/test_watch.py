@@ -7,11 +7,14 @@ import io
 import json
 import re
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from websockets.asyncio.server import serve
 
 from tests.helpers.procs import PYTHON, ROOT
+from tests.helpers.waiting import eventually
 from ticker.clients import watch as watch_module
 from ticker.clients.rules import FAILURES_FOR_CAP, RESTART_JITTER_MS, reconnect_delay
 from ticker.clients.watch import Watcher, WatchOptions
@@ -35,6 +38,33 @@ def watch(site, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[
         [PYTHON, "manage.py", "watch", "--url", site.ws_url, *args],
         cwd=ROOT, env=site.env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@asynccontextmanager
+async def websocket_server(handler) -> AsyncIterator[str]:
+    """A real WebSocket server on a free loopback port that serves each connection with
+    ``handler``; yields its URL."""
+    async with serve(handler, "127.0.0.1", 0) as server:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+
+@asynccontextmanager
+async def http_server(handle) -> AsyncIterator[str]:
+    """A bare HTTP server on a free loopback port (``handle`` reads the request and writes the
+    response itself); yields its URL."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def watched(url: str, count: int, **options) -> tuple[Watcher, io.StringIO, io.StringIO]:
+    """``watch --json --count COUNT`` on ``url`` run to its end: the watcher, what it printed, what it said."""
+    out, err = io.StringIO(), io.StringIO()
+    watcher = Watcher(WatchOptions(url=url, json=True, count=count, **options), out, err)
+    await asyncio.wait_for(watcher.run(), 10)
+    return watcher, out, err
 
 
 def test_json_prints_one_server_message_a_line_and_stops_after_count(embedded_site):
@@ -106,11 +136,8 @@ async def test_a_lost_connection_is_retried_and_resumed_from_epoch_and_seq(no_wa
         await ws.send(json.dumps(quote(8, 104.0)))
         await ws.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        out, err = io.StringIO(), io.StringIO()
-        watcher = Watcher(WatchOptions(url=f"ws://127.0.0.1:{port}/", json=True, count=4), out, err)
-        await asyncio.wait_for(watcher.run(), 10)
+    async with websocket_server(handler) as url:
+        watcher, out, err = await watched(url, 4)
     assert received == [{"op": "sub", "symbols": "*"}, {"op": "resume", "epoch": "E1", "seq": 5, "symbols": "*"}]
     assert watcher.state.seq == 8 and watcher.state.quotes["AAPL"].last == 104.0
     assert "reconnecting in" in err.getvalue()
@@ -136,11 +163,8 @@ async def test_a_close_that_needs_a_fix_waits_the_full_cap_and_says_so(monkeypat
         await ws.send(json.dumps(snap(4, 101.0)))
         await ws.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        err = io.StringIO()
-        watcher = Watcher(WatchOptions(url=f"ws://127.0.0.1:{port}/", json=True, count=1), io.StringIO(), err)
-        await asyncio.wait_for(watcher.run(), 10)
+    async with websocket_server(handler) as url:
+        _, _, err = await watched(url, 1)
     assert waits == [FAILURES_FOR_CAP]  # the full cap, not the first step of the backoff
     assert "close 4008: the client sent what the server refuses" in err.getvalue()
 
@@ -172,11 +196,8 @@ async def test_a_restart_close_reconnects_at_once_and_resumes(waits):
         await ws.send(json.dumps(snap(7, 103.0)))
         await ws.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        err = io.StringIO()
-        watcher = Watcher(WatchOptions(url=f"ws://127.0.0.1:{port}/", json=True, count=2), io.StringIO(), err)
-        await asyncio.wait_for(watcher.run(), 10)
+    async with websocket_server(handler) as url:
+        _, _, err = await watched(url, 2)
     assert received[1] == {"op": "resume", "epoch": "E1", "seq": 4, "symbols": "*"}
     assert len(waits) == 1 and 0 <= waits[0] < RESTART_JITTER_MS / 1000  # a jitter, not the backoff
     assert "close 1012: the server is restarting" in err.getvalue()
@@ -200,13 +221,8 @@ async def test_an_event_stream_ended_with_a_retry_hint_is_resumed_after_it(waits
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        opts = WatchOptions(url=f"http://127.0.0.1:{port}", symbols=("AAPL",), json=True, count=2, transport="sse")
-        await asyncio.wait_for(Watcher(opts, io.StringIO(), io.StringIO()).run(), 10)
-    finally:
-        server.close()
+    async with http_server(handle) as url:
+        await watched(url, 2, symbols=("AAPL",), transport="sse")
     assert "Last-Event-ID: E1:4\r\n" in requests[1]
     assert waits == [0.04]
 
@@ -230,16 +246,9 @@ async def test_sse_reads_the_same_frames_and_resumes_with_last_event_id(no_wait)
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        opts = WatchOptions(url=f"ws://127.0.0.1:{port}/ws/quotes/", symbols=("AAPL",), json=True, count=4,
-                            transport="sse")
-        watcher = Watcher(opts, out, err)
-        await asyncio.wait_for(watcher.run(), 10)
-    finally:
-        server.close()
+    async with http_server(handle) as url:  # a WebSocket URL: watch finds the event stream beside it
+        watcher, out, _ = await watched(url.replace("http", "ws") + "/ws/quotes/", 4, symbols=("AAPL",),
+                                        transport="sse")
     assert requests[0].startswith("GET /sse/quotes/?symbols=AAPL HTTP/1.1\r\n")
     assert "Accept: text/event-stream" in requests[0] and "Last-Event-ID" not in requests[0]
     assert "Last-Event-ID: E1:5\r\n" in requests[1]
@@ -254,18 +263,12 @@ async def test_a_server_without_the_sse_endpoint_is_reported_and_retried(no_wait
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     err = io.StringIO()
-    watcher = Watcher(WatchOptions(url=f"http://127.0.0.1:{port}", transport="sse", json=True, count=1),
-                      io.StringIO(), err)
-    task = asyncio.create_task(watcher.run())
-    try:
-        for _ in range(200):
-            if err.getvalue().count("404 Not Found") >= 2:
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
-        server.close()
+    async with http_server(handle) as url:
+        task = asyncio.create_task(Watcher(WatchOptions(url=url, transport="sse", json=True, count=1),
+                                           io.StringIO(), err).run())
+        try:
+            await eventually(lambda: err.getvalue().count("404 Not Found") >= 2, 4, what="a second try")
+        finally:
+            task.cancel()
     assert "SSEUnavailable: HTTP/1.1 404 Not Found (text/html)" in err.getvalue()

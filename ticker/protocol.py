@@ -308,9 +308,12 @@ def encode_quotes(seq: int, fragments: Iterable[bytes]) -> str:
     return (b'{"t":"q","seq":%d,"q":[%b]}' % (seq, b",".join(fragments))).decode()
 
 
-def encode_symbols(symbols: Sequence[Mapping[str, Any]], market: Mapping[str, Any] = OPEN_MARKET) -> str:
-    """The symbol list or the market's state changed (admin add, pause, delete, halt): both, whole."""
-    return _text({"t": "sym", "symbols": list(symbols), "market": dict(market or OPEN_MARKET)})
+def encode_symbols(
+    symbols: Sequence[Mapping[str, Any]], market: Mapping[str, Any] = OPEN_MARKET, source: str = "",
+) -> str:
+    """The symbol list, the market's state or the feed's source changed (admin add, pause, delete,
+    halt; a feed that starts on another source, or its first batch): all three, whole."""
+    return _text({"t": "sym", "symbols": list(symbols), "market": dict(market or OPEN_MARKET), "source": source})
 
 
 def encode_stale(stale: Mapping[str, int]) -> str:
@@ -352,8 +355,8 @@ class QuoteCodec:
     def hello(self, epoch: str, seq: int, catalog: Listing, ack_ms: int, source: str = "") -> str:
         return encode_hello(epoch, seq, self.node, catalog.entries, ack_ms, catalog.status, source)
 
-    def catalog(self, catalog: Listing) -> str:
-        return encode_symbols(catalog.entries, catalog.status)
+    def catalog(self, catalog: Listing, source: str = "") -> str:
+        return encode_symbols(catalog.entries, catalog.status, source)
 
     def stamp(self, row: Row) -> int:
         return int(row[TS])

@@ -32,7 +32,7 @@ def test_a_silenced_symbols_row_is_marked_stale_while_the_others_stay_live(conte
     board.wait_state("live")
     assert page.inner_text("#source") == "Coinbase Advanced Trade"  # the header says where prices come from
     page.wait_for_selector('tr[data-symbol="AAPL"]:not(.stale)')
-    site.silence("BTC-USD")
+    site.silence("AAPL")
     try:
         row = page.wait_for_selector('tr[data-symbol="AAPL"].stale', timeout=MARK_MS + 20_000)
         tag = row.query_selector(".tag")
@@ -45,7 +45,7 @@ def test_a_silenced_symbols_row_is_marked_stale_while_the_others_stay_live(conte
         page.screenshot(path=SCREENSHOT_DIR / f"stale-row-{server}.png",
                         clip={"x": 0, "y": 0, "width": 1280, "height": 400})
     finally:
-        site.resume("BTC-USD")
+        site.resume("AAPL")
     page.wait_for_selector('tr[data-symbol="AAPL"]:not(.stale)', timeout=20_000)
     assert page.evaluate(f"({TAG})('AAPL').hidden")
     assert board.errors == [], "the page logged errors"

@@ -4,7 +4,9 @@ vendor's documented envelope (written from the vendors' published message format
 Each fake keeps every frame its clients sent (``received``, parsed, per connection), sends only
 what a client subscribed to, and can be told to misbehave: ``raw`` sends any text (a malformed
 frame), ``drop`` closes the connection from the server's side, ``mute`` stops reading (so pings go
-unanswered: a dead link that still looks open) and, for Coinbase, ``silent`` stops heartbeats.
+unanswered: a dead link that still looks open), ``outage`` closes every connection and holds new
+ones in their handshake until ``restore`` (a vendor that went away and comes back) and, for
+Coinbase, ``silent`` stops heartbeats.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
 
 ALPACA_KEY, ALPACA_SECRET = "PKTEST", "secret-for-tests"
 
@@ -37,6 +40,8 @@ class FakeVendor:
         self.connections: list[ServerConnection] = []
         self.received: list[list[dict[str, Any]]] = []  # per connection, every parsed client frame
         self.subscribed: list[set[str]] = []  # per connection, what is subscribed now
+        self.reachable = asyncio.Event()  # cleared: new connections wait in their handshake
+        self.reachable.set()
 
     @property
     def url(self) -> str:
@@ -50,11 +55,17 @@ class FakeVendor:
 
     async def __aenter__(self) -> FakeVendor:
         # A muted connection never answers the close handshake: don't wait 10 s for it at the end.
-        self.server = await serve(self.handler, "127.0.0.1", 0, compression=None, close_timeout=0.5)
+        self.server = await serve(self.handler, "127.0.0.1", 0, compression=None, close_timeout=0.5,
+                                  process_request=self.gate)
         return self
+
+    async def gate(self, ws: ServerConnection, request: Request) -> None:
+        """Let a handshake go on once the vendor is reachable."""
+        await self.reachable.wait()
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
+        self.reachable.set()  # no handshake left waiting
         self.server.close()
         await self.server.wait_closed()
 
@@ -88,6 +99,15 @@ class FakeVendor:
     async def drop(self) -> None:
         """The server closes the newest connection (going away)."""
         await self.ws.close(1001, "going away")
+
+    async def outage(self) -> None:
+        """The vendor goes away: every connection is closed, and new ones wait until ``restore``."""
+        self.reachable.clear()
+        await asyncio.gather(*(ws.close(1001, "going away") for ws in self.connections))
+
+    def restore(self) -> None:
+        """The vendor is back: the handshakes that wait go on."""
+        self.reachable.set()
 
     def mute(self) -> None:
         """Stop reading the newest connection: the client's pings go unanswered, nothing is said."""

@@ -69,8 +69,8 @@ class Frames:
         return self.snap(self.rows(keys).values(), since, self.mark())
 
     def catalog(self) -> Frame:
-        """The catalog as it is now."""
-        return Frame(self.codec.catalog(self.replica.catalog), self.codec.catalog_kind)
+        """The catalog as it is now, with where the feed's prices come from."""
+        return Frame(self.codec.catalog(self.replica.catalog, self.replica.source), self.codec.catalog_kind)
 
     def hello_text(self, ack_ms: int) -> str:
         """The first frame of a connection asked to ack every ``ack_ms`` (0: not asked)."""

@@ -19,7 +19,8 @@ Fan-out policy (docs/DESIGN.md §3):
 - **A server that goes away says so**: ``restart`` lets every connection go, each told through
   its ``drop`` to reconnect at once (the drain on SIGTERM, ``dashboard.drain``).
 - **A key its source stopped updating is said to be stale**, by the server's one clock: on each
-  sweep the ``Staleness`` says which keys' newest rows are older than the feed's mark, and the
+  sweep the ``Staleness`` says which keys' newest rows are older than the feed's mark (every key
+  while the feed says its source's link is down: judged as soon as the batch says so), and the
   hub sends the groups whose part of that changed (``staleness``).
 
 The hub reads the clock it is given in two places, ``now`` (steady) and ``age_ms`` (wall), and
@@ -159,19 +160,30 @@ class Hub:
     # Layer events
 
     async def on_batch(self, batch: Batch) -> None:
-        """Apply a batch, then, as the pacer says, send it as it is, hold it back, or send it merged
-        with those held back."""
+        """Apply a batch and send it (``apply``), or resync on a gap. A new source goes to every
+        client as a ``sym`` first; the source's link going down or coming back is judged at once."""
         if batch.stale_ms:
             self.staleness.mark_ms = batch.stale_ms
         self.stats.feed_gaps = batch.gaps
+        went = batch.down != self.staleness.down  # the source's link went down, or came back
+        self.staleness.down = self.stats.source_down = batch.down
+        version = self.replica.catalog_version
         step, changed = self.replica.accept(batch)
+        if self.replica.catalog_version != version:  # the feed's source changed: every client hears
+            self.send_catalog()
         if step is Step.SKIP:
             return
         if step is Step.RESYNC:
             log.info("hub: batch %s/%d after %s/%d: resync", batch.epoch, batch.seq, self.replica.epoch,
                      self.replica.seq)
             await self.resync()
-            return
+        else:
+            self.apply(batch, changed)
+        if went:  # at once, not at the next sweep
+            self.judge_stale(self.clock.time() * 1000)
+
+    def apply(self, batch: Batch, changed: frozenset[str]) -> None:
+        """Send a batch that follows on: as it is, held back, or merged with those held back."""
         self.frames.forget((*changed, *batch.removed))
         now, pacer, stats = self.now(), self.pacer, self.stats
         if batch.ts_ms:
@@ -201,8 +213,11 @@ class Hub:
             self.flush_later(now)
 
     def on_catalog(self, catalog: Catalog) -> None:
-        if not self.replica.set_catalog(catalog):
-            return
+        if self.replica.set_catalog(catalog):
+            self.send_catalog()
+
+    def send_catalog(self) -> None:
+        """Send every client the catalog (a ``sym``: the symbols, the market, the source)."""
         self.drain(self.now())
         frame = self.frames.catalog()
         for _, group in self.registry.items():

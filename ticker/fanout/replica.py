@@ -38,7 +38,7 @@ class Replica:
         self.recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=recent)  # keys changed per batch
         self.catalog = Catalog(NOTHING, ())
         self.catalog_version = 0  # rises with each catalog change
-        self.source = ""  # where the feed's prices come from, as its batches say
+        self.source = ""  # where the feed's prices come from, as its batches say (part of what a catalog frame says)
 
     def load(self, snap: Snapshot) -> None:
         """Replace everything with a snapshot; nothing recent is known after it."""
@@ -54,8 +54,9 @@ class Replica:
         """
         if batch.epoch == self.epoch and batch.seq <= self.seq:
             return Step.SKIP, NOTHING
-        if batch.source:  # said by every batch, a resyncing one too
+        if batch.source and batch.source != self.source:  # said by every batch, a resyncing one too
             self.source = batch.source
+            self.catalog_version += 1  # clients are told it with the catalog (a held one on catch-up)
         if batch.epoch != self.epoch or batch.seq != self.seq + 1:
             return Step.RESYNC, NOTHING
         self.seq = batch.seq

@@ -22,3 +22,4 @@ class Stats:
     caught_up: int = 0  # held clients caught up with a snap
     dropped: int = 0  # held too long: closed as too slow
     feed_gaps: int = 0  # messages the feed's source lost this run (a vendor's sequence gaps), as its last batch said
+    source_down: bool = False  # the feed's source has lost the link to its vendor, as its last batch said

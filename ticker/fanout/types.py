@@ -23,7 +23,8 @@ class Batch:
     """Batch ``seq`` of feed run ``epoch``: the changed rows, the removed keys, when it was made;
     how long the feed's keys may go without an update (``stale_ms``, 0: not said) and how many
     messages its source has lost this run (``gaps``: a vendor's sequence gaps); where its prices
-    come from (``source``, "": not said)."""
+    come from (``source``, "": not said); whether its source has lost the link to its vendor
+    (``down``: then every key is stale, whatever its time)."""
 
     epoch: str
     seq: int
@@ -33,6 +34,7 @@ class Batch:
     stale_ms: int = 0
     gaps: int = 0
     source: str = ""
+    down: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +113,8 @@ class Codec(Protocol):
     def delta(self, seq: int, fragments: Iterable[bytes]) -> str:
         """An incremental frame joined from fragments."""
 
-    def catalog(self, catalog: Catalog) -> str:
-        """The catalog changed."""
+    def catalog(self, catalog: Catalog, source: str) -> str:
+        """The catalog, or where the feed's prices come from (``source``), changed."""
 
 
 class Marks(Protocol):

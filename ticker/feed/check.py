@@ -52,6 +52,9 @@ class Tally:
         seen.quotes += 1
         seen.at_ms = max(seen.at_ms, at_ms)
 
+    def link(self, up: bool) -> None:
+        """Nothing to tally: the stream counts its connections, which the table shows."""
+
 
 def stamp(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, tz=UTC).strftime("%H:%M:%S.%f")[:-3] if at_ms else "-"

@@ -14,9 +14,12 @@ A source that pushes (``streams.Pushed``) runs beside those loops; if it gives u
 (``SourceRefused``), so does the feed.
 
 ``heard`` keeps, per symbol, the time of the last update its source gave (a trade, or a vendor's
-quote). Every batch carries the feed's mark (``stale_ms``, ``marks``): how long a symbol may go
-without a new price before the hubs call it stale; and how many messages the source lost this
-run (a vendor's sequence gaps), for ``/metrics``.
+quote); a quote without a trade refreshes the time of the symbol's row, not its price, at most
+once a second or every tenth of the mark (``QuoteBook.touch``). Every batch carries the feed's
+mark (``stale_ms``, ``marks``): how long a symbol may go without an update before the hubs call
+it stale; whether the source's link to its vendor is down (``down``: then every symbol is stale,
+and a batch says so as soon as it is, rows or not, and as the feed stops on a refusal); and how
+many messages the source lost this run (a vendor's sequence gaps), for ``/metrics``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from .streams import Pushed
 log = logging.getLogger(__name__)
 
 CANDLE_FLUSH_SECONDS = 5.0
+QUOTE_REFRESH_MS = 1000  # a quote refreshes a row's time at most this often (and a tenth of the mark)
 
 
 def new_epoch() -> str:
@@ -104,7 +108,10 @@ class Feed:
         self.published_at = 0.0  # monotonic time of the last published batch
         self.failing = False  # the last publish failed
         self.heard: dict[str, int] = {}  # symbol -> epoch ms of its source's last update
+        self.down = False  # the source's link to its vendor is down (``Pushed.down``)
+        self.said_down = False  # as the last published batch said
         self.stale_ms = stale_mark(source, settings.TICKER_STALE_MS)
+        self.refresh_ms = min(QUOTE_REFRESH_MS, self.stale_ms // 10)  # how often quotes refresh a row
         self.label = describe(source)  # where the prices come from, for the board's header
 
     async def reload_symbols(self) -> None:
@@ -131,7 +138,7 @@ class Feed:
 
     async def publish(self) -> bool:
         """Write and publish what is pending as the next batch; False (and kept) if that failed."""
-        if not self.pending and not self.removed and not self.failing:
+        if not self.pending and not self.removed and not self.failing and self.down == self.said_down:
             return True
         # After a failure the store may have lost everything (a Redis restart without
         # persistence): write every row, not just the changed ones.
@@ -142,7 +149,7 @@ class Feed:
             await self.store.save(self.epoch, seq, rows, removed)
             await self.layer.group_send(bus.QUOTES_GROUP, bus.batch_message(
                 self.epoch, seq, rows, removed, now_ms(), stale_ms=self.stale_ms, gaps=self.gaps(),
-                source=self.label))
+                source=self.label, down=self.down))
         except LeaseLost:
             raise
         except Exception as exc:
@@ -156,16 +163,20 @@ class Feed:
         self.seq = seq
         self.pending.clear()
         self.removed.clear()
+        self.said_down = self.down
         self.published_at = time.monotonic()
         return True
 
     def take_ticks(self, now: float) -> None:
+        """Fold in what the source gave since the last batch: trades move prices, quotes without a
+        trade refresh their rows' time; and note whether the source's link is down."""
         ticks = self.source.ticks(now)
         ts = now_ms()
+        quoted: dict[str, int] = {}
         if isinstance(self.source, Pushed):
-            self.note_heard(self.source.take_quoted().items())
-        if not ticks:
-            return
+            quoted = self.source.take_quoted()
+            self.down = self.source.down(now)
+        self.note_heard(quoted.items())
         volumes: dict[str, int] = {}
         for tick in ticks:
             volumes[tick.symbol] = volumes.get(tick.symbol, 0) + tick.size
@@ -173,6 +184,9 @@ class Feed:
         for row in self.book.apply(ticks, ts):
             self.pending[row[SYM]] = row
             self.candles.add(row[SYM], row[LAST], volumes[row[SYM]], row[TS])
+        # After the trades: a symbol that traded in this batch is fresh already.
+        for row in self.book.touch(quoted, ts, self.refresh_ms):
+            self.pending[row[SYM]] = row
 
     def gaps(self) -> int:
         """Messages the source lost this run: a vendor stream's sequence gaps (0 for the others)."""
@@ -247,6 +261,9 @@ class Feed:
         try:
             while not getattr(self.source, "finished", False):
                 if stream and stream.done():
+                    if stream.exception() is not None:  # refused for good: the board shows the source gone
+                        self.down = True
+                        await self.publish()
                     stream.result()  # SourceRefused: the vendor said no for good
                     break
                 next_at += self.batch_seconds

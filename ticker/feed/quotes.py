@@ -3,6 +3,9 @@
 The feed coalesces the ticks of one batch before they become prices: a symbol that traded
 several times in a batch publishes its last price and the summed volume. Open, high and low
 are therefore taken over published prices, so the page, the snapshot and the candles agree.
+
+A vendor's quote (a bid or ask) without a trade says the symbol is still quoted: ``touch``
+refreshes its row's time, not its price, now and then (docs/SOURCES.md, "Freshness").
 """
 
 from __future__ import annotations
@@ -64,6 +67,22 @@ class QuoteBook:
             row[VOLUME] += traded[sym]
             row[TS] = ts_ms
             changed.append(list(row))
+        return changed
+
+    def touch(self, symbols: Iterable[str], ts_ms: int, every_ms: int) -> list[Row]:
+        """Symbols quoted without a trade: their rows are fresh as of ``ts_ms``, their prices and
+        volumes unchanged. A row updated within ``every_ms`` is left as it is, so a symbol quoted
+        many times a second costs one row every ``every_ms``.
+
+        Returns:
+            The rows refreshed.
+        """
+        changed = []
+        for sym in symbols:
+            row = self.rows.get(sym)
+            if row is not None and row[TS] <= ts_ms - every_ms:
+                row[TS] = ts_ms
+                changed.append(list(row))
         return changed
 
     def last_prices(self) -> dict[str, float]:

@@ -7,14 +7,21 @@ batches, numbers, stores, publishes and builds candles from it exactly as from t
 market: the stream hands each trade to ``Pushed`` as it arrives, and the feed takes what has
 gathered at its next batch. The feed runs the stream (``Pushed.run``) beside its own loops, and
 stops with it if the stream gives up (``SourceRefused``).
+
+A stream also says when its link to the vendor is up or down (``Sink.link``). A link down for
+longer than ``DOWN_SECONDS`` (not a reconnect that comes straight back) is one the feed reports
+in its batches, and the board shows every symbol of the source stale at once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
 from .sources import Listing, Tick
+
+DOWN_SECONDS = 2.0  # a link down this long is down: a quick reconnect is not reported
 
 
 class SourceRefused(Exception):
@@ -30,6 +37,10 @@ class Sink(Protocol):
 
     def heard(self, symbol: str, at_ms: int) -> None:
         """An update of ``symbol`` that is no trade (a quote): the vendor still sends it."""
+
+    def link(self, up: bool) -> None:
+        """The stream's link to its vendor is up (logged in, following its symbols) or down (lost,
+        refused, or not open yet)."""
 
 
 class Stream(Protocol):
@@ -53,6 +64,7 @@ class Pushed:
         self.stream = stream
         self.pending: list[Tick] = []
         self.quoted: dict[str, int] = {}  # symbol -> time of its last update that was no trade
+        self.down_since: float | None = None  # monotonic time the link went down; None: up (or never said)
 
     def set_listings(self, listings: Sequence[Listing], last_prices: dict[str, float]) -> None:
         self.stream.set_listings(listings, last_prices)
@@ -62,6 +74,16 @@ class Pushed:
 
     def heard(self, symbol: str, at_ms: int) -> None:
         self.quoted[symbol] = max(at_ms, self.quoted.get(symbol, 0))
+
+    def link(self, up: bool) -> None:
+        if up:
+            self.down_since = None
+        elif self.down_since is None:
+            self.down_since = time.monotonic()
+
+    def down(self, now: float) -> bool:
+        """Whether the stream's link has been down for ``DOWN_SECONDS`` at ``now`` (monotonic)."""
+        return self.down_since is not None and now - self.down_since >= DOWN_SECONDS
 
     def ticks(self, now: float) -> list[Tick]:
         """Every trade handed over since the previous call, in the order it arrived."""

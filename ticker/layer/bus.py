@@ -35,13 +35,14 @@ RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 def batch_message(
     epoch: str, seq: int, rows: Sequence[Row], removed: Iterable[str] = (), ts_ms: int = 0, *,
-    stale_ms: int = 0, gaps: int = 0, source: str = "",
+    stale_ms: int = 0, gaps: int = 0, source: str = "", down: bool = False,
 ) -> dict[str, Any]:
     """Batch ``seq`` of feed run ``epoch``, made at ``ts_ms`` (epoch milliseconds), with the feed's
     mark (``stale_ms``: how long a symbol may go without an update), the messages its source
-    lost so far this run (``gaps``) and where its prices come from (``source``)."""
+    lost so far this run (``gaps``), where its prices come from (``source``) and whether the
+    source's link to its vendor is down (``down``: every symbol is stale)."""
     return {"type": BATCH, "epoch": epoch, "seq": seq, "rows": list(rows), "removed": list(removed), "ts": ts_ms,
-            "stale_ms": stale_ms, "gaps": gaps, "source": source}
+            "stale_ms": stale_ms, "gaps": gaps, "source": source, "down": down}
 
 
 def symbols_message(symbols: Sequence[dict[str, Any]], market: dict[str, Any] | None = None) -> dict[str, Any]:

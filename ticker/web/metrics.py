@@ -53,6 +53,8 @@ class HubCollector(Collector):
         yield GaugeMetricFamily("ticker_feed_age_seconds", "Age of the newest quote", -1 if age is None else age)
         yield GaugeMetricFamily("ticker_feed_gaps", "Messages the feed's vendor lost this feed run (sequence gaps)",
                                 stats.feed_gaps)
+        yield GaugeMetricFamily("ticker_feed_source_down", "1 while the feed's source has lost the link to its vendor",
+                                int(stats.source_down))
         yield GaugeMetricFamily("ticker_stale_symbols", "Symbols not updated by their source within its mark",
                                 len(hub.stale(None)))
         yield CounterMetricFamily("ticker_resyncs", "Snapshots reloaded after a gap or an outage", stats.resyncs)

@@ -63,10 +63,11 @@ async def board(request: HttpRequest) -> HttpResponse:
     })
 
 
-def catalog_tag(epoch: str, catalog: Catalog) -> str:
-    """The ``ETag`` of ``/api/hello/``: a digest of the epoch and the catalog (symbols and market),
-    so every process that holds the same list gives the same tag, and two lists never share one."""
-    data = orjson.dumps([epoch, list(catalog.entries), catalog.status], option=orjson.OPT_SORT_KEYS)
+def catalog_tag(epoch: str, catalog: Catalog, source: str) -> str:
+    """The ``ETag`` of ``/api/hello/``: a digest of the epoch, the catalog (symbols and market) and
+    the feed's source, so every process that holds the same list gives the same tag, and two lists
+    never share one."""
+    data = orjson.dumps([epoch, list(catalog.entries), catalog.status, source], option=orjson.OPT_SORT_KEYS)
     return f'"{hashlib.blake2b(data, digest_size=12).hexdigest()}"'
 
 
@@ -83,10 +84,10 @@ def _conditional(request: HttpRequest, etag: str, body: Callable[[], HttpRespons
 @require_safe
 async def hello(request: HttpRequest) -> HttpResponse:
     """``/api/hello/``: the ``hello`` frame, for the polling fallback (the symbols, epoch and seq);
-    its ``ETag`` (``catalog_tag``) changes with the symbol list, the market and the epoch, so an
-    unchanged one costs a 304."""
+    its ``ETag`` (``catalog_tag``) changes with the symbol list, the market, the source and the
+    epoch, so an unchanged one costs a 304."""
     hub = _hub(request)
-    etag = catalog_tag(hub.position[0], hub.catalog)
+    etag = catalog_tag(hub.position[0], hub.catalog, hub.source)
     return _conditional(request, etag, lambda: HttpResponse(hub.hello_text(), content_type="application/json"))
 
 

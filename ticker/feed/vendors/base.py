@@ -11,7 +11,8 @@ A connection that fails, ends, or stays silent longer than the adapter's ``silen
 message at all; where a vendor sends no heartbeats, the WebSocket's own pings catch a dead link)
 is opened again after a delay drawn with full jitter from an exponential backoff, and every
 symbol is subscribed again. The backoff starts over once a connection has delivered something.
-``SourceRefused`` from the adapter (credentials refused, a plan's limit) ends ``run``.
+``SourceRefused`` from the adapter (credentials refused, a plan's limit) ends ``run``. The sink
+is told when the link is up (logged in) and when it is down (``Sink.link``).
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ class VendorStream:
 
     async def run(self, sink: Sink) -> None:
         attempt = 0
+        sink.link(False)  # until the first login
         while True:
             self._delivered = False
             try:
@@ -227,6 +229,7 @@ class VendorStream:
                     except MALFORMED as exc:
                         raise Reconnect(f"unreadable reply while logging in ({exc})") from None
                     self.up.set()
+                    sink.link(True)
                     log.info("%s: connected to %s, following %d symbol(s)", self.name, self.url, len(self.names))
                     await self._session(ws, sink)
             except SourceRefused:
@@ -236,6 +239,7 @@ class VendorStream:
                 log.warning("%s: connection lost (%s)", self.name, exc or type(exc).__name__)
             finally:
                 self.up.clear()
+                sink.link(False)
             attempt = 0 if self._delivered else attempt + 1
             delay = self.backoff.delay(attempt, self.rng)
             log.info("%s: reconnecting in %.1f s", self.name, delay)

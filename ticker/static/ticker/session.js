@@ -28,7 +28,7 @@ function readOnly(obj) {
  *   wanted() -> '*' | [..]   what the board shows, so what this connection should receive
  *   symbols(list)            the whole symbol list, from `hello` or `sym`
  *   market({state, reason})  the market's state moved
- *   source(text)             where the prices come from, from `hello`
+ *   source(text)             where the prices come from, from `hello` and `sym`
  *   snap(rows)               full rows of a `snap` to apply (a resync: no flash)
  *   quotes(rows)             short rows of a `q` to apply
  *   notice(msg)              an `err` from the server (the connection stays open)
@@ -97,7 +97,11 @@ export function createSession(start, board) {
         gotQuotes(msg.seq);
         break;
       case 'q': board.quotes(msg.q); gotQuotes(msg.seq); break;
-      case 'sym': board.symbols(msg.symbols || []); applyMarket(msg.market); break;
+      case 'sym':
+        board.symbols(msg.symbols || []);
+        applyMarket(msg.market);
+        if (msg.source) board.source(msg.source);  // a feed's first batch after a cold start names it
+        break;
       case 'stale': board.stale(msg.s || {}); break;
       case 'err': onError(msg); break;
       default: break;  // `pong`, and kinds newer servers may send: nothing to do
