@@ -1,30 +1,20 @@
-"""daphne as this project runs it: ``python -m dashboard.daphne_server`` takes daphne's command
-line and runs daphne with this module's ``Server``, which changes two things at transitions
-(docs/PERFORMANCE.md, "storms").
+"""daphne with its keepalive pings spread out: ``python -m dashboard.daphne_server`` takes
+daphne's command line and runs daphne with this module's ``Server``.
 
-**Keepalive pings, spread out.** daphne checks every connection every 2 s
-(``Server.timeout_checker``) and pings each WebSocket whose last ping is older than the ping
-interval. Connections that arrived together (a ramp, a reconnect storm) are then all pinged by
-one callback, and their pongs come back together: at 5,000 connections a callback of 50–67 ms
-and a pong read of 57–75 ms, every 2 s, with the next batch of prices waiting behind them. Here
-the same check runs in ``SLICES`` steps across the same 2 s: each step visits every
-``SLICES``-th connection of the cycle's list, so neighbours in arrival order fall into different
-steps. Each connection is still checked once per cycle (daphne's own ``check_timeouts``); one
-that arrives during a cycle is first checked in the next, as under daphne.
-
-**Accepts in bounded turns.** Twisted accepts up to 100 connections per readable event on a
-listening socket, and 20 more each time it takes them all: in a storm, hundreds of handshakes
-(about 1.1 ms of CPU each) land in one turn of the loop, and the fan-out of the next batch waits
-behind all of them. Here a listener accepts at most ``ACCEPTS_PER_TURN`` per turn: a batch of
-prices waits behind at most that many handshakes, connections not yet accepted wait in the
-kernel's queue (``BACKLOG``, 2,048), not as half-built connections in Python, and the rate of
-admission follows what the loop can afford, turn by turn.
+daphne checks every connection every 2 s (``Server.timeout_checker``) and pings each WebSocket
+whose last ping is older than the ping interval. Connections that arrived together (a ramp, a
+reconnect storm) are then all pinged by one callback, and their pongs come back together: at
+5,000 connections a callback of 50–67 ms and a pong read of 57–75 ms, every 2 s, with the next
+batch of prices waiting behind them. Here the same check runs in ``SLICES`` steps across the
+same 2 s: each step visits every ``SLICES``-th connection of the cycle's list, so neighbours in
+arrival order fall into different steps. Each connection is still checked once per cycle
+(daphne's own ``check_timeouts``); one that arrives during a cycle is first checked in the next,
+as under daphne.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import daphne.cli
@@ -33,7 +23,6 @@ from twisted.internet import reactor as installed
 
 CYCLE_SECONDS = 2.0  # daphne's own period
 SLICES = 20
-ACCEPTS_PER_TURN = 16  # TICKER_ACCEPTS_PER_TURN changes it
 reactor: Any = cast(Any, installed)  # the installed reactor (daphne's asyncio one): IReactorTime
 
 
@@ -42,25 +31,8 @@ def steps(connections: Sequence[Any], step: int, slices: int = SLICES) -> Sequen
     return connections[step::slices]
 
 
-def bounded_accepts(port: Any, limit: int) -> Callable[[], None]:
-    """``port``'s ``doRead`` (Twisted's accept loop), never taking more than ``limit`` connections
-    in one call: Twisted grows its own bound (``numberAccepts``) while every call fills it."""
-    accept = type(port).doRead
-
-    def doRead() -> None:
-        port.numberAccepts = min(port.numberAccepts, limit)
-        accept(port)
-
-    return doRead
-
-
 class Server(daphne.server.Server):  # type: ignore[misc]  # daphne is untyped
-    """daphne's server: timeout and ping checks spread over the cycle, accepts in bounded turns."""
-
-    def listen_success(self, port: Any) -> None:
-        super().listen_success(port)
-        if hasattr(port, "numberAccepts"):  # a listening port (TCP, unix socket, inherited fd)
-            port.doRead = bounded_accepts(port, int(os.environ.get("TICKER_ACCEPTS_PER_TURN", ACCEPTS_PER_TURN)))
+    """daphne's server, its timeout and ping checks spread over the cycle."""
 
     def timeout_checker(self) -> None:
         self._cycle: list[Any] = list(self.connections)

@@ -51,7 +51,7 @@ def server_argv(
     files; ``fd``: a listening socket it inherited, shared with other server processes)."""
     ping = os.environ.get("TICKER_PING_SECONDS", PING_SECONDS)
     if server == "daphne":
-        # daphne with its keepalive pings spread over time and accepts in bounded turns (dashboard/daphne_server.py), its CLI unchanged
+        # daphne with its keepalive pings spread over time (dashboard/daphne_server.py), its CLI unchanged
         argv = [sys.executable, "-m", "dashboard.daphne_server", "--websocket_timeout", "-1", "--ping-interval", ping,
                 "--ping-timeout", "30", "--websocket-max-frame-size", str(MAX_FRAME_BYTES),
                 "--websocket-max-message-size", str(DAPHNE_MAX_MESSAGE)]
