@@ -12,6 +12,7 @@ the path batches at all. Paths:
 - ``ours-daphne``, ``ours-uvicorn``: this project (``runfeed`` + ``dashboard.serve``), Redis layer;
 - ``stock-channels``: the tutorial Channels path (``benchmarks/baseline/stock_*``), one message per tick;
 - ``plain-websockets``: ``websockets.broadcast`` with the market in process, the ceiling;
+- ``picows``: the same market on picows (framing and writes in C), the floor;
 - ``socketio``: python-socketio under uvicorn, room emits;
 - ``cluster-1``, ``cluster-2`` (and ``cluster-uvicorn-1``, ``-2``): ours as ``make cluster`` runs
   it, 1 or 2 app servers on unix sockets behind nginx (``benchmarks/cluster.py``). Not in the
@@ -68,7 +69,7 @@ from benchmarks.harness import (
 HOLD_P99_MS = 250  # a path holds at N when p99 freshness ≤ this, no gaps, every client connected
 COLLAPSE_P99_MS = 2000  # ... and has clearly collapsed beyond this (or < 90 % connected)
 PACKAGES = ("django", "channels", "daphne", "twisted", "autobahn", "channels-redis", "redis", "orjson", "uvicorn",
-            "uvloop", "httptools", "websockets", "python-socketio", "python-engineio", "psutil")
+            "uvloop", "httptools", "websockets", "picows", "aiofastnet", "python-socketio", "python-engineio", "psutil")
 
 
 # Paths
@@ -150,6 +151,7 @@ PATHS = {
         PathSpec("ours-uvicorn", "v1", (), ours_infra, ours_server("uvicorn")),
         PathSpec("stock-channels", "v1", ("stock_feed", "stock_server"), stock_infra, stock_server),
         PathSpec("plain-websockets", "v1", ("plain_ws",), no_infra, in_process_server("plain_ws", "v1")),
+        PathSpec("picows", "v1", ("picows_server",), no_infra, in_process_server("picows_server", "v1")),
         PathSpec("socketio", "socketio", ("socketio_server",), no_infra,
                  in_process_server("socketio_server", "socketio")),
         *(PathSpec(name, "v1", (), ours_infra, cluster_server(server, workers))
