@@ -4,9 +4,11 @@ A reconnect storm is what a worker restart, a deploy or a network blip does to a
 client that was cut comes back in the same second. The load client's steady connections (its
 ramp, at ``--connect-rate``) read undisturbed for ``--duration`` seconds; then the newcomers are
 started together, one task each, unpaced and with no cap on handshakes in flight (only the
-client's own file descriptors bound them). The storm window runs from that moment until every
-newcomer is live (its first ``snap`` or ``q`` arrived) or lost (refused, closed, or not live by
-``--storm-deadline``).
+client's own file descriptors bound them), from a client process of their own so that their
+handshakes do not hold up the steady clients' reading. The storm window runs from that moment
+until every newcomer is live (its first ``snap`` or ``q`` arrived) or lost (refused, closed, or
+not live by ``--storm-deadline``); the coordinator (``loadclient.Coordinator``) tells the steady
+clients' processes when it starts and ends.
 
 Measured: the steady clients' freshness over the seconds before the storm and over the storm
 window, and each newcomer's time from the storm's start to its ``hello`` and to its first
@@ -33,8 +35,6 @@ class Host(Owner, Protocol):
     """What the storm needs from the client process that runs it (``loadclient.Worker``)."""
 
     opts: argparse.Namespace
-    loop: asyncio.AbstractEventLoop
-    fast: Group  # the steady clients
     newcomers: Group
 
     async def open(self, conn: Conn, timeout: float, rcvbuf: int = 0) -> str | None: ...
@@ -48,20 +48,15 @@ class Outcome(NamedTuple):
     lost: str | None
 
 
-async def storm(host: Host, indices: Sequence[int], quiet: float, deadline: float) -> dict[str, Any]:
-    """Wait ``quiet`` seconds, then connect the newcomers ``indices`` all at once; return the steady
-    clients' counters before and during the storm (``Group.summary``), the window's length and
-    every newcomer's outcome. The steady group is reset when the storm starts."""
-    await asyncio.sleep(quiet)
+async def arrive(host: Host, indices: Sequence[int], deadline: float) -> tuple[list[Outcome], float]:
+    """Connect the newcomers ``indices`` all at once, each given ``deadline`` seconds to go live;
+    every newcomer's outcome and the storm window's length in seconds."""
     conns = [DIALECTS[host.opts.dialect](host, index, host.newcomers) for index in indices]
     for conn in conns:
         conn.live = host.loop.create_future()
-    before = host.fast.summary()
-    host.fast.reset()
     started = time.perf_counter()
     outcomes = await asyncio.gather(*(newcomer(host, conn, started, deadline) for conn in conns))
-    window = time.perf_counter() - started
-    return {"before": before, "during": host.fast.summary(), "window_s": window, "outcomes": outcomes}
+    return list(outcomes), time.perf_counter() - started
 
 
 async def newcomer(host: Host, conn: Conn, started: float, deadline: float) -> Outcome:

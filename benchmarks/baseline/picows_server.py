@@ -9,7 +9,7 @@ measured against, handshakes included (picows parses the upgrade request in C to
 
 The same v1 shape as ``plain_ws``: ``hello`` on connect, then ``q`` batches; the whole board until
 ``{"op":"sub","symbols":[...]}``, ``"*"`` back to it, ``{"op":"ping"}`` answered; no ``snap``, no
-limits, WebSocket pings answered by picows.
+limits, WebSocket pings answered by picows; the accept queue ours has (``dashboard.serve.BACKLOG``).
 
 Run: ``python -m benchmarks.baseline.picows_server --port P --symbols 50 --rate 200 --batch-ms 100``
 """
@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import orjson
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+
+from dashboard.serve import BACKLOG
 
 from .market import Batch, BatchedMarket, Subscriptions, batched_market_parser, hello_message, node_name
 
@@ -85,7 +87,7 @@ async def serve_market(host: str, port: int, symbols: int, rate: float, batch_ms
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    listening = await ws_create_server(server.listener, host, port)
+    listening = await ws_create_server(server.listener, host, port, backlog=BACKLOG)
     log.warning("picows_server: %d symbols at %g ticks/s in %d ms batches on ws://%s:%d/",
                 symbols, rate, batch_ms, host, port)
     feed = asyncio.create_task(market.run(server.publish, batch_ms))

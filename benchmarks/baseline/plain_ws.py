@@ -11,7 +11,8 @@ design, the figure the other paths are measured against, not a tutorial's code.
 Frames are protocol v1 (docs/PROTOCOL.md): ``hello`` on connect, then ``q`` batches; a new
 connection gets the whole board until it sends ``{"op":"sub","symbols":[...]}``, and
 ``{"op":"sub","symbols":"*"}`` puts it back on the whole board. No ``snap`` is sent, and no
-limits are enforced.
+limits are enforced. It listens with the accept queue ours has (``dashboard.serve.BACKLOG``), not
+the library's 100: a reconnect storm then compares the servers, not their defaults.
 
 Run: ``python -m benchmarks.baseline.plain_ws --port P --symbols 50 --rate 200 --batch-ms 100``
 """
@@ -27,6 +28,8 @@ from collections.abc import Sequence
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+
+from dashboard.serve import BACKLOG
 
 from .market import (
     Batch,
@@ -79,7 +82,7 @@ async def serve_market(host: str, port: int, symbols: int, rate: float, batch_ms
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(server.handler, host, port, compression=None):
+    async with serve(server.handler, host, port, compression=None, backlog=BACKLOG):
         log.warning("plain_ws: %d symbols at %g ticks/s in %d ms batches on ws://%s:%d/",
                     symbols, rate, batch_ms, host, port)
         feed = asyncio.create_task(market.run(server.publish, batch_ms))
