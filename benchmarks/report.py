@@ -686,7 +686,8 @@ def storm_section(s: Session) -> list[str]:
         f"Python {m['python']}. Cores: {first.get('cores')}.",
         f"- The steady whole-board clients connect at {fmt(settings['connect_rate'])}/s and are measured for "
         f"{fmt(settings.get('storm_before'))} s (\"before\"); then the newcomers are started all at once, unpaced, "
-        "no cap on handshakes in flight (`benchmarks/storm.py`). The storm window runs from then until the last "
+        "no cap on handshakes in flight, from a client process of their own (`benchmarks/storm.py`). The storm "
+        "window runs from then until the last "
         f"newcomer is live (its first `snap` or `q`) or lost (refused, closed, or not live within "
         f"{fmt(settings.get('storm_deadline'))} s). Times are from the storm's start; a lost newcomer is counted "
         "apart, not in them. \"Steady dropped\": steady connections the server closed. Target (issue 17): the "
