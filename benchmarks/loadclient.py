@@ -248,7 +248,7 @@ class Worker:
             self.loop.call_later(self.opts.slow_after, self.pause_slow, True)
             self.loop.call_later(self.opts.slow_after + self.opts.slow_for, self.pause_slow, False)
         beat = self.loop.call_later(1.0, self.heartbeat)
-        stormed = await self.storm() if self.opts.storm else None
+        stormed = await self.storm_window() if self.opts.storm else None
         await self.command()  # "stop"
         beat.cancel()
         window, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
@@ -261,7 +261,7 @@ class Worker:
         await self.close_all()
         self.send("stats", stats)
 
-    async def storm(self) -> dict[str, Any]:
+    async def storm_window(self) -> dict[str, Any]:
         """The storm as the coordinator paces it: "storm" ends the steady clients' window before it
         and starts the newcomers (in the process that has them); "calm" ends the storm's window."""
         await self.command()  # "storm"
