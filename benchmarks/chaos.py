@@ -63,8 +63,9 @@ from deploy import cluster as topology
 from deploy.procs import PYTHON, ROOT, free_port
 
 from .harness import base_env
-from .loadclient import percentiles, raise_nofile
+from .loadclient import raise_nofile
 from .pageclient import FRESH_MS, Fault, Pool, now_ms
+from .wsclient import percentiles
 
 try:
     import uvloop

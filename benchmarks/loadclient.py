@@ -23,7 +23,10 @@ What is measured (see ``wsclient.Group`` and ``Coordinator.result``):
 - **throughput**: frames, rows (ticks) and wire bytes delivered per second;
 - **errors**: failed connects (by reason) and closes the client did not ask for (by code);
 - **CPU**: the client's own (all its processes) and, with ``--server-pid``, the server's
-  (user + system, children included) with its RSS at start, end and peak of the window.
+  (user + system, children included) with its RSS at start, end and peak of the window;
+- with ``--storm M``, a **storm** (``benchmarks.storm``): M more connections all at once after
+  ``--duration`` seconds, the steady clients' freshness before it and during it, and each
+  newcomer's time to ``hello`` and to its first update.
 
 Dialects: ``v1`` (docs/PROTOCOL.md: ``hello``, then ``sub``, then ``snap`` and ``q`` frames) and
 ``socketio`` (Engine.IO 4 over a WebSocket: ``42["q",{…v1 q payload…}]`` events).
@@ -49,7 +52,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 from urllib.parse import urlsplit
 
-from .wsclient import DIALECTS, Conn, Group
+from . import storm
+from .wsclient import DIALECTS, Conn, Group, freshness, list_percentiles
 
 try:
     import uvloop
@@ -64,9 +68,11 @@ RAMP_DEADLINE = "ramp deadline"  # a connect given up when the ramp had to end
 class Worker:
     """One client process: opens its share of the connections and answers the coordinator."""
 
-    def __init__(self, opts: argparse.Namespace, indices: list[int], pipe: Connection) -> None:
+    def __init__(self, opts: argparse.Namespace, indices: list[int], pipe: Connection,
+                 newcomers: Sequence[int] = ()) -> None:
         self.opts = opts
         self.indices = indices
+        self.newcomer_indices = newcomers  # a storm's, connected all at once after the quiet window
         self.pipe = pipe
         url = urlsplit(opts.url)
         if opts.dialect == "socketio":
@@ -77,7 +83,7 @@ class Worker:
         self.addr = (url.hostname or "127.0.0.1", url.port or 80)
         self.host_header = url.netloc.encode()
         self.whole_board = opts.symbols == "all"
-        self.fast, self.slow = Group(), Group()
+        self.fast, self.slow, self.newcomers = Group(), Group(), Group()
         self.conns: dict[int, Conn] = {}
         self.connect_ms: list[float] = []
         self.connect_errors: dict[str, int] = {}
@@ -116,16 +122,25 @@ class Worker:
         group = self.slow if slow else self.fast
         conn = DIALECTS[self.opts.dialect](self, index, group)
         started = time.perf_counter()
+        failed = await self.open(conn, self.opts.connect_timeout, self.opts.slow_rcvbuf if slow else 0)
+        if failed:
+            self.connect_errors[failed] = self.connect_errors.get(failed, 0) + 1
+            return
+        self.connect_ms.append((conn.connected_at - started) * 1000)
+
+    async def open(self, conn: Conn, timeout: float, rcvbuf: int = 0) -> str | None:
+        """Connect ``conn`` and wait for its hello, at most ``timeout`` seconds: None once it is
+        ready (``connected_at`` set, counted in its group), else why it failed."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if slow and self.opts.slow_rcvbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.opts.slow_rcvbuf)
-            async with asyncio.timeout(self.opts.connect_timeout):
+            if rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            async with asyncio.timeout(timeout):
                 await self.loop.sock_connect(sock, self.addr)
                 await self.loop.create_connection(lambda: conn, sock=sock)
-                self.conns[index] = conn
+                self.conns[conn.index] = conn
                 await conn.ready
         except (Exception, asyncio.CancelledError) as exc:  # cancelled: the ramp's deadline passed
             if isinstance(exc, asyncio.CancelledError):
@@ -136,15 +151,14 @@ class Worker:
                 reason = str(exc)
             else:
                 reason = type(exc).__name__
-            self.connect_errors[reason] = self.connect_errors.get(reason, 0) + 1
-            self.conns.pop(index, None)
+            self.conns.pop(conn.index, None)
             conn.abandon()
             if conn.transport is None:
                 sock.close()
-            return
+            return reason
         conn.connected_at = time.perf_counter()
-        self.connect_ms.append((conn.connected_at - started) * 1000)
-        group.clients += 1
+        conn.group.clients += 1
+        return None
 
     async def ramp(self) -> None:
         """Open the connections at ``connect_rate / procs`` a second, at most ``max_pending`` at once.
@@ -234,15 +248,32 @@ class Worker:
             self.loop.call_later(self.opts.slow_after, self.pause_slow, True)
             self.loop.call_later(self.opts.slow_after + self.opts.slow_for, self.pause_slow, False)
         beat = self.loop.call_later(1.0, self.heartbeat)
+        stormed = await self.storm_window() if self.opts.storm else None
         await self.command()  # "stop"
         beat.cancel()
         window, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-        stats = {"window_s": window, "cpu_s": cpu, "fast": self.fast.summary(), "slow": self.slow.summary(),
+        fast = self.fast.summary() if stormed is None else merge([stormed["before"], self.fast.summary()])
+        stats = {"window_s": window, "cpu_s": cpu, "fast": fast, "slow": self.slow.summary(),
+                 "newcomers": self.newcomers.summary(), "storm": stormed,
                  "connect_ms": self.connect_ms, "connect_errors": self.connect_errors, "notes": self.notes,
                  "nodes": self.nodes, "open": len(self.conns),
-                 "least": min((c.delivered for i, c in self.conns.items() if i not in self.slow_set), default=None)}
+                 "least": min((c.delivered for c in self.conns.values() if c.group is self.fast), default=None)}
         await self.close_all()
         self.send("stats", stats)
+
+    async def storm_window(self) -> dict[str, Any]:
+        """The storm as the coordinator paces it: "storm" ends the steady clients' window before it
+        and starts the newcomers (in the process that has them); "calm" ends the storm's window."""
+        await self.command()  # "storm"
+        before = self.fast.summary()
+        self.fast.reset()
+        outcomes: list[storm.Outcome] = []
+        window = 0.0
+        if self.newcomer_indices:
+            outcomes, window = await storm.arrive(self, self.newcomer_indices, self.opts.storm_deadline)
+            self.send("stormed")
+        await self.command()  # "calm"
+        return {"before": before, "during": self.fast.summary(), "outcomes": outcomes, "window_s": window}
 
     def ack_slice(self, k: int) -> None:
         """Every ``--ack`` seconds each reading client acknowledges its last seq, as the page does;
@@ -307,13 +338,14 @@ def raise_nofile() -> int:
     return hard
 
 
-def worker_main(opts: argparse.Namespace, indices: list[int], pipe: Connection, inherited: list[Connection]) -> None:
-    """Entry point of a client process."""
+def worker_main(opts: argparse.Namespace, indices: list[int], newcomers: list[int], pipe: Connection,
+                inherited: list[Connection]) -> None:
+    """Entry point of a client process: ``indices`` are its steady connections, ``newcomers`` its storm's."""
     for other in inherited:  # the coordinator's pipe ends, copied by fork: closed, its exit reads as EOF here
         other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
     signal.alarm(int(opts.deadline) + 30)  # never outlive a stuck coordinator by much
-    worker = Worker(opts, indices, pipe)
+    worker = Worker(opts, indices, pipe, newcomers)
     if opts.loop == "uvloop":
         uvloop.run(worker.run())
     else:
@@ -366,30 +398,6 @@ class ServerWatch:
         return total
 
 
-def percentiles(hist: dict[int, int], points: Sequence[float]) -> list[int | None]:
-    """Percentiles (0–100) of a sparse 1 ms histogram."""
-    total = sum(hist.values())
-    if not total:
-        return [None for _ in points]
-    out: list[int | None] = []
-    keys = sorted(hist)
-    for p in points:
-        rank, seen = p / 100 * total, 0
-        for k in keys:
-            seen += hist[k]
-            if seen >= rank:
-                out.append(k)
-                break
-    return out
-
-
-def list_percentiles(values: list[float], points: Sequence[float]) -> list[float | None]:
-    if not values:
-        return [None for _ in points]
-    values = sorted(values)
-    return [round(values[min(len(values) - 1, int(p / 100 * len(values)))], 1) for p in points]
-
-
 class Coordinator:
     """Starts the client processes, drives the phases, samples the server, merges the stats."""
 
@@ -404,11 +412,16 @@ class Coordinator:
 
     def start_workers(self) -> None:
         ctx = multiprocessing.get_context("fork")
-        k = self.opts.procs
-        for i in range(k):
+        k, n = self.opts.procs, self.opts.clients
+        # A storm's newcomers get a process of their own: their handshakes then do not hold up
+        # the steady clients' reading (in one loop they added about 200 ms to the steady p99).
+        shares = [(list(range(i, n, k)), []) for i in range(k)]
+        if self.opts.storm:
+            shares.append(([], list(range(n, n + self.opts.storm))))
+        for i, (steady, newcomers) in enumerate(shares):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=worker_main, daemon=True, name=f"loadclient-{i}",
-                               args=(self.opts, list(range(i, self.opts.clients, k)), child, [*self.pipes, parent]))
+                               args=(self.opts, steady, newcomers, child, [*self.pipes, parent]))
             proc.start()
             child.close()
             self.procs.append(proc)
@@ -424,15 +437,18 @@ class Coordinator:
                 proc.kill()  # by pid: only processes this coordinator started
                 proc.join(timeout=5)
 
-    def wait_for(self, kind: str, timeout: float, on_progress: Any = None) -> list[Any]:
-        """Collect one ``kind`` message from every worker, handling progress messages meanwhile."""
+    def wait_for(self, kind: str, timeout: float, on_progress: Any = None,
+                 workers: Sequence[int] | None = None) -> list[Any]:
+        """Collect one ``kind`` message from every worker (or those listed), handling progress
+        messages meanwhile."""
+        wanted = range(len(self.pipes)) if workers is None else workers
         got: dict[int, Any] = {}
         deadline = time.monotonic() + timeout
-        while len(got) < len(self.pipes):
+        while len(got) < len(wanted):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"client processes did not report {kind!r} within {timeout:.0f}s")
-            ready = wait([p for i, p in enumerate(self.pipes) if i not in got], timeout=min(left, 0.5))
+            ready = wait([self.pipes[i] for i in wanted if i not in got], timeout=min(left, 0.5))
             for pipe in ready:
                 i = self.pipes.index(pipe)  # type: ignore[arg-type]
                 try:
@@ -447,7 +463,7 @@ class Coordinator:
                         self.progress[i] = data
             if on_progress:
                 on_progress()
-        return [got[i] for i in range(len(self.pipes))]
+        return [got[i] for i in wanted]
 
     def broadcast(self, command: str) -> None:
         for pipe in self.pipes:
@@ -485,15 +501,24 @@ class Coordinator:
             self.broadcast("measure")
             end = t0 + opts.duration
             frames0 = self.totals()["frames"]
-            while time.monotonic() < end:
+
+            def measuring() -> None:
                 if self.watch:
                     self.watch.rss()
-                self.drain_progress()
                 elapsed = time.monotonic() - t0
                 frames = self.totals()["frames"]
-                self.bar.show("measure", int(elapsed), int(opts.duration),
+                self.bar.show("storm" if elapsed > opts.duration else "measure", int(elapsed),
+                              int(opts.duration + (opts.storm_deadline if opts.storm else 0)),
                               f"{(frames - frames0) / max(elapsed, 1e-3):,.0f} frames/s")
+
+            while time.monotonic() < end:
+                self.drain_progress()
+                measuring()
                 time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+            if opts.storm:  # the newcomers' process ends the storm's window
+                self.broadcast("storm")
+                self.wait_for("stormed", opts.storm_deadline + 20, measuring, workers=[len(self.pipes) - 1])
+                self.broadcast("calm")
             self.broadcast("stop")
             window = time.monotonic() - t0
             server = None
@@ -523,7 +548,8 @@ class Coordinator:
         """The JSON line: every worker's counts merged, rates over the measure window."""
         opts = self.opts
         fast, slow = merge([s["fast"] for s in stats]), merge([s["slow"] for s in stats])
-        everyone = merge([fast, slow])
+        newcomers = merge([s["newcomers"] for s in stats])
+        everyone = merge([fast, slow, newcomers])
         connect_ms = [v for s in stats for v in s["connect_ms"]]
         connect_errors: dict[str, int] = {}
         for s in stats:
@@ -588,6 +614,12 @@ class Coordinator:
                 "rcvbuf": opts.slow_rcvbuf, **group_summary(slow, window), "freshness_ms": freshness(slow),
             }
             out["fast"] = group_summary(fast, window)
+        if opts.storm:
+            storms = [s["storm"] for s in stats]
+            out["storm"] = storm.summary(merge([s["before"] for s in storms]), merge([s["during"] for s in storms]),
+                                         [o for s in storms for o in s["outcomes"]], [s["window_s"] for s in storms],
+                                         opts.storm_deadline)
+            out["newcomers"] = group_summary(newcomers, window)
         return out
 
 
@@ -619,12 +651,6 @@ def group_summary(group: dict[str, Any], window: float) -> dict[str, Any]:
             "gaps": group["gaps"], "missed_batches": group["missed"], "resyncs": group["resyncs"],
             "merges": group["merges"],
             "closes": group["closes"]}
-
-
-def freshness(group: dict[str, Any]) -> dict[str, Any]:
-    p50, p95, p99 = percentiles(group["hist"], (50, 95, 99))
-    return {"p50": p50, "p95": p95, "p99": p99, "max": group["fmax"] if group["fmax"] >= 0 else None,
-            "rows": group["rows"]}
 
 
 def mb(value: int | None) -> float | None:
@@ -672,6 +698,12 @@ def summary_line(r: dict[str, Any]) -> str:
         line += (f"; the others: {f['frames_per_client_s']} frames/s each, resyncs {f['resyncs']}; slow clients: "
                  f"{s['clients']}, {s['frames_per_client_s']} frames/s each, freshness p99 "
                  f"{s['freshness_ms']['p99']} ms, resyncs {s['resyncs']}, gaps {s['gaps']}, closes {s['closes']}")
+    if "storm" in r:
+        s = r["storm"]
+        line += (f"; storm of {s['newcomers']}: steady p99 {s['steady_before_ms']['p99']} ms before, "
+                 f"{s['steady_during_ms']['p99']} ms in its {s['window_s']} s; newcomers' hello p50/p99/max "
+                 f"{'/'.join(str(v) for v in s['hello_ms'].values())} ms, first update "
+                 f"{'/'.join(str(v) for v in s['live_ms'].values())} ms, {s['lost']} lost {s['lost_by'] or ''}")
     return line
 
 
@@ -699,6 +731,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="handshakes in flight at once (default %(default)s)")
     parser.add_argument("--connect-timeout", type=float, default=30.0,
                         help="seconds from TCP connect to hello (default %(default)s)")
+    parser.add_argument("--storm", type=int, default=0, metavar="M",
+                        help="a storm: after --duration seconds of the --clients steady ones, M more connect all at "
+                             "once; the window lasts until every one is live or --storm-deadline (benchmarks/storm.py; "
+                             "default 0: none)")
+    parser.add_argument("--storm-deadline", type=float, default=30.0,
+                        help="seconds a newcomer has from the storm's start to its first update (default %(default)s)")
     parser.add_argument("--slow-fraction", type=float, default=0.0, help="fraction of clients that stop reading")
     parser.add_argument("--slow-after", type=float, default=5.0,
                         help="seconds into the measure window (default %(default)s)")
@@ -730,6 +768,10 @@ def check(opts: argparse.Namespace) -> None:
         raise ValueError("--slow-fraction must be in [0, 1)")
     if opts.slow_fraction and opts.slow_after + opts.slow_for >= opts.duration:
         raise ValueError("the slow window (--slow-after + --slow-for) must end inside --duration")
+    if opts.storm < 0 or opts.storm_deadline <= 0:
+        raise ValueError("--storm must be 0 or more, --storm-deadline positive")
+    if opts.storm and opts.slow_fraction:
+        raise ValueError("a storm's steady clients all read: no --slow-fraction with --storm")
     if opts.loop == "uvloop" and uvloop is None:
         raise ValueError("uvloop is not installed: use --loop asyncio")
 
@@ -739,7 +781,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     check(opts)
     raise_nofile()
     opts.deadline = (opts.clients / opts.connect_rate + opts.connect_timeout + opts.warmup + opts.duration
-                     + CLOSE_TIMEOUT + 60)
+                     + (opts.storm_deadline if opts.storm else 0) + CLOSE_TIMEOUT + 60)
     result = Coordinator(opts).run()
     if not opts.quiet:
         print(summary_line(result), file=sys.stderr)

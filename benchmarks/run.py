@@ -12,6 +12,7 @@ the path batches at all. Paths:
 - ``ours-daphne``, ``ours-uvicorn``: this project (``runfeed`` + ``dashboard.serve``), Redis layer;
 - ``stock-channels``: the tutorial Channels path (``benchmarks/baseline/stock_*``), one message per tick;
 - ``plain-websockets``: ``websockets.broadcast`` with the market in process, the ceiling;
+- ``picows``: the same market on picows (framing and writes in C), the floor;
 - ``socketio``: python-socketio under uvicorn, room emits;
 - ``cluster-1``, ``cluster-2`` (and ``cluster-uvicorn-1``, ``-2``): ours as ``make cluster`` runs
   it, 1 or 2 app servers on unix sockets behind nginx (``benchmarks/cluster.py``). Not in the
@@ -19,8 +20,10 @@ the path batches at all. Paths:
   nginx) and writes their own section of the report.
 
 Cases: the whole board at each N (stopping for a path once it clearly collapses), a watchlist
-(10 of the 50 symbols per client) at a couple of N, and for ours a slow-consumer run (5 % of
-the clients stop reading for 30 s) with its reference run (same N, same acks, nobody slow).
+(10 of the 50 symbols per client) at a couple of N, for ours a slow-consumer run (5 % of
+the clients stop reading for 30 s) with its reference run (same N, same acks, nobody slow), and
+a storm (``benchmarks/storm.py``: 2,500 whole-board clients, then 2,500 more at once) for ours,
+plain ``websockets`` and picows; ``make bench-storm`` runs that case alone.
 ``--quick`` runs a small matrix in a minute or two and writes under ``var/bench/`` instead.
 """
 
@@ -45,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import storm
 from benchmarks.cluster import CLUSTER_PATHS, SHARED_PATHS, cluster_server, shared_server
 from benchmarks.harness import (
     BATCH_MS,
@@ -68,7 +72,7 @@ from benchmarks.harness import (
 HOLD_P99_MS = 250  # a path holds at N when p99 freshness ≤ this, no gaps, every client connected
 COLLAPSE_P99_MS = 2000  # ... and has clearly collapsed beyond this (or < 90 % connected)
 PACKAGES = ("django", "channels", "daphne", "twisted", "autobahn", "channels-redis", "redis", "orjson", "uvicorn",
-            "uvloop", "httptools", "websockets", "python-socketio", "python-engineio", "psutil")
+            "uvloop", "httptools", "websockets", "picows", "aiofastnet", "python-socketio", "python-engineio", "psutil")
 
 
 # Paths
@@ -150,6 +154,7 @@ PATHS = {
         PathSpec("ours-uvicorn", "v1", (), ours_infra, ours_server("uvicorn")),
         PathSpec("stock-channels", "v1", ("stock_feed", "stock_server"), stock_infra, stock_server),
         PathSpec("plain-websockets", "v1", ("plain_ws",), no_infra, in_process_server("plain_ws", "v1")),
+        PathSpec("picows", "v1", ("picows_server",), no_infra, in_process_server("picows_server", "v1")),
         PathSpec("socketio", "socketio", ("socketio_server",), no_infra,
                  in_process_server("socketio_server", "socketio")),
         *(PathSpec(name, "v1", (), ours_infra, cluster_server(server, workers))
@@ -159,6 +164,7 @@ PATHS = {
     )
 }
 OURS = ("ours-daphne", "ours-daphne-asgi", "ours-uvicorn")
+STORM_PATHS = ("ours-daphne", "ours-uvicorn", "plain-websockets", "picows")  # the storm case's
 FANOUT = tuple(p for p in PATHS if p not in CLUSTER_PATHS and p not in SHARED_PATHS)  # what `make bench` runs
 
 
@@ -170,15 +176,16 @@ class Run:
     """One load run of the plan."""
 
     path: str
-    case: str  # board | watchlist | ack (reference of the slow run) | slow | overload (board, busy server core)
+    case: str  # board | watchlist | ack (reference of the slow run) | slow | overload (board, busy server core) | storm
     clients: int
     duration: float
     repeat: int = 0
     extra: list[str] = field(default_factory=list)
+    after: float = 0.0  # seconds the run may last past its window: a storm's deadline
 
     def estimate(self, connect_rate: float) -> float:
         """Seconds at most: start a server, ramp, warm up, measure, close."""
-        return 6 + self.clients / connect_rate + 2 + self.duration + 4
+        return 6 + self.clients / connect_rate + 2 + self.duration + self.after + 4
 
 
 def plan(opts: argparse.Namespace, paths: list[str]) -> list[Run]:
@@ -203,6 +210,11 @@ def plan(opts: argparse.Namespace, paths: list[str]) -> list[Run]:
             for r in range(opts.repeat):
                 runs += [Run(path, "ack", opts.slow_clients, opts.duration, r, ack),
                          Run(path, "slow", opts.slow_clients, slow_duration, r, slow)]
+        if path in STORM_PATHS and opts.storm_clients:
+            newcomers = opts.storm_newcomers or opts.storm_clients
+            runs += [Run(path, "storm", opts.storm_clients, opts.storm_before, r,
+                         ["--storm", str(newcomers), "--storm-deadline", str(opts.storm_deadline)],
+                         opts.storm_deadline) for r in range(opts.repeat)]
     return runs
 
 
@@ -256,6 +268,7 @@ class Runner:
         spec = PATHS[run.path]
         deployment: Deployment | None = None
         cmd: list[str] = []
+        load_before = [round(x, 2) for x in os.getloadavg()]
         try:
             deployment = spec.start_server(self.bench, infra_env)
             for proc in deployment.servers:
@@ -277,12 +290,14 @@ class Runner:
                 cmd += ["--procs", str(self.opts.procs)]
             for proc in [*([deployment.proxy] if deployment.proxy else []), *infra]:
                 cmd += ["--aux-pid", str(proc.pid)]
-            budget = run.clients / self.opts.connect_rate + 30 + 2 + run.duration + 90
+            budget = run.clients / self.opts.connect_rate + 30 + 2 + run.duration + run.after + 90
             result = run_client(cmd, budget)
             dead = [proc for proc in deployment.procs if not proc.alive()]
             if dead:
                 raise RuntimeError(f"{dead[0].name} died during the run:\n{dead[0].tail()}")
             holds, collapsed = verdict(result)
+            if run.case == "storm":
+                holds = storm.met(result["storm"])
             record = {**self.session, "path": run.path, "case": run.case, "n": run.clients, "repeat": run.repeat,
                       "holds": holds, "collapsed": collapsed, **result}
             if deployment.info:
@@ -303,6 +318,7 @@ class Runner:
                 self.bench.stop(*deployment.procs)
         record["command"] = shlex.join(["python", *cmd[1:]]) if cmd else ""
         record["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+        record["loadavg_before"] = load_before
         self.keep(record)
         if collapsed and run.case in ("board", "watchlist"):
             self.collapsed[(run.path, run.case)] = run.clients
@@ -439,6 +455,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="client counts of the overload case, ours only: the whole board while --busy "
                              "busy loops share the server's core (default none; `make bench-overload`: 5000)")
     parser.add_argument("--busy", type=int, default=2, help="busy-loop processes of the overload case (default 2)")
+    parser.add_argument("--storm-clients", type=int, default=None,
+                        help="steady whole-board clients of the storm case, on " + ", ".join(STORM_PATHS)
+                        + " (default 2500; 0: none)")
+    parser.add_argument("--storm-newcomers", type=int, default=None,
+                        help="clients that connect all at once in the storm (default: as many as --storm-clients)")
+    parser.add_argument("--storm-before", type=float, default=None,
+                        help="seconds the steady clients are measured before the storm (default 10)")
+    parser.add_argument("--storm-deadline", type=float, default=30.0,
+                        help="seconds a newcomer has to be live before it counts as lost (default 30)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the report shows medians")
     parser.add_argument("--no-pin", action="store_true",
                         help="share every core (the default gives the server process(es) a core of their own "
@@ -467,6 +492,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "slow_clients": 300 if quick else 1000,
         "slow_after": 2.0 if quick else 5.0,
         "slow_for": 4.0 if quick else 30.0,
+        "storm_clients": 300 if quick else 2500,
+        "storm_before": 3.0 if quick else 10.0,
         "duration": 4.0 if quick else 20.0,
         "results_dir": ROOT / ("var/bench" if quick else "benchmarks/results"),
         "report": ROOT / ("var/bench/PERFORMANCE.md" if quick else "docs/PERFORMANCE.md"),
@@ -549,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         "market": {"symbols": SYMBOLS, "rate": RATE, "batch_ms": BATCH_MS},
         "settings": {"repeat": opts.repeat, "duration": opts.duration, "connect_rate": opts.connect_rate,
                      "procs": opts.procs, "quick": opts.quick, "slow_fraction": opts.slow_fraction,
-                     "slow_after": opts.slow_after, "slow_for": opts.slow_for},
+                     "slow_after": opts.slow_after, "slow_for": opts.slow_for, "storm_before": opts.storm_before,
+                     "storm_deadline": opts.storm_deadline},
         "results": shown(results_file(opts.results_dir, now.isoformat())),
         "cores": pinning.describe(),
     }

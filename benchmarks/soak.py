@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from .chaos import RunnerCluster, cpu_seconds, in_cluster, run_and_report, sleep_until
-from .loadclient import percentiles
 from .pageclient import PageClient, Pool, now_ms
+from .wsclient import percentiles
 
 
 def proc_stats(pid: int) -> tuple[float, int] | None:

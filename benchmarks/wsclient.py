@@ -1,4 +1,5 @@
-"""The client side of one WebSocket connection, built to be cheap: framing, dialects, counters.
+"""The client side of one WebSocket connection, built to be cheap: framing, dialects, counters
+and their percentiles.
 
 Sans-library RFC 6455 on ``asyncio.Protocol``: the opening handshake, masked client frames,
 ping → pong, the closing handshake and fragmented messages. A connection counts what it
@@ -17,6 +18,7 @@ import base64
 import hashlib
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -129,6 +131,38 @@ class Group:
         }
 
 
+def percentiles(hist: dict[int, int], points: Sequence[float]) -> list[int | None]:
+    """Percentiles (0–100) of a sparse 1 ms histogram."""
+    total = sum(hist.values())
+    if not total:
+        return [None for _ in points]
+    out: list[int | None] = []
+    keys = sorted(hist)
+    for p in points:
+        rank, seen = p / 100 * total, 0
+        for k in keys:
+            seen += hist[k]
+            if seen >= rank:
+                out.append(k)
+                break
+    return out
+
+
+def list_percentiles(values: list[float], points: Sequence[float]) -> list[float | None]:
+    """Percentiles (0–100) of a list of samples, to a tenth."""
+    if not values:
+        return [None for _ in points]
+    values = sorted(values)
+    return [round(values[min(len(values) - 1, int(p / 100 * len(values)))], 1) for p in points]
+
+
+def freshness(group: dict[str, Any]) -> dict[str, Any]:
+    """The freshness percentiles of a ``Group.summary`` (merged or not), in ms."""
+    p50, p95, p99 = percentiles(group["hist"], (50, 95, 99))
+    return {"p50": p50, "p95": p95, "p99": p99, "max": group["fmax"] if group["fmax"] >= 0 else None,
+            "rows": group["rows"]}
+
+
 Q_PREFIX = b'{"t":"q","seq":'
 Q_ROWS = b',"q":[['
 
@@ -163,7 +197,7 @@ class Conn(asyncio.Protocol):
     """One client connection: handshake, frame parsing, control frames; subclasses read messages."""
 
     __slots__ = ("acked", "buf", "check_seq", "connected_at", "delivered", "frag", "group", "index", "key",
-                 "last_seq", "paused", "ready", "snaps", "state", "transport", "worker")
+                 "last_seq", "live", "paused", "ready", "snaps", "state", "transport", "worker")
 
     def __init__(self, worker: Owner, index: int, group: Group) -> None:
         self.worker = worker
@@ -182,6 +216,9 @@ class Conn(asyncio.Protocol):
         self.paused = False
         self.connected_at = 0.0
         self.acked: int | None = None  # the last seq acknowledged
+        # Set by whoever waits for the first update (a storm's newcomer): resolved with its
+        # perf_counter() time by the first ``snap`` or ``q``, then dropped.
+        self.live: asyncio.Future[float] | None = None
 
     # Transport callbacks
 
@@ -208,6 +245,8 @@ class Conn(asyncio.Protocol):
             self.group.close(1006)
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError("connection lost before ready"))
+        if self.live is not None and not self.live.done():
+            self.live.set_exception(ConnectionError("closed before an update"))
         self.state = CLOSED
         self.worker.lost(self)
 
@@ -327,6 +366,8 @@ class Conn(asyncio.Protocol):
 
     def check(self, seq: int) -> None:
         """Seq continuity (whole-board connections only: a watchlist's seq may jump)."""
+        if self.live is not None:
+            self.went_live()
         self.delivered += 1
         last = self.last_seq
         if self.check_seq and last is not None and seq != last + 1:
@@ -336,6 +377,13 @@ class Conn(asyncio.Protocol):
             else:
                 self.group.reorders += 1
         self.last_seq = seq
+
+    def went_live(self) -> None:
+        """The first update since someone started waiting for it."""
+        assert self.live is not None
+        if not self.live.done():
+            self.live.set_result(time.perf_counter())
+        self.live = None
 
     def ack(self) -> None:
         """Tell the server the last seq read (v1 ``ack``), if it moved since the last ack."""
@@ -348,6 +396,8 @@ class Conn(asyncio.Protocol):
         """A ``snap``: the first one, a merge (``since`` at or before the seq held, or any ``since`` on
         a watchlist: batches merged, counted as a delivered frame with its rows' freshness) or a
         resync (anything else)."""
+        if self.live is not None:
+            self.went_live()
         self.snaps += 1
         group = self.group
         group.snaps += 1

@@ -1,5 +1,5 @@
 # The fan-out benchmark (issue 4): every server path under the same market and load client.
-# `make bench` runs the full matrix (about 20 minutes) and regenerates docs/PERFORMANCE.md;
+# `make bench` runs the full matrix (about 25 minutes, the storm case included) and regenerates docs/PERFORMANCE.md;
 # `make bench-quick` is a smoke run of about two minutes, written under var/bench/.
 # `make bench-cluster` (issues 5, 11): 1 vs 2 daphne workers behind nginx, 2 on one shared socket, and daphne alone,
 # 1,000-5,000 whole-board clients (about 6 minutes); its own section of docs/PERFORMANCE.md.
@@ -8,7 +8,7 @@ BENCH_ARGS ?=
 BENCH_CLUSTER_PATHS ?= ours-daphne,cluster-1,cluster-2,shared-2
 BENCH_CLUSTER_CLIENTS ?= 1000,2000,5000
 
-.PHONY: bench bench-quick bench-cluster bench-system-deps
+.PHONY: bench bench-quick bench-cluster bench-storm bench-system-deps
 
 # redis-server from Debian when it is missing (as `make test` does).
 bench-system-deps:
@@ -23,6 +23,14 @@ bench: bench-system-deps dev-deps
 ## A small matrix for a smoke run (var/bench/PERFORMANCE.md).
 bench-quick: bench-system-deps dev-deps
 	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
+
+## The storm case alone (issue 17): 2,500 steady whole-board clients, then 2,500 more at once, on each path
+## (about 4 minutes); its section of docs/PERFORMANCE.md, beside the steady tables.
+BENCH_STORM_PATHS ?= ours-daphne,ours-uvicorn,plain-websockets,picows
+BENCH_STORM_CLIENTS ?= 2500
+bench-storm: bench-system-deps dev-deps
+	$(PY) -m benchmarks.run --paths $(BENCH_STORM_PATHS) --clients= --watchlist-clients= --slow-clients 0 \
+		--storm-clients $(BENCH_STORM_CLIENTS) $(BENCH_ARGS)
 
 ## 1 vs 2 app servers behind nginx (and without it), same run; its section of docs/PERFORMANCE.md.
 # cluster-uvicorn-1,cluster-uvicorn-2 (with ours-uvicorn) run uvicorn instead: BENCH_CLUSTER_PATHS=...

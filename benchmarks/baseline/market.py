@@ -9,7 +9,9 @@ random walk. Two ways to consume it:
 - ``TickMarket``: one message per tick, what a tutorial feed publishes (the stock Channels path);
 - ``BatchedMarket``: ticks coalesced into ``batch_ms`` batches exactly as ``ticker.feed.publisher`` does
   (the latest row of each symbol that traded, ``seq`` rising by one per batch that changed
-  something); the in-process baselines (plain ``websockets`` and python-socketio) share it.
+  something); the in-process baselines (plain ``websockets``, picows and python-socketio) share it.
+
+``Subscriptions`` is who gets which frame of a batch, for the in-process servers that speak v1.
 
 Nothing here imports Django, Channels or a server library.
 """
@@ -23,10 +25,12 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import orjson
 
 from ticker.feed.quotes import QuoteBook
 from ticker.feed.sources import Listing, SimulatedMarket
@@ -209,6 +213,77 @@ class BatchedMarket(_Market):
                 result = publish(batch)
                 if result is not None:
                     await result
+
+
+C = TypeVar("C", bound=Hashable)
+
+
+class Subscriptions(Generic[C]):
+    """Who gets which frame of a batch: whole-board connections in one set, watchlist connections
+    grouped by subscription set (identical sets share one frame). A connection that joins is on
+    the whole board until it sends ``{"op":"sub","symbols":[...]}``; ``"symbols":"*"`` puts it back."""
+
+    def __init__(self, known: Iterable[str]) -> None:
+        self.known = frozenset(known)
+        self.board: set[C] = set()
+        self.watch: dict[C, frozenset[str]] = {}
+        self.groups: dict[frozenset[str], set[C]] = {}
+
+    def join(self, conn: C) -> None:
+        self.board.add(conn)
+
+    def leave(self, conn: C) -> None:
+        self.board.discard(conn)
+        self._leave_watchlist(conn)
+
+    def _leave_watchlist(self, conn: C) -> None:
+        symbols = self.watch.pop(conn, None)
+        if symbols is not None:
+            group = self.groups[symbols]
+            group.discard(conn)
+            if not group:
+                del self.groups[symbols]
+
+    def subscribe(self, conn: C, symbols: object) -> None:
+        """Apply a ``sub``: "*" is the whole board, a list replaces the watchlist."""
+        if symbols == "*":
+            self._leave_watchlist(conn)
+            self.board.add(conn)
+            return
+        if not isinstance(symbols, list):
+            return
+        wanted = frozenset(str(s).upper() for s in symbols) & self.known
+        if not wanted:
+            return
+        self.board.discard(conn)
+        self._leave_watchlist(conn)
+        self.watch[conn] = wanted
+        self.groups.setdefault(wanted, set()).add(conn)
+
+    def handle(self, conn: C, message: str | bytes) -> bytes | None:
+        """Apply a client's message: ``sub`` changes its subscription, ``ping`` gets a ``pong``,
+        returned for the caller to send; anything else is ignored (None)."""
+        try:
+            msg = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(msg, dict):
+            return None
+        if msg.get("op") == "sub":
+            self.subscribe(conn, msg.get("symbols"))
+        elif msg.get("op") == "ping":
+            return orjson.dumps({"t": "pong", "id": msg.get("id")})
+        return None
+
+    def frames(self, batch: Batch) -> Iterator[tuple[str, set[C]]]:
+        """One batch as ``(frame, connections)``: the whole board's, then one per distinct
+        watchlist that it touches."""
+        if self.board:
+            yield batch.frame, self.board
+        for symbols, conns in self.groups.items():
+            frame = batch.frame_for(symbols)
+            if frame is not None:
+                yield frame, conns
 
 
 def batched_market_parser(description: str, port: int) -> argparse.ArgumentParser:

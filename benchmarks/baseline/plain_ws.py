@@ -11,7 +11,8 @@ design, the figure the other paths are measured against, not a tutorial's code.
 Frames are protocol v1 (docs/PROTOCOL.md): ``hello`` on connect, then ``q`` batches; a new
 connection gets the whole board until it sends ``{"op":"sub","symbols":[...]}``, and
 ``{"op":"sub","symbols":"*"}`` puts it back on the whole board. No ``snap`` is sent, and no
-limits are enforced.
+limits are enforced. It listens with the accept queue ours has (``dashboard.serve.BACKLOG``), not
+the library's 100: a reconnect storm then compares the servers, not their defaults.
 
 Run: ``python -m benchmarks.baseline.plain_ws --port P --symbols 50 --rate 200 --batch-ms 100``
 """
@@ -28,9 +29,12 @@ import orjson
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
+from dashboard.serve import BACKLOG
+
 from .market import (
     Batch,
     BatchedMarket,
+    Subscriptions,
     batched_market_parser,
     hello_message,
     node_name,
@@ -40,73 +44,34 @@ log = logging.getLogger("plain_ws")
 
 
 class PlainServer:
-    """Whole-board connections in one set; watchlist connections grouped by subscription set."""
+    """The market's batches to every connection, through ``broadcast``."""
 
     def __init__(self, market: BatchedMarket) -> None:
         self.market = market
         self.node = node_name("plain_ws")
-        self.known = {s.ticker for s in market.symbols}
-        self.board: set[ServerConnection] = set()
-        self.watch: dict[ServerConnection, frozenset[str]] = {}
-        self.watch_groups: dict[frozenset[str], set[ServerConnection]] = {}
+        self.subs: Subscriptions[ServerConnection] = Subscriptions(s.ticker for s in market.symbols)
 
     def publish(self, batch: Batch) -> None:
         """Send one batch: one frame to the whole board, one per distinct watchlist that it touches."""
-        if self.board:
-            broadcast(self.board, batch.frame)
-        for symbols, conns in self.watch_groups.items():
-            frame = batch.frame_for(symbols)
-            if frame is not None:
-                broadcast(conns, frame)
-
-    def _leave_watchlist(self, ws: ServerConnection) -> None:
-        symbols = self.watch.pop(ws, None)
-        if symbols is not None:
-            group = self.watch_groups[symbols]
-            group.discard(ws)
-            if not group:
-                del self.watch_groups[symbols]
-
-    def subscribe(self, ws: ServerConnection, symbols: object) -> None:
-        """Apply a ``sub``: "*" is the whole board, a list replaces the watchlist."""
-        if symbols == "*":
-            self._leave_watchlist(ws)
-            self.board.add(ws)
-            return
-        if not isinstance(symbols, list):
-            return
-        wanted = frozenset(str(s).upper() for s in symbols) & self.known
-        if not wanted:
-            return
-        self.board.discard(ws)
-        self._leave_watchlist(ws)
-        self.watch[ws] = wanted
-        self.watch_groups.setdefault(wanted, set()).add(ws)
+        for frame, conns in self.subs.frames(batch):
+            broadcast(conns, frame)
 
     async def handler(self, ws: ServerConnection) -> None:
         """One connection: hello, whole board, then obey ``sub`` and ``ping`` until it closes."""
         hello = orjson.dumps(hello_message(self.market.epoch, self.market.seq, self.node, self.market.symbols))
         # No await between reading seq and joining the board, and send() writes before it
         # suspends: the first q this client gets is seq + 1, after the hello.
-        self.board.add(ws)
+        self.subs.join(ws)
         try:
             await ws.send(hello.decode())
             async for message in ws:
-                try:
-                    msg = orjson.loads(message)
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                if msg.get("op") == "sub":
-                    self.subscribe(ws, msg.get("symbols"))
-                elif msg.get("op") == "ping":
-                    await ws.send(orjson.dumps({"t": "pong", "id": msg.get("id")}).decode())
+                reply = self.subs.handle(ws, message)
+                if reply is not None:
+                    await ws.send(reply.decode())
         except ConnectionClosed:
             pass
         finally:
-            self.board.discard(ws)
-            self._leave_watchlist(ws)
+            self.subs.leave(ws)
 
 
 async def serve_market(host: str, port: int, symbols: int, rate: float, batch_ms: int, seed: int) -> None:
@@ -117,7 +82,7 @@ async def serve_market(host: str, port: int, symbols: int, rate: float, batch_ms
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(server.handler, host, port, compression=None):
+    async with serve(server.handler, host, port, compression=None, backlog=BACKLOG):
         log.warning("plain_ws: %d symbols at %g ticks/s in %d ms batches on ws://%s:%d/",
                     symbols, rate, batch_ms, host, port)
         feed = asyncio.create_task(market.run(server.publish, batch_ms))
