@@ -150,7 +150,7 @@ async def test_alpaca_logs_in_subscribes_trades_and_quotes_and_its_trades_reach_
     await sync_to_async(symbols)(("AAPL", ""), ("BRK-B", "BRK.B"))
     async with FakeAlpaca() as fake, feed_on(alpaca(fake)) as feed:
         assert fake.frames(action="auth") == [{"action": "auth", "key": ALPACA_KEY, "secret": ALPACA_SECRET}]
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL", "BRK.B"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL", "BRK.B"}, what="the subscription")
         assert fake.frames(action="subscribe")[0]["quotes"] == ["AAPL", "BRK.B"]
         await fake.publish(fake.trade("BRK.B", 472.31, 100, AT), fake.trade("BRK.B", 472.3, 25, AT + 5),
                            fake.trade("AAPL", 229.87, 7, AT), fake.quote("AAPL", 229.86, 229.88, AT + 9))
@@ -189,10 +189,10 @@ async def test_alpaca_connection_limit_is_said_plainly_not_retried():
 async def test_alpaca_follows_admin_changes_on_the_open_connection():
     await sync_to_async(symbols)(("AAPL", ""), ("MSFT", ""))
     async with FakeAlpaca() as fake, feed_on(stream := alpaca(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL", "MSFT"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL", "MSFT"}, what="the subscription")
         await admin_change(feed, lambda: (symbols(("NVDA", "")), Symbol.objects.filter(ticker="MSFT").update(
             active=False)))
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL", "NVDA"}, what="the admin's change")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL", "NVDA"}, what="the admin's change")
         assert fake.frames(action="unsubscribe") == [{"action": "unsubscribe", "trades": ["MSFT"],
                                                       "quotes": ["MSFT"]}]
         await fake.publish(fake.trade("NVDA", 141.98, 10, AT))
@@ -204,7 +204,7 @@ async def test_alpaca_follows_admin_changes_on_the_open_connection():
 async def test_alpaca_bad_frames_are_skipped_and_counted_and_the_feed_goes_on(caplog):
     await sync_to_async(symbols)(("AAPL", ""))
     async with FakeAlpaca() as fake, feed_on(stream := alpaca(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL"}, what="the subscription")
         for text in ["not json", '{"T":"t"}', "[1]", '[{"S":"AAPL"}]', "[]", '[{"T":"unknown-kind"}]']:
             await fake.raw(text)
         await fake.send([fake.trade("AAPL", "abc", 1, AT), {**fake.trade("AAPL", -5, 1, AT)},
@@ -219,7 +219,7 @@ async def test_alpaca_bad_frames_are_skipped_and_counted_and_the_feed_goes_on(ca
 async def test_alpaca_a_burst_is_coalesced_into_one_row_with_every_share_counted():
     await sync_to_async(symbols)(("AAPL", ""), ("MSFT", ""))
     async with FakeAlpaca() as fake, feed_on(alpaca(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL", "MSFT"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL", "MSFT"}, what="the subscription")
         for chunk in range(20):
             await fake.publish(*(fake.trade(("AAPL", "MSFT")[i % 2], 200 + (chunk * 50 + i) / 100, 1, AT)
                                  for i in range(50)))
@@ -232,9 +232,9 @@ async def test_alpaca_a_burst_is_coalesced_into_one_row_with_every_share_counted
 async def test_alpaca_a_server_disconnect_reconnects_logs_in_and_subscribes_everything_again():
     await sync_to_async(symbols)(("AAPL", ""), ("MSFT", ""))
     async with FakeAlpaca() as fake, feed_on(stream := alpaca(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL", "MSFT"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL", "MSFT"}, what="the subscription")
         await fake.drop()
-        await eventually(lambda: len(fake.connections) == 2 and fake.subscribed[1] == {"AAPL", "MSFT"},
+        await eventually(lambda: len(fake.connections) == 2 and fake.subscription(1) == {"AAPL", "MSFT"},
                          what="a new connection, subscribed")
         assert len(fake.frames(1, action="auth")) == 1 and stream.connections == 2
         await fake.publish(fake.trade("MSFT", 421.5, 1, AT))
@@ -245,9 +245,9 @@ async def test_alpaca_a_server_disconnect_reconnects_logs_in_and_subscribes_ever
 async def test_alpaca_a_dead_link_is_found_by_its_unanswered_pings_and_replaced():
     await sync_to_async(symbols)(("AAPL", ""))
     async with FakeAlpaca() as fake, feed_on(alpaca(fake, ping=0.2)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL"}, what="the subscription")
         fake.mute()
-        await eventually(lambda: len(fake.connections) == 2 and fake.subscribed[1] == {"AAPL"},
+        await eventually(lambda: len(fake.connections) == 2 and fake.subscription(1) == {"AAPL"},
                          what="a new connection after the silence")
         await fake.publish(fake.trade("AAPL", 231.0, 1, AT))
         await priced(feed, "AAPL", 231.0)
@@ -259,7 +259,7 @@ async def test_alpaca_test_stream_carries_fakepaca():
     async with FakeAlpaca() as fake:
         fake.path = "/v2/test"
         async with feed_on(alpaca(fake)) as feed:
-            await eventually(lambda: fake.subscribed[-1] == {"FAKEPACA"}, what="the subscription")
+            await eventually(lambda: fake.subscription(-1) == {"FAKEPACA"}, what="the subscription")
             await fake.publish(fake.trade("FAKEPACA", 123.45, 100, AT))
             await priced(feed, "FAKEPACA", 123.45)
 
@@ -269,7 +269,7 @@ async def test_alpaca_quotes_without_trades_keep_a_symbol_fresh_at_its_last_pric
     settings.TICKER_STALE_MS = 100  # so quotes refresh a row every 10 ms, not every second
     await sync_to_async(symbols)(("AAPL", ""))
     async with FakeAlpaca() as fake, feed_on(alpaca(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL"}, what="the subscription")
         await fake.publish(fake.trade("AAPL", 229.87, 7, AT))
         traded = await priced(feed, "AAPL", 229.87)
 
@@ -287,13 +287,13 @@ async def test_a_vendor_that_goes_away_is_told_to_the_feed_as_a_link_down_and_it
     monkeypatch.setattr(streams, "DOWN_SECONDS", 0.05)
     await sync_to_async(symbols)(("AAPL", ""))
     async with FakeAlpaca() as fake, feed_on(stream := alpaca(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"AAPL"} and not feed.said_down, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"AAPL"} and not feed.said_down, what="the subscription")
         await fake.outage()  # the connection is closed; the next one waits in its handshake
         await eventually(lambda: feed.said_down, what="the feed to say the link is down")
         assert not stream.connected
         fake.restore()
         await eventually(lambda: len(fake.connections) == 2 and not feed.said_down, what="the link back, said")
-        await eventually(lambda: fake.subscribed[1] == {"AAPL"}, what="subscribed again")
+        await eventually(lambda: fake.subscription(1) == {"AAPL"}, what="subscribed again")
 
 
 def coinbase(fake: FakeCoinbase, **options) -> Coinbase:
@@ -304,8 +304,8 @@ def coinbase(fake: FakeCoinbase, **options) -> Coinbase:
 async def test_coinbase_ticker_prices_arrive_as_the_vendors_strings_under_our_tickers():
     await sync_to_async(symbols)(("BTC", "BTC-USD"), ("ETH-USD", ""))
     async with FakeCoinbase() as fake, feed_on(coinbase(fake)) as feed:
-        assert fake.frames(0)[0] == {"type": "subscribe", "channel": "heartbeats"}
-        await eventually(lambda: fake.subscribed[-1] == {"BTC-USD", "ETH-USD"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"BTC-USD", "ETH-USD"}, what="the subscription")
+        assert fake.frames(0)[0] == {"type": "subscribe", "channel": "heartbeats"}  # the first it sent
         assert fake.frames(type="subscribe", channel="ticker") == [
             {"type": "subscribe", "channel": "ticker", "product_ids": ["BTC-USD", "ETH-USD"]}]
         await fake.tickers(("BTC-USD", "43210.55"), ("ETH-USD", "2289.1"), kind="snapshot")
@@ -320,7 +320,7 @@ async def test_coinbase_ticker_prices_arrive_as_the_vendors_strings_under_our_ti
 async def test_coinbase_a_sequence_gap_is_counted_and_logged_once(caplog):
     await sync_to_async(symbols)(("BTC-USD", ""))
     async with FakeCoinbase() as fake, feed_on(stream := coinbase(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"BTC-USD"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"BTC-USD"}, what="the subscription")
         fake.lose(3)
         await fake.tickers(("BTC-USD", "43000.01"))
         fake.lose(2)
@@ -334,9 +334,9 @@ async def test_coinbase_a_sequence_gap_is_counted_and_logged_once(caplog):
 async def test_coinbase_silent_heartbeats_mean_a_dead_link_replaced_and_resubscribed():
     await sync_to_async(symbols)(("BTC-USD", ""))
     async with FakeCoinbase() as fake, feed_on(coinbase(fake, silence=0.5)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"BTC-USD"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"BTC-USD"}, what="the subscription")
         fake.silent = True
-        await eventually(lambda: len(fake.connections) == 2 and fake.subscribed[1] == {"BTC-USD"},
+        await eventually(lambda: len(fake.connections) == 2 and fake.subscription(1) == {"BTC-USD"},
                          what="a new connection after the silence")
         fake.silent = False
         assert fake.frames(1)[0] == {"type": "subscribe", "channel": "heartbeats"}
@@ -356,9 +356,9 @@ async def test_coinbase_heartbeats_alone_keep_a_quiet_connection():
 async def test_coinbase_follows_admin_changes_and_survives_bad_frames_and_disconnects():
     await sync_to_async(symbols)(("BTC-USD", ""), ("ETH-USD", ""))
     async with FakeCoinbase() as fake, feed_on(stream := coinbase(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"BTC-USD", "ETH-USD"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"BTC-USD", "ETH-USD"}, what="the subscription")
         await admin_change(feed, lambda: Symbol.objects.filter(ticker="ETH-USD").delete())
-        await eventually(lambda: fake.subscribed[-1] == {"BTC-USD"}, what="the unsubscribe")
+        await eventually(lambda: fake.subscription(-1) == {"BTC-USD"}, what="the unsubscribe")
         assert stream.connections == 1
         for text in ["{", "[]", '{"channel":"ticker","sequence_num":"x"}', '{"type":"error","message":"nope"}',
                      '{"channel":"ticker","sequence_num":999,"timestamp":"now","events":[]}']:
@@ -367,7 +367,7 @@ async def test_coinbase_follows_admin_changes_and_survives_bad_frames_and_discon
         await priced(feed, "BTC-USD", 43500.25)
         assert stream.malformed == 5  # the error frame is the vendor speaking, not a bad frame
         await fake.drop()
-        await eventually(lambda: len(fake.connections) == 2 and fake.subscribed[1] == {"BTC-USD"},
+        await eventually(lambda: len(fake.connections) == 2 and fake.subscription(1) == {"BTC-USD"},
                          what="a new connection, subscribed")
         await fake.tickers(("BTC-USD", "43600"))
         await priced(feed, "BTC-USD", 43600.0)
@@ -381,7 +381,7 @@ def binance(fake: FakeBinance) -> Binance:
 async def test_binance_trades_on_lower_case_streams_reach_the_store_and_follow_the_admin():
     await sync_to_async(symbols)(("BTC", "BTCUSDT"), ("ETH", "ethusdt"))
     async with FakeBinance() as fake, feed_on(stream := binance(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"btcusdt@trade", "ethusdt@trade"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"btcusdt@trade", "ethusdt@trade"}, what="the subscription")
         await fake.trade("BTCUSDT", "43210.01000000", "0.50000000", AT)
         await fake.trade("ETHUSDT", "2289.10000000", "3.25", AT)
         await fake.raw('{"stream":"ethusdt@trade","data":{"e":"trade","s":"ETHUSDT","p":"2289.2","q":"1","T":1}}')
@@ -389,7 +389,7 @@ async def test_binance_trades_on_lower_case_streams_reach_the_store_and_follow_t
         eth = await priced(feed, "ETH", 2289.2)
         assert (btc[VOLUME], eth[VOLUME]) == (0, 4) and feed.heard["BTC"] == AT
         await admin_change(feed, lambda: Symbol.objects.filter(ticker="ETH").update(active=False))
-        await eventually(lambda: fake.subscribed[-1] == {"btcusdt@trade"}, what="the unsubscribe")
+        await eventually(lambda: fake.subscription(-1) == {"btcusdt@trade"}, what="the unsubscribe")
         assert fake.frames(method="UNSUBSCRIBE")[0]["params"] == ["ethusdt@trade"] and stream.connections == 1
 
 
@@ -397,11 +397,11 @@ async def test_binance_trades_on_lower_case_streams_reach_the_store_and_follow_t
 async def test_binance_server_shutdown_reconnects_and_bad_frames_are_skipped():
     await sync_to_async(symbols)(("BTC", "BTCUSDT"))
     async with FakeBinance() as fake, feed_on(stream := binance(fake)) as feed:
-        await eventually(lambda: fake.subscribed[-1] == {"btcusdt@trade"}, what="the subscription")
+        await eventually(lambda: fake.subscription(-1) == {"btcusdt@trade"}, what="the subscription")
         for text in ["}", '{"e":"trade","s":"BTCUSDT","p":"1e999999","q":"1","T":1}', '{"hello":1}']:
             await fake.raw(text)
         await fake.shutdown()
-        await eventually(lambda: len(fake.connections) == 2 and fake.subscribed[1] == {"btcusdt@trade"},
+        await eventually(lambda: len(fake.connections) == 2 and fake.subscription(1) == {"btcusdt@trade"},
                          what="a new connection, subscribed")
         await fake.trade("BTCUSDT", "43999.99", "1", AT)
         await priced(feed, "BTC", 43999.99)
@@ -463,6 +463,6 @@ async def test_a_subscription_that_cannot_be_sent_closes_the_connection_and_a_ne
 
         stream.subscribe = flaky
         async with feed_on(stream):
-            await eventually(lambda: len(fake.connections) == 2 and fake.subscribed[1] == {"BTC-USD"},
+            await eventually(lambda: len(fake.connections) == 2 and fake.subscription(1) == {"BTC-USD"},
                              what="a new connection, subscribed")
         assert "could not send the subscriptions" in caplog.text

@@ -55,7 +55,7 @@ async def test_runfeed_on_a_vendor_fills_the_redis_store_and_follows_the_admin(
     async with fake_class() as fake:
         feed = start_feed(tmp_path, env, "--source", vendor, "--url", fake.url, "--batch-ms", "50")
         try:
-            await eventually(lambda: fake.subscribed and fake.subscribed[-1] == {vendor_symbol, "MSFT"}, 60,
+            await eventually(lambda: fake.subscribed and fake.subscription(-1) == {vendor_symbol, "MSFT"}, 60,
                              what=f"runfeed to subscribe:\n{feed.tail()}")
             await send_prices(fake, vendor, vendor_symbol, "229.87")
 
@@ -68,7 +68,7 @@ async def test_runfeed_on_a_vendor_fills_the_redis_store_and_follows_the_admin(
             set_symbols(db, "UPDATE ticker_symbol SET active = 0 WHERE ticker = 'MSFT'")
             layer = RedisChannelLayer(hosts=[url], prefix=prefix)
             await layer.group_send(bus.CONTROL_GROUP, bus.symbols_message([]))
-            await eventually(lambda: fake.subscribed[-1] == {vendor_symbol}, 20, what="the unsubscribe")
+            await eventually(lambda: fake.subscription(-1) == {vendor_symbol}, 20, what="the unsubscribe")
             assert len(fake.connections) == 1  # followed on the open connection
             await layer.close_pools()
         finally:

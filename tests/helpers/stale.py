@@ -103,7 +103,7 @@ async def _trade(site: VendorSite) -> None:
     fake = site.fake
     for n in itertools.count():
         await asyncio.sleep(TICK_SECONDS)
-        if fake.connections and fake.subscribed[-1] and (site.live or site.quoted):
+        if fake.connections and fake.subscription(-1) and (site.live or site.quoted):
             try:
                 await _send(site, n)
             except ConnectionClosed:  # the feed just dropped it: the next tick goes to its next one

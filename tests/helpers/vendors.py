@@ -113,6 +113,10 @@ class FakeVendor:
         """Stop reading the newest connection: the client's pings go unanswered, nothing is said."""
         self.ws.transport.pause_reading()
 
+    def subscription(self, index: int = -1) -> set[str]:
+        """What connection ``index`` is subscribed to now; nothing while it has not connected."""
+        return self.subscribed[index] if -len(self.subscribed) <= index < len(self.subscribed) else set()
+
     def frames(self, index: int = -1, **match: Any) -> list[dict[str, Any]]:
         """The client frames of a connection whose fields include ``match``."""
         return [f for f in self.received[index] if all(f.get(k) == v for k, v in match.items())]
