@@ -23,7 +23,10 @@ class Ws:
 
     @classmethod
     async def open(cls, url: str) -> Ws:
-        ws = cls(await websockets.connect(url, open_timeout=10))
+        # max_queue=None: frames it has not read yet are kept, and reading goes on. With the library's
+        # bounded queue a whole-board client that stops reading stops reading the socket too, and
+        # its close then waits out close_timeout (10 s) for a close frame stuck behind its quotes.
+        ws = cls(await websockets.connect(url, open_timeout=10, max_queue=None))
         ws.hello = await ws.recv()
         assert ws.hello["t"] == "hello"
         return ws
