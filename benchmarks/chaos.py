@@ -177,12 +177,12 @@ class RunnerCluster:
     @property
     def nodes(self) -> dict[int, str]:
         """The Redis nodes' names by port."""
-        return {port: f"redis_{n}" for n, port in enumerate(self.redis.nodes, 1)}
+        return {port: name for name, port in self.redis.node_names().items()}
 
     def whole(self) -> bool:
         running = self.control.pids()
-        sentinels = [f"sentinel_{n}" for n in range(1, len(self.redis.sentinels) + 1)]
-        return all(name in running for name in [*self.nodes.values(), *sentinels, *FEEDS, *self.webs, "nginx"])
+        names = [*self.redis.node_names(), *self.redis.sentinel_names(), *FEEDS, *self.webs, "nginx"]
+        return all(name in running for name in names)
 
     def primary(self) -> str:
         """The Redis node the sentinels name as the primary."""

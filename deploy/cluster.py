@@ -643,7 +643,7 @@ class Cluster:
         for name, address in self.webs.items():
             self.wait_ready(name, functools.partial(healthy, address))
         if not self.external_redis:  # started with Redis, ready by now: hellos come every 2 s
-            for name, port in self.sentinel_ports().items():
+            for name, port in self.redis.sentinel_names().items():
                 self.wait_ready(name, functools.partial(self.redis.sentinel_ready, port))
         self.start_program("nginx:nginx", lambda: http_ok(self.url + "/healthz"))
         self.summary(time.monotonic() - began)
@@ -651,19 +651,16 @@ class Cluster:
     def start_redis(self) -> None:
         """The primary (answering as the master), then the replica (in sync with it: the sentinels
         learn of it from the primary), then the sentinels, whose readiness is waited for later."""
-        primary, *replicas = self.redis.nodes
-        self.start_program("redis:redis_1", lambda: self.redis.role(primary) == "master")
-        for n, port in enumerate(replicas, 2):
-            self.start_program(f"redis:redis_{n}", functools.partial(self.redis.synced, port))
-        for name in self.sentinel_ports():
+        (first, primary), *replicas = self.redis.node_names().items()
+        self.start_program(f"redis:{first}", lambda: self.redis.role(primary) == "master")
+        for name, port in replicas:
+            self.start_program(f"redis:{name}", functools.partial(self.redis.synced, port))
+        for name in self.redis.sentinel_names():
             self.control.start(f"sentinel:{name}", wait=False)
 
     def redis_ports(self) -> dict[str, int]:
         """Every Redis process of this cluster by name: the nodes, then the sentinels."""
-        return {**{f"redis_{n}": port for n, port in enumerate(self.redis.nodes, 1)}, **self.sentinel_ports()}
-
-    def sentinel_ports(self) -> dict[str, int]:
-        return {f"sentinel_{n}": port for n, port in enumerate(self.redis.sentinels, 1)}
+        return {**self.redis.node_names(), **self.redis.sentinel_names()}
 
     def start_program(self, spec: str, ready: Callable[[], bool]) -> None:
         self.control.start(spec, wait=False)

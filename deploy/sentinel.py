@@ -56,6 +56,14 @@ class RedisSet:
         ports = free_ports(2 + SENTINELS)
         return cls(tuple(ports[:2]), tuple(ports[2:]))
 
+    def node_names(self) -> dict[str, int]:
+        """The nodes' ports by their names under supervisord (``redis_1``, the first primary, …)."""
+        return {f"redis_{n}": port for n, port in enumerate(self.nodes, 1)}
+
+    def sentinel_names(self) -> dict[str, int]:
+        """The sentinels' ports by their names under supervisord (``sentinel_1``, …)."""
+        return {f"sentinel_{n}": port for n, port in enumerate(self.sentinels, 1)}
+
     def runner_options(self) -> list[str]:
         """The cluster runner's options for these ports (``python -m deploy.cluster start …``)."""
         return ["--redis-ports", ",".join(map(str, self.nodes)), "--sentinel-ports", ",".join(map(str, self.sentinels))]

@@ -285,7 +285,8 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
     clients: list[Reconnecting] = []
     try:
         await asyncio.to_thread(
-            wait_until, lambda: "up in" in out.read_text() or supervisor.poll() is not None, 60, 0.1, "the cluster"
+            wait_until, lambda: "stop: Ctrl-C" in out.read_text() or supervisor.poll() is not None, 60, 0.1,
+            "the cluster and its summary"
         )
         assert supervisor.poll() is None, out.read_text()
         assert "feed_1 active" in out.read_text() and "feed_2 standby" in out.read_text()
