@@ -124,7 +124,7 @@ class RedisStore:
 
     Each batch is one Lua script: atomic, and with ``fence`` (the feed's lease) applied only
     while the lease is ours, checked inside the script, so a takeover cannot slip in between
-    the check and the write (``LeaseLost``).
+    the check and the write (``LeaseLost``); never for a feed run older than the one recorded.
     """
 
     def __init__(self, target: RedisTarget, prefix: str = "ticker") -> None:
