@@ -2,13 +2,15 @@
 
 ``python -m benchmarks.chaos [--clients 500] [--duration 300] [--every 20] [--seed N]`` (``make chaos``)
 starts ``make cluster``'s topology itself, through its runner as a child process (``python -m
-deploy.cluster start --workers 2``: redis-server, two runfeed (active + standby), two daphne app
-servers and nginx, on free loopback ports, in a scratch directory, nginx's per-address caps off),
-connects ``--clients`` page-like clients through nginx, and every ``--every`` seconds SIGKILLs one
-of: an app server (one of the workers at random), the active feed (the one holding the feed
-lease in Redis) or Redis, each by the pid the cluster's supervisord gives for it. Each kind
+deploy.cluster start --workers 2``: Redis with Sentinel (a primary, a replica, three sentinels),
+two runfeed (active + standby), two daphne app servers and nginx, on free loopback ports, in a
+scratch directory, nginx's per-address caps off), connects ``--clients`` page-like clients
+through nginx, and every ``--every`` seconds SIGKILLs one of: an app server (one of the workers
+at random), the active feed (the one holding the feed lease in Redis) or the Redis primary (the
+node the sentinels name), each by the pid the cluster's supervisord gives for it. Each kind
 comes once in every three faults, in a random order. supervisord starts again whatever dies
-(autorestart: a killed feed comes back as the standby; Redis on the same port, empty). After
+(autorestart: a killed feed comes back as the standby; a killed primary, once the sentinels
+have promoted the replica, as its replica). After
 ``--duration`` seconds it stops the clients and the cluster (by the runner's pid: the runner has
 supervisord stop what it started), prints a table per fault on stderr and one JSON object on
 stdout, and exits 1 if any check failed (2 if the cluster itself failed).
@@ -22,8 +24,17 @@ What each client checks (``benchmarks.pageclient``, whose docstring has the prec
   prices that include a batch published after it.
 - **no seq gap**: after each ``snap`` (a first ``sub``, a ``resume`` after a reconnect, a
   server's resync), every ``q`` follows on by exactly one.
+- **one feed run at a time**: no ``snap`` takes a client back to an older epoch than one it held
+  (``ticker.epochs``: two feeds' batches never interleaved, as after a failover that lost the
+  lease's newest renewal); and once the faults are over exactly one feed is active: the one
+  holding the lease.
 
-Per fault it records: kind, target, when the runner had it running again, how many clients were
+After a primary's kill, the budget for being live again starts when the layer is back: the
+sentinels name the promoted replica and it answers as the primary (``failover_s``, within
+``FAILOVER_BUDGET_S``).
+
+Per fault it records: kind, target, when the runner had it running again (and, for the
+primary, when the layer was back), how many clients were
 cut, time to live again (median, p99, worst across clients; how many late or never), violation
 episodes and the worst age shown as live, seq gaps, and errors (failed connects, ``err`` frames,
 closes other than the kill's own 1006, liveness drops). The clients are cheap (``pageclient``:
@@ -54,13 +65,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from deploy import cluster as topology
 from deploy.procs import PYTHON, ROOT, free_port
+from deploy.sentinel import DOWN_AFTER_MS, RedisSet
 
 from .harness import base_env
 from .loadclient import raise_nofile
@@ -77,7 +89,10 @@ FEEDS = ("feed_1", "feed_2")  # the runner's two runfeed processes: active and s
 # Not a kill, and not in the default mix: both feeds SIGSTOPped for --stall seconds, then SIGCONT.
 # No batch is published meanwhile, so no client can be live again before the stall ends.
 STALL = "stall"
-LIVE_BUDGET_S = 5.0  # every client live again this soon after each fault
+LIVE_BUDGET_S = 5.0  # every client live again this soon after each fault (after the layer is back)
+# The layer is back this soon after the primary's kill: the sentinels' down-after, then a few
+# seconds to agree, elect one of them and promote the replica.
+FAILOVER_BUDGET_S = DOWN_AFTER_MS / 1000 + 3.0
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
@@ -107,12 +122,14 @@ class RunnerCluster:
         self.run_dir = workdir / "run"
         self.workers = workers
         self.env = dict(env if env is not None else cluster_env(workdir))
-        self.env.pop("CHANNEL_LAYER_URL", None)  # the runner must start (and restart) its own Redis
+        for name in ("CHANNEL_LAYER_URL", "TICKER_REDIS_SENTINELS"):  # it runs (and kills) its own Redis
+            self.env.pop(name, None)
         self.listen = f"127.0.0.1:{free_port()}"
-        self.redis_port = free_port()
+        self.redis = RedisSet.on_free_ports()
         self.prefix = self.env.get("CHANNEL_LAYER_PREFIX", "ticker")
         self.out = workdir / "cluster.out"
         self.popen: subprocess.Popen[bytes] | None = None
+        self.exit_code: int | None = None  # the runner's, once stopped
         self.control = topology.control(self.run_dir)
 
     @property
@@ -129,7 +146,7 @@ class RunnerCluster:
 
     def argv(self) -> list[str]:
         return [PYTHON, "-m", "deploy.cluster", "--run-dir", str(self.run_dir), "start",
-                "--workers", str(self.workers), "--listen", self.listen, "--redis-port", str(self.redis_port),
+                "--workers", str(self.workers), "--listen", self.listen, *self.redis.runner_options(),
                 "--limit-ws", "0", "--limit-req", "0", "--https-listen", ""]
 
     def start(self, timeout: float = START_TIMEOUT) -> float:
@@ -158,15 +175,36 @@ class RunnerCluster:
         """The pid of ``name`` (redis, feed_1, web_2, nginx…) while supervisord has it running."""
         return self.control.pids().get(name)
 
+    @property
+    def nodes(self) -> dict[int, str]:
+        """The Redis nodes' names by port."""
+        return {port: name for name, port in self.redis.node_names().items()}
+
     def whole(self) -> bool:
         running = self.control.pids()
-        return all(name in running for name in ["redis", *FEEDS, *self.webs, "nginx"])
+        names = [*self.redis.node_names(), *self.redis.sentinel_names(), *FEEDS, *self.webs, "nginx"]
+        return all(name in running for name in names)
+
+    def primary(self) -> str:
+        """The Redis node the sentinels name as the primary."""
+        port = self.redis.primary()
+        if port not in self.nodes:
+            raise RuntimeError(f"the sentinels name no node of this cluster as the primary ({port})")
+        return self.nodes[port]
+
+    def failed_over(self, old: str) -> bool:
+        """The sentinels name a primary other than ``old`` and it answers as the primary."""
+        port = self.redis.primary()
+        return port is not None and self.nodes.get(port) != old and self.redis.role(port) == "master"
 
     def lease_holder(self) -> int | None:
-        """The pid in the feed lease (``host:pid:token``), or None while nobody holds it."""
+        """The pid in the feed lease (``host:pid:token``) on the primary, or None while nobody holds it."""
         import redis
 
-        client = redis.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=1, socket_connect_timeout=1)
+        port = self.redis.primary()
+        if port is None:
+            return None
+        client = redis.Redis(host=self.redis.host, port=port, socket_timeout=1, socket_connect_timeout=1)
         try:
             owner = client.get(f"{self.prefix}:feed-lease")
         except (redis.RedisError, OSError):
@@ -177,6 +215,12 @@ class RunnerCluster:
             return int(owner.decode().split(":")[-2]) if owner else None
         except (ValueError, IndexError):
             return None
+
+    def active_feeds(self) -> list[str]:
+        """The feeds whose logs say they are active now (the lease's holder among them, or not)."""
+        logs = self.run_dir / "logs"
+        return [name for name in FEEDS if (logs / f"{name}.log").exists()
+                and topology.feed_role((logs / f"{name}.log").read_text(errors="replace")) == "active"]
 
     def active_feed(self, timeout: float = 5.0) -> str:
         """The feed holding the lease (after a Redis restart the lease is back within a second)."""
@@ -193,11 +237,23 @@ class RunnerCluster:
 
     def target(self, kind: str, rng: random.Random) -> tuple[str, int]:
         """The process a fault of ``kind`` kills: ``(name, pid)``."""
-        name = {"web": lambda: rng.choice(self.webs), "feed": self.active_feed, "redis": lambda: "redis"}[kind]()
+        name = {"web": lambda: rng.choice(self.webs), "feed": self.active_feed, "redis": self.primary}[kind]()
         pid = self.pid(name)
         if pid is None:
             raise RuntimeError(f"{name} is not running")
         return name, pid
+
+    def one_active_feed(self, timeout: float = 5.0) -> bool:
+        """Exactly one feed says it is active, and it holds the lease (a feed that lost the lease
+        says so within a renewal: allowed ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            active, holder = self.active_feeds(), self.lease_holder()
+            if len(active) == 1 and holder is not None and self.pid(active[0]) == holder:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def wait_restarted(self, name: str, old: int, timeout: float = 30.0) -> bool:
         """Wait until supervisord has started ``name`` again (running, with a new pid)."""
@@ -208,6 +264,10 @@ class RunnerCluster:
                 return True
             time.sleep(0.05)
         return False
+
+    def roles(self) -> dict[str, str | None]:
+        """What each Redis node says it is ("master", "slave"; None: no answer)."""
+        return {name: self.redis.role(port) for port, name in self.nodes.items()}
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """Stop the runner (supervisord stops every program), then a supervisord a dead runner left behind."""
@@ -240,8 +300,10 @@ def fault_times(duration: float, every: float, budget: float = LIVE_BUDGET_S) ->
 
 
 def budget(opts: argparse.Namespace) -> float:
-    """Seconds the last fault needs before the end: to be live again, after the stall if any."""
-    return opts.live_within + (opts.stall if STALL in opts.kinds else 0.0)
+    """Seconds the last fault needs before the end: to be live again, after the stall or the
+    failover if any."""
+    return (opts.live_within + (opts.stall if STALL in opts.kinds else 0.0)
+            + (FAILOVER_BUDGET_S if "redis" in opts.kinds else 0.0))
 
 
 class Kinds:
@@ -266,6 +328,8 @@ async def inflict(
     whole = await asyncio.to_thread(cluster.whole)
     if not whole:
         pool.event("cluster not whole before a fault")
+    if not await asyncio.to_thread(cluster.one_active_feed, 0.0):
+        pool.event("not one active feed before a fault")
     if kind == STALL:
         return stall_feeds(cluster, pool, stall)
     name, pid = await asyncio.to_thread(cluster.target, kind, rng)
@@ -274,11 +338,28 @@ async def inflict(
     os.kill(pid, signal.SIGKILL)  # a child of the runner's supervisord, which we started
     began = time.monotonic()
 
+    async def failed_over() -> None:
+        if await asyncio.to_thread(wait_for, lambda: cluster.failed_over(name), FAILOVER_BUDGET_S + 10):
+            fault.back_ms = int((time.monotonic() - began) * 1000)
+
     async def restarted() -> None:
+        waiting = asyncio.create_task(failed_over()) if kind == "redis" else None
         if await asyncio.to_thread(cluster.wait_restarted, name, pid):
             fault.restarted_s = round(time.monotonic() - began, 2)
+        if waiting is not None:
+            await waiting
 
     return fault, asyncio.create_task(restarted())
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``check`` every 50 ms until it holds (True) or ``timeout`` s passed (False)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def stall_feeds(cluster: RunnerCluster, pool: Pool, seconds: float) -> tuple[Fault, asyncio.Task[None]]:
@@ -337,8 +418,14 @@ async def chaos(opts: argparse.Namespace, cluster: RunnerCluster) -> dict[str, A
     await sleep_until(t0 + opts.duration, cluster)
     end_ms, window, cpu = now_ms(), time.monotonic() - t0, cpu_seconds() - cpu0
     await asyncio.gather(*watchers)
+    one_feed = await asyncio.to_thread(cluster.one_active_feed)
     await pool.stop()
-    return summarize(pool, opts, start_ms, end_ms, window, cpu, ramp)
+    result = summarize(pool, opts, start_ms, end_ms, window, cpu, ramp)
+    result["active_feeds"] = await asyncio.to_thread(cluster.active_feeds)
+    if not one_feed:
+        result["ok"] = False
+        result["failures"].append(f"not one active feed holding the lease at the end: {result['active_feeds']}")
+    return result
 
 
 def stats_s(values_ms: Sequence[int]) -> dict[str, float | None]:
@@ -354,6 +441,7 @@ def window_record(pool: Pool, begin: int, end: int) -> dict[str, Any]:
     """What happened in ``[begin, end)`` (epoch ms): violations, gaps, closes, errors."""
     episodes = [e for e in pool.episodes if begin <= e.start_ms < end]
     gaps = [g for g in pool.gaps if begin <= g[1] < end]
+    backs = [b for b in pool.epochs_back if begin <= b[1] < end]
     closes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     cut = set()
@@ -372,6 +460,7 @@ def window_record(pool: Pool, begin: int, end: int) -> dict[str, Any]:
         "violations": len(episodes), "violating_clients": len({e.client for e in episodes}),
         "worst_age_shown_live_ms": max((e.worst_age_ms for e in episodes), default=None),
         "gaps": len(gaps), "gap_examples": [list(g) for g in gaps[:5]],
+        "epochs_back": len(backs), "epoch_back_examples": [list(b) for b in backs[:5]],
         "errors": dict(errors),
     }
 
@@ -384,9 +473,12 @@ def summarize(pool: Pool, opts: argparse.Namespace, start_ms: int, end_ms: int, 
     bounds = [f.at_ms for f in pool.faults] + [end_ms]
     for fault, until in zip(pool.faults, bounds[1:], strict=True):
         times = list(fault.live_again_ms.values())
+        back = fault.back_ms or 0  # the budget starts once the layer is back
         record = {"n": fault.n, "at_s": round((fault.at_ms - start_ms) / 1000, 1), "kind": fault.kind,
                   "target": fault.target, "pid": fault.pid, "restarted_s": fault.restarted_s,
-                  "live_again_s": stats_s(times), "late": sum(1 for t in times if t > budget_ms),
+                  "failover_s": None if fault.back_ms is None else round(fault.back_ms / 1000, 2),
+                  "live_again_s": stats_s(times), "live_after_failover_s": stats_s([t - back for t in times]),
+                  "late": sum(1 for t in times if t - back > budget_ms),
                   "never": n - len(times), **window_record(pool, fault.at_ms, until)}
         faults.append(record)
     before = window_record(pool, 0, bounds[0])  # the ramp and the calm before the first fault
@@ -401,7 +493,7 @@ def summarize(pool: Pool, opts: argparse.Namespace, start_ms: int, end_ms: int, 
     hist = pool.group.summary()["hist"]
     p50, p99 = percentiles(hist, (50, 99))
     records = [before, *faults]
-    totals = {key: sum(r[key] for r in records) for key in ("violations", "gaps")}
+    totals = {key: sum(r[key] for r in records) for key in ("violations", "gaps", "epochs_back")}
     totals.update(late=sum(f["late"] for f in faults), never=sum(f["never"] for f in faults),
                   errors=sum(sum(r["errors"].values()) for r in records))
     failures = []
@@ -414,6 +506,12 @@ def summarize(pool: Pool, opts: argparse.Namespace, start_ms: int, end_ms: int, 
                         f"{totals['never']} never")
     if totals["gaps"]:
         failures.append(f"{totals['gaps']} seq gap(s) after a snapshot")
+    if totals["epochs_back"]:
+        failures.append(f"{totals['epochs_back']} snapshot(s) took a client back to an older epoch")
+    slow = [f["failover_s"] for f in faults if f["kind"] == "redis"
+            and (f["failover_s"] is None or f["failover_s"] > FAILOVER_BUDGET_S)]
+    if slow:
+        failures.append(f"the layer not back within {FAILOVER_BUDGET_S:g} s of a primary's kill: {slow}")
     if len(faults) < len(fault_times(opts.duration, opts.every, budget(opts))):
         failures.append("not every fault was made")
     return {
@@ -429,7 +527,7 @@ def summarize(pool: Pool, opts: argparse.Namespace, start_ms: int, end_ms: int, 
 
 def table(result: dict[str, Any]) -> str:
     """The human summary: one line per fault, then the totals."""
-    head = (f"{'#':>3} {'t (s)':>6}  {'kind':<5} {'target':<6} {'back (s)':>8} {'cut':>4}  "
+    head = (f"{'#':>3} {'t (s)':>6}  {'kind':<5} {'target':<7} {'back (s)':>8} {'layer (s)':>9} {'cut':>4}  "
             f"{'live again med/p99/max (s)':>27} {'late':>4} {'never':>5}  {'violations':>10} {'worst (ms)':>10} "
             f"{'gaps':>4}  errors")
     lines = [head, "-" * len(head)]
@@ -438,8 +536,9 @@ def table(result: dict[str, Any]) -> str:
         again = "/".join("-" if live[k] is None else f"{live[k]:.2f}" for k in ("median", "p99", "max"))
         errors = ", ".join(f"{k} ×{v}" for k, v in sorted(f["errors"].items())) or "-"
         back = "-" if f["restarted_s"] is None else f"{f['restarted_s']:.2f}"
-        lines.append(f"{f['n']:>3} {f['at_s']:>6.1f}  {f['kind']:<5} {f['target']:<6} {back:>8} {f['cut']:>4}  "
-                     f"{again:>27} {f['late']:>4} {f['never']:>5}  {f['violations']:>10} "
+        layer = "-" if f["failover_s"] is None else f"{f['failover_s']:.2f}"
+        lines.append(f"{f['n']:>3} {f['at_s']:>6.1f}  {f['kind']:<5} {f['target']:<7} {back:>8} {layer:>9} "
+                     f"{f['cut']:>4}  {again:>27} {f['late']:>4} {f['never']:>5}  {f['violations']:>10} "
                      f"{f['worst_age_shown_live_ms'] or '-':>10} {f['gaps']:>4}  {errors}")
     t = result["totals"]
     fr = result["freshness_ms"]
@@ -448,13 +547,21 @@ def table(result: dict[str, Any]) -> str:
         live = k["live_again_s"]
         lines.append(f"{kind:<5}: {k['faults']} fault(s), live again median {live['median']} s, p99 {live['p99']} s, "
                      f"worst {live['max']} s; violations {k['violations']}, gaps {k['gaps']}")
+    failovers = [f for f in result["faults"] if f["failover_s"] is not None]
+    if failovers:
+        after = max(f["live_after_failover_s"]["max"] or 0 for f in failovers)
+        lines.append(f"redis: the layer back {min(f['failover_s'] for f in failovers):.2f}–"
+                     f"{max(f['failover_s'] for f in failovers):.2f} s after the primary's kill; every client live "
+                     f"again within {after:.2f} s of that")
     before = result["before_faults"]
     lines.append(f"before the first fault: violations {before['violations']}, gaps {before['gaps']}, "
                  f"errors {before['errors'] or '-'}")
     lines.append(f"{result['clients']} clients, {result['duration_s']} s; freshness of every row p50 {fr['p50']} ms, "
                  f"p99 {fr['p99']} ms, max {fr['max']} ms; client CPU {result['client_cpu_pct']} %")
+    lines.append(f"active feeds at the end: {', '.join(result.get('active_feeds', [])) or 'none'}")
     lines.append(f"totals: violations {t['violations']}, late {t['late']}, never {t['never']}, gaps {t['gaps']}, "
-                 f"errors {t['errors']}: " + ("OK" if result["ok"] else "FAILED: " + "; ".join(result["failures"])))
+                 f"epochs back {t['epochs_back']}, errors {t['errors']}: "
+                 + ("OK" if result["ok"] else "FAILED: " + "; ".join(result["failures"])))
     return "\n".join(lines)
 
 
@@ -478,17 +585,26 @@ def in_cluster(
 ) -> dict[str, Any]:
     """Start the cluster in ``workdir``, run ``body`` against it, stop it; ``body``'s summary with
     what the runner did."""
+    with running(workdir, opts.workers, env) as cluster:
+        result: dict[str, Any] = run_loop(body(opts, cluster))
+        roles = cluster.roles()
+    result["cluster"] = {"workers": opts.workers, "runner_exit": cluster.exit_code, "run_dir": str(cluster.run_dir),
+                         "restarts": cluster.output().count("; not expected)"), "redis_roles": roles}
+    return result
+
+
+@contextmanager
+def running(workdir: Path, workers: int, env: dict[str, str] | None) -> Iterator[RunnerCluster]:
+    """The cluster in ``workdir``, started, and stopped at the end (its runner's exit status in
+    ``exit_code``)."""
     raise_nofile()
-    cluster = RunnerCluster(workdir, workers=opts.workers, env=env)
+    cluster = RunnerCluster(workdir, workers=workers, env=env)
     try:
         took = cluster.start()
         say(f"cluster up in {took:.1f} s on {cluster.url} (files in {cluster.run_dir})")
-        result: dict[str, Any] = run_loop(body(opts, cluster))
+        yield cluster
     finally:
-        code = cluster.stop()
-    result["cluster"] = {"workers": opts.workers, "runner_exit": code, "run_dir": str(cluster.run_dir),
-                         "restarts": cluster.output().count("; not expected)")}
-    return result
+        cluster.exit_code = cluster.stop()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -38,6 +38,8 @@ holds many of them on one event loop and checks every client on every frame and 
   is live again with the next batch (about 0.1 s).
 - **Seq continuity:** on one connection, after its ``snap``, every ``q`` has ``seq`` one above
   the one before (a whole-board client sees every batch); anything else is a *gap*.
+- **One feed run at a time:** a ``snap`` never takes the client to an epoch older than the one
+  it holds (``ticker.epochs``): otherwise an *epoch back*, the sign of two feeds interleaved.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ticker.clients import rules
+from ticker.epochs import older
 
 from .wsclient import OP_CLOSE, Conn, Group, close_payload, scan_quotes
 
@@ -157,6 +160,7 @@ class Fault:
     at_ms: int
     pid: int = 0
     restarted_s: float | None = None
+    back_ms: int | None = None  # what it took away was back this long after (a Redis failover)
     live_again_ms: dict[int, int] = field(default_factory=dict)  # client index -> ms after the fault
 
 
@@ -321,7 +325,10 @@ class PageClient:
             pool.group.record(rows, now)
         elif kind == "snap":
             rows = msg.get("q") or []
-            board.snap(msg.get("epoch", ""), msg["seq"], max((r[7] for r in rows), default=0))
+            epoch = msg.get("epoch", "")
+            if epoch and older(epoch, board.epoch):
+                pool.epochs_back.append((self.index, now, board.epoch, epoch))
+            board.snap(epoch, msg["seq"], max((r[7] for r in rows), default=0))
             if not self.synced_at:
                 self.synced_at = now
             pool.group.snaps += 1
@@ -413,6 +420,7 @@ class Pool:
         self.faults: list[Fault] = []
         self.events: list[tuple[int, int, str]] = []  # (at ms, client, what)
         self.gaps: list[tuple[int, int, int, int]] = []  # (client, at ms, held seq, got seq)
+        self.epochs_back: list[tuple[int, int, str, str]] = []  # (client, at ms, held epoch, older one got)
         self.episodes: list[Episode] = []
         self.pings = 0
         self.ticker: asyncio.Task[None] | None = None

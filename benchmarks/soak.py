@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.soak [--clients 1000] [--duration 1800] [--churn 0.03]`` (``make soak``)
 starts the same cluster as ``benchmarks.chaos`` (the runner ``python -m deploy.cluster start``
-as a child: redis-server, two runfeed, ``--workers`` daphne app servers, nginx, on free loopback
+as a child: Redis with Sentinel, two runfeed, ``--workers`` daphne app servers, nginx, on free loopback
 ports, in a scratch directory), connects ``--clients`` page-like clients through nginx
 (``benchmarks.pageclient``: whole board, reconnect and resume as the page does, the safety check
 on every frame), and for ``--duration`` seconds lets ``--churn`` of them per minute come and go,

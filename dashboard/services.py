@@ -83,7 +83,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, *, listener: bus.Listener | None = None) -> Services:
-        store = make_store(settings.CHANNEL_LAYER_URL, settings.CHANNEL_LAYER_PREFIX)
+        store = make_store(settings.TICKER_REDIS, settings.CHANNEL_LAYER_PREFIX)
 
         def events() -> AsyncIterator[Event]:
             return hub_events(listener or bus.Listener([bus.QUOTES_GROUP, bus.CONTROL_GROUP]))

@@ -2,8 +2,8 @@
 
 Every value has a safe default that gives the *embedded* mode: SQLite, the in-memory
 channel layer and the feed running inside the server process, so one command on a fresh
-machine serves a live board. ``CHANNEL_LAYER_URL=redis://…`` switches to the scaled mode:
-the Redis channel layer and a separate ``manage.py runfeed`` process.
+machine serves a live board. ``CHANNEL_LAYER_URL=redis://…`` (or ``TICKER_REDIS_SENTINELS``)
+switches to the scaled mode: the Redis channel layer and a separate ``manage.py runfeed`` process.
 """
 
 import os
@@ -18,6 +18,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from dashboard.serve import DRAIN_SECONDS
+from ticker.layer.connection import redis_target
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TICKER_VAR_DIR", BASE_DIR / "var"))
@@ -282,19 +283,24 @@ WHITENOISE_AUTOREFRESH = False
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 warnings.filterwarnings("ignore", message="No directory at: ")
 
-# Scaled mode: the Redis channel layer. redis-py 8 gives every connection a 5 s socket
-# timeout (which kills the layer's blocking receive) and caps a pool at 100 connections
-# (channels_redis#422), so the host is given as a dict that lifts both.
+# Scaled mode: Redis for the channel layer, the quote store and the feed lease, at one URL
+# (CHANNEL_LAYER_URL) or as the master Redis Sentinel names (TICKER_REDIS_SENTINELS=HOST:PORT,…
+# and TICKER_REDIS_MASTER, "ticker" by default; not both): ticker/layer/connection.py.
+# redis-py 8 gives every connection a 5 s socket timeout (which kills the layer's blocking
+# receive) and caps a pool at 100 connections (channels_redis#422): the layer's host lifts both.
 CHANNEL_LAYER_URL = os.environ.get("CHANNEL_LAYER_URL", "")
+try:
+    TICKER_REDIS = redis_target(CHANNEL_LAYER_URL, os.environ.get("TICKER_REDIS_SENTINELS", ""),
+                                os.environ.get("TICKER_REDIS_MASTER", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 CHANNEL_LAYER_PREFIX = os.environ.get("CHANNEL_LAYER_PREFIX", "ticker")  # also the quote store's key prefix
-if CHANNEL_LAYER_URL:
+if TICKER_REDIS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [
-                    {"address": CHANNEL_LAYER_URL, "socket_timeout": None, "max_connections": 10_000}
-                ],
+                "hosts": [TICKER_REDIS.layer_host(socket_timeout=None, max_connections=10_000)],
                 "prefix": CHANNEL_LAYER_PREFIX,
             },
         }
@@ -303,7 +309,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # The ticker itself.
-TICKER_EMBEDDED_FEED = env_bool("TICKER_EMBEDDED_FEED", not CHANNEL_LAYER_URL)
+TICKER_EMBEDDED_FEED = env_bool("TICKER_EMBEDDED_FEED", TICKER_REDIS is None)
 TICKER_NODE = os.environ.get("TICKER_NODE") or f"{socket.gethostname()}:{os.getpid()}"
 TICKER_FEED_RATE = float(os.environ.get("TICKER_FEED_RATE", "50"))
 TICKER_FEED_BATCH_MS = int(os.environ.get("TICKER_FEED_BATCH_MS", "100"))

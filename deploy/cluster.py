@@ -1,6 +1,7 @@
 """The scaled topology on one machine, without Docker, under supervisord: ``python -m deploy.cluster start``.
 
-``make cluster`` runs it: a ``redis-server``, ``--workers`` app servers (``python -m
+``make cluster`` runs it: Redis with Sentinel (two ``redis-server`` nodes, a primary and a
+replica, and three sentinels: ``deploy/sentinel.py``), ``--workers`` app servers (``python -m
 dashboard.serve --proxy-headers`` on unix sockets under .run/sockets/, or on loopback ports with
 ``--app-port``; static files off), two ``runfeed`` processes (one active, one hot standby
 waiting for the feed lease in Redis) and nginx on http://127.0.0.1:8080/ and
@@ -12,14 +13,15 @@ All of them are programs of one supervisord, configured from
     python -m deploy.cluster start [--workers N] [--listen HOST:PORT] ...   (foreground)
     python -m deploy.cluster stop             stop a running cluster from another terminal
     python -m deploy.cluster restart          rolling restart of the app servers, one at a time
-    python -m deploy.cluster render-compose   rewrite deploy/nginx/compose.conf from the template
+    python -m deploy.cluster render-compose   rewrite compose's nginx.conf and sentinel.conf (deploy/)
     python -m deploy.cluster tls-cert         a self-signed certificate in .run/tls/ (compose can use it)
     python -m deploy.cluster exec-web ADDRESS become the app server on ADDRESS (supervisord runs this)
 
 ``start`` migrates the database (``DATABASE_URL``; SQLite under var/ by default), runs
 ``setup_demo`` and ``collectstatic``, renders both configurations, starts supervisord and has it
-start the programs in order, each ready before the next (Redis answers PING, each feed says
-whether it is active or the standby, each app server's ``/healthz`` is 200, then nginx's). It
+start the programs in order, each ready before the next (the primary answers, the replica is in
+sync, each feed says whether it is active or the standby, each app server's ``/healthz`` is 200,
+every sentinel knows the replica and could fail over, then nginx's ``/healthz`` is 200). It
 stays in the foreground until supervisord exits: Ctrl-C (or SIGTERM, or ``stop``) has
 supervisord stop every program it started; supervisord starts again any that dies. ``restart``
 runs ``supervisorctl restart`` on each app server in turn and waits for its ``/healthz`` through
@@ -54,7 +56,8 @@ from types import FrameType
 
 from dashboard.serve import DRAIN_SECONDS
 from deploy.control import SUPERVISORCTL, SUPERVISORD, Control, wait_gone
-from deploy.procs import PYTHON, ROOT, http_ok, redis_argv, redis_ok, wait_until
+from deploy.procs import PYTHON, ROOT, http_ok, wait_until
+from deploy.sentinel import COMPOSE_SENTINEL_CONF, SENTINELS, RedisSet, render_compose_sentinel
 
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.in"
 SUPERVISORD_TEMPLATE = ROOT / "deploy" / "supervisord" / "supervisord.conf.in"
@@ -68,6 +71,7 @@ RUN_DIR = ROOT / ".run"
 LOCAL_UPSTREAM_PARAMS = "max_fails=0"
 COMPOSE_UPSTREAM_PARAMS = "max_fails=1 fail_timeout=2s"
 READY_TIMEOUT = 30.0
+DEFAULT_REDIS = RedisSet((6380, 6381), (26380, 26381, 26382))
 # supervisord stops every program (the app servers' drain included) before it exits.
 STOP_TIMEOUT = 90.0
 # How much longer than an app server's drain deadline (dashboard.serve.DRAIN_SECONDS, or
@@ -508,7 +512,7 @@ class Cluster:
         workers: int = 2,
         listen: str = "127.0.0.1:8080",
         app_port: int = 0,
-        redis_port: int = 6380,
+        redis: RedisSet = DEFAULT_REDIS,
         feeds: int = 2,
         static_root: Path | None = None,
         env: dict[str, str] | None = None,
@@ -530,14 +534,17 @@ class Cluster:
         self.limits = limits
         base = dict(os.environ if env is None else env)
         self.static_root = static_root or Path(base.get("DJANGO_STATIC_ROOT") or ROOT / "staticfiles")
-        self.external_redis = base.get("CHANNEL_LAYER_URL", "")
-        self.redis_port = redis_port
+        # A Redis named in the environment (a URL or sentinels) is used as it is; else this
+        # cluster runs its own, the app told where its sentinels are.
+        self.external_redis = base.get("CHANNEL_LAYER_URL") or base.get("TICKER_REDIS_SENTINELS") or ""
+        self.redis = redis
         base.update({
             "DJANGO_SETTINGS_MODULE": "dashboard.settings",
             "PYTHONUNBUFFERED": "1",
             "DJANGO_STATIC_ROOT": str(self.static_root),
-            "CHANNEL_LAYER_URL": self.external_redis or f"redis://127.0.0.1:{redis_port}/0",
         })
+        if not self.external_redis:
+            base.update(self.redis.app_env())
         self.env = base
         self.feeds = [f"feed_{i}" for i in range(1, feeds + 1)]
         # Unix sockets by default (nothing else on the machine can hold them); with --app-port,
@@ -567,7 +574,13 @@ class Cluster:
             "minfds": str(minfds),
             "autostart": "false",
             "root": conf_value(str(ROOT)),
-            "redis_command": conf_value(shlex.join(redis_argv(self.redis_port))),
+            "redis_command": conf_value(shlex.join(self.redis.node_argv("%(process_num)s"))),
+            "redis_nodes": str(len(self.redis.nodes)),
+            "redis_environment": conf_environment(self.redis.node_env()),
+            "sentinel_command": conf_value(shlex.join(
+                self.redis.sentinel_argv(str(self.run_dir / "sentinel_%(process_num)s.conf")))),
+            "sentinels": str(len(self.redis.sentinels)),
+            "run_dir": conf_value(str(self.run_dir)),
             "feed_command": conf_value(shlex.join(feed_argv())),
             "feeds": str(len(self.feeds)),
             "web_command": conf_value(shlex.join(
@@ -578,7 +591,9 @@ class Cluster:
             "web_stopwaitsecs": str(drain_wait(self.env)),
             "nginx_command": conf_value(shlex.join(nginx_argv(self.nginx_prefix, self.nginx_conf))),
         })
-        return drop_section(text, "[program:redis]") if self.external_redis else text
+        if self.external_redis:
+            text = drop_section(drop_section(text, "[program:redis]"), "[program:sentinel]")
+        return text
 
     # Start
 
@@ -588,7 +603,7 @@ class Cluster:
             raise RuntimeError(f"a cluster is already running (supervisord pid {running}): `make cluster-stop` first")
         addresses = {"nginx": self.listen, "nginx (https)": self.https_listen}
         if not self.external_redis:
-            addresses["redis"] = f"127.0.0.1:{self.redis_port}"
+            addresses.update({name: f"{self.redis.host}:{port}" for name, port in self.redis_ports().items()})
         if self.app_port:
             addresses.update(self.webs)
         for name, address in addresses.items():
@@ -611,6 +626,7 @@ class Cluster:
                          static_root=self.static_root, log_dir=self.log_dir, limits=self.limits, tls=tls)
         subprocess.run(nginx_argv(self.nginx_prefix, self.nginx_conf, test=True), check=True)
         self.control.conf.write_text(self.render_supervisord(minfds))
+        self.redis.write_sentinel_confs(self.run_dir)
         # A session of its own: Ctrl-C in the terminal reaches the runner only, which then has
         # supervisord stop the programs in order. Its log goes to the runner's output.
         self.supervisord = subprocess.Popen([*SUPERVISORD, "-c", str(self.control.conf)], cwd=ROOT, env=self.env,
@@ -618,7 +634,7 @@ class Cluster:
         supervisord = self.supervisord
         self.wait_ready("supervisord", lambda: self.control.pid() == supervisord.pid)
         if not self.external_redis:
-            self.start_program("redis:redis", lambda: redis_ok(self.redis_port))
+            self.start_redis()
         for feed in self.feeds:
             offset = self.log_size(feed)
             self.start_program(f"feed:{feed}", functools.partial(self.has_role, feed, offset))
@@ -626,8 +642,25 @@ class Cluster:
             self.control.start(f"web:{name}", wait=False)
         for name, address in self.webs.items():
             self.wait_ready(name, functools.partial(healthy, address))
+        if not self.external_redis:  # started with Redis, ready by now: hellos come every 2 s
+            for name, port in self.redis.sentinel_names().items():
+                self.wait_ready(name, functools.partial(self.redis.sentinel_ready, port))
         self.start_program("nginx:nginx", lambda: http_ok(self.url + "/healthz"))
         self.summary(time.monotonic() - began)
+
+    def start_redis(self) -> None:
+        """The primary (answering as the master), then the replica (in sync with it: the sentinels
+        learn of it from the primary), then the sentinels, whose readiness is waited for later."""
+        (first, primary), *replicas = self.redis.node_names().items()
+        self.start_program(f"redis:{first}", lambda: self.redis.role(primary) == "master")
+        for name, port in replicas:
+            self.start_program(f"redis:{name}", functools.partial(self.redis.synced, port))
+        for name in self.redis.sentinel_names():
+            self.control.start(f"sentinel:{name}", wait=False)
+
+    def redis_ports(self) -> dict[str, int]:
+        """Every Redis process of this cluster by name: the nodes, then the sentinels."""
+        return {**self.redis.node_names(), **self.redis.sentinel_names()}
 
     def start_program(self, spec: str, ready: Callable[[], bool]) -> None:
         self.control.start(spec, wait=False)
@@ -664,9 +697,7 @@ class Cluster:
 
     def feed_role(self, feed: str, offset: int = 0) -> str:
         """Whether a feed said it is active or a standby (the lease decides) since ``offset``."""
-        text = self.output(feed, offset)
-        active, standby = text.rfind(": active, epoch"), text.rfind("standby:")
-        return "active" if active > standby else "standby" if standby >= 0 else "?"
+        return feed_role(self.output(feed, offset))
 
     def has_role(self, feed: str, offset: int) -> bool:
         return self.feed_role(feed, offset) != "?"
@@ -679,7 +710,8 @@ class Cluster:
             + (f"{self.limits.req_per_second} requests/s (burst {self.limits.req_burst})"
                if self.limits.req_per_second else "no request limit"))
         pids = {name: proc.pid for name, proc in self.control.processes().items()}
-        rows = [("redis", f"127.0.0.1:{self.redis_port}")] if not self.external_redis else []
+        rows = [] if self.external_redis else [
+            (name, f"{self.redis.host}:{port}") for name, port in self.redis_ports().items()]
         rows += [(feed, self.feed_role(feed)) for feed in self.feeds]
         rows += [*self.webs.items(), ("nginx", self.listen)]
         for name, where in rows:
@@ -735,6 +767,12 @@ class Cluster:
         say("stopped")
 
 
+def feed_role(log: str) -> str:
+    """What a feed's ``log`` says it is now: "active" (it holds the lease), "standby", or "?"."""
+    active, standby = log.rfind(": active, epoch"), log.rfind("standby:")
+    return "active" if active > standby else "standby" if standby >= 0 else "?"
+
+
 def say(message: str) -> None:
     print(f"cluster: {message}", flush=True)
 
@@ -784,6 +822,16 @@ def restart(run_dir: Path = RUN_DIR) -> int:
     return 0
 
 
+def ports(count: int) -> Callable[[str], tuple[int, ...]]:
+    """An argument type: ``count`` comma-separated port numbers."""
+    def parse(text: str) -> tuple[int, ...]:
+        numbers = tuple(int(item) for item in text.split(",") if item.strip().isdigit())
+        if len(numbers) != count or len(text.split(",")) != count:
+            raise argparse.ArgumentTypeError(f"{count} port numbers, comma-separated: {text!r}")
+        return numbers
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR,
@@ -794,8 +842,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_cmd.add_argument("--listen", default="127.0.0.1:8080", help="nginx's address (default %(default)s)")
     start_cmd.add_argument("--app-port", type=int, default=0,
                            help="app servers on loopback ports from this one (default: unix sockets in .run/sockets/)")
-    start_cmd.add_argument("--redis-port", type=int, default=6380,
-                           help="redis-server port (default %(default)s); with CHANNEL_LAYER_URL set, none is started")
+    start_cmd.add_argument("--redis-ports", type=ports(2), default=DEFAULT_REDIS.nodes,
+                           help="the Redis primary's and replica's ports (default 6380,6381); with "
+                           "CHANNEL_LAYER_URL or TICKER_REDIS_SENTINELS set, no Redis is started")
+    start_cmd.add_argument("--sentinel-ports", type=ports(SENTINELS), default=DEFAULT_REDIS.sentinels,
+                           help="the three sentinels' ports (default 26380,26381,26382)")
     start_cmd.add_argument("--feeds", type=int, default=2, help="runfeed processes: 1 active + standbys")
     start_cmd.add_argument("--https-listen", default="127.0.0.1:8443",
                            help="nginx's https address, self-signed certificate (default %(default)s; '' for none)")
@@ -807,7 +858,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="requests served at once above that rate (default %(default)s)")
     sub.add_parser("stop", help="stop a running cluster")
     sub.add_parser("restart", help="rolling restart of the app servers")
-    sub.add_parser("render-compose", help=f"rewrite {COMPOSE_CONF.relative_to(ROOT)} from the template")
+    sub.add_parser("render-compose", help=f"rewrite {COMPOSE_CONF.relative_to(ROOT)} and "
+                   f"{COMPOSE_SENTINEL_CONF.relative_to(ROOT)}")
     sub.add_parser("tls-cert", help="make a self-signed certificate for local use in RUN_DIR/tls/")
     web_cmd = sub.add_parser("exec-web", help="become the app server on ADDRESS (what supervisord runs)")
     web_cmd.add_argument("address", help="unix:/path or host:port")
@@ -815,7 +867,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.command == "start":
         try:
             cluster = Cluster(opts.run_dir, workers=opts.workers, listen=opts.listen, app_port=opts.app_port,
-                              redis_port=opts.redis_port, feeds=opts.feeds, https_listen=opts.https_listen,
+                              redis=RedisSet(opts.redis_ports, opts.sentinel_ports), feeds=opts.feeds,
+                              https_listen=opts.https_listen,
                               limits=Limits(opts.limit_ws, opts.limit_req, opts.limit_burst))
             cluster.preflight()
         except (RuntimeError, ValueError) as exc:
@@ -833,7 +886,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"certificate {cert}, key {key} (self-signed: for this machine only)")
         return 0
     COMPOSE_CONF.write_text(render_compose_nginx())
-    say(f"wrote {COMPOSE_CONF.relative_to(ROOT)}")
+    COMPOSE_SENTINEL_CONF.write_text(render_compose_sentinel())
+    say(f"wrote {COMPOSE_CONF.relative_to(ROOT)} and {COMPOSE_SENTINEL_CONF.relative_to(ROOT)}")
     return 0
 
 

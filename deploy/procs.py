@@ -31,6 +31,18 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on loopback that nobody listens on now."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def wait_until(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> T:
     """Poll ``check()`` until it returns a truthy value; raise ``TimeoutError`` after ``timeout`` seconds
     (with the last exception ``check`` raised as its cause)."""
@@ -112,12 +124,21 @@ def started(proc: Proc, ready: Callable[[], object], timeout: float, what: str) 
     return proc
 
 
-def redis_argv(port: int) -> list[str]:
-    """A redis-server without persistence on loopback ``port``."""
+# A redis-server on loopback that keeps nothing on disk.
+REDIS_OPTIONS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+
+
+def redis_server() -> str:
+    """The redis-server binary (it is also Redis Sentinel: ``redis-server CONF --sentinel``)."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed: `make test` and `make cluster` install Debian's")
-    return [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return exe
+
+
+def redis_argv(port: int) -> list[str]:
+    """A redis-server without persistence on loopback ``port``."""
+    return [redis_server(), "--port", str(port), *REDIS_OPTIONS]
 
 
 def redis_ok(port: int) -> bool:

@@ -1,11 +1,14 @@
 # The scaled topology on this machine, without Docker (deploy/cluster.py, docs/DEPLOYMENT.md):
-# redis-server, $(WORKERS) app servers, runfeed + a standby, nginx on http://$(CLUSTER_LISTEN)/,
-# all under one supervisord (deploy/supervisord/supervisord.conf.in, rendered into .run/).
+# Redis with Sentinel (a primary, a replica, three sentinels), $(WORKERS) app servers, runfeed + a
+# standby, nginx on http://$(CLUSTER_LISTEN)/, all under one supervisord
+# (deploy/supervisord/supervisord.conf.in, rendered into .run/).
 WORKERS ?= 2
 CLUSTER_LISTEN ?= 127.0.0.1:8080
 # App servers on unix sockets under .run/sockets/ (0), or on loopback ports N, N+1, ...
 CLUSTER_APP_PORT ?= 0
-CLUSTER_REDIS_PORT ?= 6380
+# Redis: the primary's and the replica's ports, then the three sentinels' (docs/DEPLOYMENT.md).
+CLUSTER_REDIS_PORTS ?= 6380,6381
+CLUSTER_SENTINEL_PORTS ?= 26380,26381,26382
 # https beside http, with a self-signed certificate made under .run/tls/ ('' for none).
 CLUSTER_HTTPS_LISTEN ?= 127.0.0.1:8443
 # nginx's per-address limits (0: off, e.g. for a load test from this machine).
@@ -30,7 +33,8 @@ cluster-system-deps:
 # The runner migrates, runs setup_demo and collectstatic itself (DATABASE_URL as `make run`).
 cluster: cluster-system-deps deps
 	exec $(PY) -m deploy.cluster start --workers $(WORKERS) --listen $(CLUSTER_LISTEN) \
-		--app-port $(CLUSTER_APP_PORT) --redis-port $(CLUSTER_REDIS_PORT) --https-listen '$(CLUSTER_HTTPS_LISTEN)' \
+		--app-port $(CLUSTER_APP_PORT) --redis-ports $(CLUSTER_REDIS_PORTS) --sentinel-ports $(CLUSTER_SENTINEL_PORTS) \
+		--https-listen '$(CLUSTER_HTTPS_LISTEN)' \
 		--limit-ws $(CLUSTER_LIMIT_WS) --limit-req $(CLUSTER_LIMIT_REQ) --limit-burst $(CLUSTER_LIMIT_BURST)
 
 ## Stop a running cluster: SIGTERM to its supervisord (by pid), which stops everything it started.

@@ -25,6 +25,7 @@ import pytest
 
 from deploy import cluster
 from deploy.control import pid_alive
+from deploy.sentinel import RedisSet
 from tests.helpers.admin import AdminClient
 from tests.helpers.clients import Reconnecting, Ws, connect_all, fetch, get_json, stop_all, wait_resynced
 from tests.helpers.figures import figure
@@ -244,6 +245,11 @@ def test_supervisord_conf_keeps_its_socket_private_and_waits_out_the_drain(tmp_p
     assert (web["stopsignal"], web["stopwaitsecs"]) == ("TERM", "25")  # the drain's 20 s, then SIGKILL
     assert web["process_name"] == "%(program_name)s_%(process_num)s" and web["numprocs"] == "2"
     assert cluster.web_addresses(conf) == {"web_9001": "127.0.0.1:9001", "web_9002": "127.0.0.1:9002"}
+    # Redis: two nodes through node.sh, three sentinels, stopped after the feeds and before the nodes.
+    redis, sentinel = parsed["program:redis"], parsed["program:sentinel"]
+    assert (redis["numprocs"], sentinel["numprocs"]) == ("2", "3") and "deploy/redis/node.sh" in redis["command"]
+    assert int(redis["priority"]) < int(sentinel["priority"]) < int(parsed["program:feed"]["priority"])
+    assert 'REDIS_NODES="127.0.0.1:6380,127.0.0.1:6381"' in redis["environment"]
     with pytest.raises(ValueError, match="TICKER_DRAIN_SECONDS"):
         cluster.Cluster(tmp_path, env={"TICKER_DRAIN_SECONDS": "soon"}).render_supervisord(4096)
 
@@ -270,15 +276,17 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
     run_dir = tmp_path / "run"
     env = prepared_env(seeded_database, tmp_path, DJANGO_STATIC_ROOT=str(tmp_path / "static"))
     listen, https_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    redis = RedisSet.on_free_ports()
     argv = [PYTHON, "-m", "deploy.cluster", "--run-dir", str(run_dir), "start", "--workers", "2",
-            "--listen", listen, "--redis-port", str(free_port()), "--https-listen", https_listen]
+            "--listen", listen, *redis.runner_options(), "--https-listen", https_listen]
     out = tmp_path / "cluster.out"
     supervisor = start_supervisor(argv, env, out)
     url = f"http://{listen}"
     clients: list[Reconnecting] = []
     try:
         await asyncio.to_thread(
-            wait_until, lambda: "up in" in out.read_text() or supervisor.poll() is not None, 60, 0.1, "the cluster"
+            wait_until, lambda: "stop: Ctrl-C" in out.read_text() or supervisor.poll() is not None, 60, 0.1,
+            "the cluster and its summary"
         )
         assert supervisor.poll() is None, out.read_text()
         assert "feed_1 active" in out.read_text() and "feed_2 standby" in out.read_text()
@@ -317,14 +325,18 @@ async def test_cluster_runner_starts_restarts_one_at_a_time_and_stops_everything
         await stop_all(clients)
 
         control = cluster.control(run_dir)
-        # A killed process is started again by supervisord (autorestart), with a new pid.
-        killed = control.pids()["redis"]
+        # A killed process is started again by supervisord (autorestart), with a new pid: the
+        # replica, which comes back in sync with the primary (deploy/redis/node.sh).
+        assert (redis.role(redis.nodes[0]), redis.role(redis.nodes[1])) == ("master", "slave")
+        killed = control.pids()["redis_2"]
         os.kill(killed, signal.SIGKILL)
-        await asyncio.to_thread(wait_until, lambda: control.pids().get("redis", killed) != killed, 30, 0.1,
-                                "supervisord to start redis again")
+        await asyncio.to_thread(wait_until, lambda: control.pids().get("redis_2", killed) != killed, 30, 0.1,
+                                "supervisord to start the replica again")
+        await asyncio.to_thread(wait_until, lambda: redis.synced(redis.nodes[1]), 30, 0.1, "the replica in sync")
 
         pids = control.pids()
-        assert set(pids) == {"redis", "feed_1", "feed_2", "web_1", "web_2", "nginx"}
+        assert set(pids) == {"redis_1", "redis_2", "sentinel_1", "sentinel_2", "sentinel_3", "feed_1", "feed_2",
+                             "web_1", "web_2", "nginx"}
         supervisord = control.pid()
         done = runner(run_dir, "stop", env=env)
         assert done.returncode == 0, done.stdout + done.stderr

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from tests.helpers.procs import PYTHON, ROOT, django_env
+from ticker.layer.connection import RedisTarget
 from ticker.models import Symbol
 
 pytestmark = pytest.mark.django_db
@@ -49,14 +50,14 @@ def test_setup_demo_leaves_edited_symbols_alone(database):
 
 
 def test_runfeed_needs_redis(settings):
-    settings.CHANNEL_LAYER_URL = ""
-    with pytest.raises(CommandError, match="CHANNEL_LAYER_URL"):
+    settings.TICKER_REDIS = None
+    with pytest.raises(CommandError, match=r"CHANNEL_LAYER_URL=.* or TICKER_REDIS_SENTINELS="):
         call_command("runfeed")
 
 
 @pytest.mark.parametrize(("body", "message"), [(None, "No such file"), ("ts,symbol\n1,A\n", "missing column")])
 def test_runfeed_reports_a_bad_replay_file(settings, tmp_path, body, message):
-    settings.CHANNEL_LAYER_URL = "redis://127.0.0.1:1/0"  # never reached: the file is checked first
+    settings.TICKER_REDIS = RedisTarget("redis://127.0.0.1:1/0")  # never reached: the file is checked first
     path = tmp_path / "replay.csv"
     if body is not None:
         path.write_text(body)
@@ -108,7 +109,7 @@ def test_in_production_setup_demo_generates_the_admin_password_when_none_is_give
 
 
 def test_runfeed_checks_its_source_before_waiting_for_the_lease(settings, monkeypatch):
-    settings.CHANNEL_LAYER_URL = "redis://127.0.0.1:1/0"  # never reached: the source is checked first
+    settings.TICKER_REDIS = RedisTarget("redis://127.0.0.1:1/0")  # never reached: the source is checked first
     monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
     with pytest.raises(CommandError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
         call_command("runfeed", "--source", "alpaca")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.serve import DRAIN_SECONDS
-from deploy import cluster
+from deploy import cluster, sentinel
 from tests.helpers.compose import BIN, COMPOSE_FILE, ROOT, SECRETS, compose
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,8 @@ def test_compose_topology():
     done = compose("config", "--format", "json", **SECRETS)
     assert done.returncode == 0, done.stderr
     services = json.loads(done.stdout)["services"]
-    assert set(services) >= {"redis", "postgres", "migrate", "web", "feed", "nginx"}
+    redis = {"redis-1", "redis-2", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert set(services) >= {*redis, "postgres", "migrate", "web", "feed", "nginx"}
     web, feed, nginx = services["web"], services["feed"], services["nginx"]
     assert web["deploy"]["replicas"] >= 2 and feed["deploy"]["replicas"] >= 2
     assert web["command"][:3] == ["python", "-m", "dashboard.serve"] and "--proxy-headers" in web["command"]
@@ -54,15 +55,19 @@ def test_compose_topology():
     assert feed["command"][-1] == "runfeed"
     for name in ("web", "feed", "migrate"):
         env = services[name]["environment"]
-        assert env["DATABASE_URL"].startswith("postgres://") and env["CHANNEL_LAYER_URL"].startswith("redis://")
+        assert env["DATABASE_URL"].startswith("postgres://") and "CHANNEL_LAYER_URL" not in env
+        assert env["TICKER_REDIS_SENTINELS"] == "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+        assert env["TICKER_REDIS_MASTER"] == sentinel.MASTER
         assert env["DJANGO_SECRET_KEY"] == SECRETS["DJANGO_SECRET_KEY"]
     assert "/healthz" in " ".join(web["healthcheck"]["test"])
     grace = web["stop_grace_period"]  # compose-go writes a duration; "15s" as given
     assert float(grace.rstrip("s")) > DRAIN_SECONDS, "a deploy would SIGKILL the drain before it ends"
-    assert "ping" in services["redis"]["healthcheck"]["test"]
+    for name in redis:
+        assert "ping" in services[name]["healthcheck"]["test"]
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert web["depends_on"]["redis"]["condition"] == "service_healthy"
+    for name in ("redis-2", "sentinel-1", "sentinel-2", "sentinel-3"):
+        assert web["depends_on"][name]["condition"] == feed["depends_on"][name]["condition"] == "service_healthy"
     assert web["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert nginx["depends_on"]["web"]["condition"] == "service_healthy"
@@ -127,3 +132,28 @@ def test_compose_nginx_config_is_current_and_accepted(tmp_path):
     assert "listen 443 ssl;" in text and "ssl_certificate /etc/nginx/tls/fullchain.pem;" in text
     assert re.search(r"location /ws/ \{[^}]*limit_conn ws_per_ip \d+;", text)
     assert re.search(r"location / \{[^}]*limit_req zone=http_per_ip burst=\d+ nodelay;", text)
+
+
+def test_compose_redis_is_a_primary_a_replica_and_three_sentinels_as_in_make_cluster():
+    """The nodes start through node.sh with `make cluster`'s options (listening beyond loopback);
+    the sentinels from the configuration deploy/sentinel.py renders, which is current."""
+    assert sentinel.COMPOSE_SENTINEL_CONF.read_text() == sentinel.render_compose_sentinel(), (
+        "deploy/redis/sentinel-compose.conf is stale: run `python -m deploy.cluster render-compose`"
+    )
+    done = compose("config", "--format", "json", **SECRETS)
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    for n in (1, 2):
+        node = services[f"redis-{n}"]
+        command = node["command"]
+        assert command[:4] == ["sh", "/etc/ticker/node.sh", str(n), "redis-server"]
+        assert " ".join(sentinel.NODE_OPTIONS[2:]) in " ".join(command) and "--protected-mode" in command
+        assert node["environment"]["REDIS_NODES"] == "redis-1:6379,redis-2:6379"
+        assert node["environment"]["TICKER_REDIS_SENTINELS"] == services["web"]["environment"]["TICKER_REDIS_SENTINELS"]
+        mounts = {v["target"]: v["source"] for v in node["volumes"]}
+        assert mounts["/etc/ticker"] == str(ROOT / "deploy" / "redis")
+    for n in (1, 2, 3):
+        watcher = services[f"sentinel-{n}"]
+        assert "cp /etc/ticker/sentinel-compose.conf /data/sentinel.conf" in watcher["command"][-1]
+        assert watcher["depends_on"]["redis-1"]["condition"] == "service_healthy"
+    assert f"down-after-milliseconds ticker {sentinel.DOWN_AFTER_MS}" in sentinel.COMPOSE_SENTINEL_CONF.read_text()

@@ -10,9 +10,10 @@ import asyncio
 import json
 
 from tests.helpers.waiting import eventually
+from ticker.epochs import new_epoch
 from ticker.fanout.hub import Hub
 from ticker.fanout.registry import Group, Registry
-from ticker.fanout.replica import Replica, Step
+from ticker.fanout.replica import SILENT_MS, Replica, Step
 from ticker.fanout.types import NOTHING, Batch, Catalog, Rejoined
 
 
@@ -42,8 +43,8 @@ class SensorCodec:
 
 
 class Snapshot:
-    def __init__(self, epoch, seq, rows):
-        self.epoch, self.seq, self.rows, self.updated_ms = epoch, seq, rows, 1
+    def __init__(self, epoch, seq, rows, updated_ms=1):
+        self.epoch, self.seq, self.rows, self.updated_ms = epoch, seq, rows, updated_ms
 
 
 ROOMS = Catalog(frozenset({"lab", "hall"}), [{"room": "lab"}, {"room": "hall"}])
@@ -95,6 +96,36 @@ def test_the_replica_skips_applies_or_asks_for_a_resync():
     assert replica.changed_since("e", 0) is None  # older than what it kept since the load
     assert replica.changed_since("other", 2) is None
     assert replica.select(None) == [["a", 1], ["b", 2]] and replica.select(frozenset({"b", "z"})) == [["b", 2]]
+
+
+def test_the_replica_drops_the_batches_of_an_older_run_while_the_newer_one_is_heard():
+    """A feed that lost its lease (a failover lost the newest renewal) still publishes: its batches
+    are neither applied nor a cause to resync, and a store behind the newer run is not loaded."""
+    t = 1_800_000_000_000
+    old, new = new_epoch(now_ms=t), new_epoch(now_ms=t + 3000)
+    replica = Replica()
+    replica.load(Snapshot(old, 5, {"a": ["a", 1]}, t))
+    assert replica.accept(Batch(new, 1, [["a", 2]], ts_ms=t + 3000))[0] is Step.RESYNC
+    assert not replica.load(Snapshot(old, 6, {"a": ["a", 9]}, t + 3100))  # the store the old feed still writes
+    assert replica.epoch == old and replica.rows == {"a": ["a", 1]}  # nothing changed: resync again later
+    assert replica.load(Snapshot(new, 1, {"a": ["a", 2]}, t + 3000))
+    assert replica.accept(Batch(old, 6, [["a", 9]], ts_ms=t + 3200)) == (Step.FENCED, NOTHING)
+    assert replica.accept(Batch(new, 2, [["a", 3]], ts_ms=t + 3300))[0] is Step.APPLIED
+    assert replica.accept(Batch(old, 7, [["a", 9]], ts_ms=t + 3400))[0] is Step.FENCED
+    assert replica.rows == {"a": ["a", 3]}
+
+
+def test_an_older_run_is_followed_again_once_the_newer_one_has_been_silent_past_the_limit():
+    """Two faults at once (the newer run's whole history lost from Redis while an older feed that
+    never saw it went on): the board is not stale for ever."""
+    t = 1_800_000_000_000
+    old, new = new_epoch(now_ms=t), new_epoch(now_ms=t + 3000)
+    replica = Replica()
+    replica.load(Snapshot(new, 1, {"a": ["a", 2]}, t + 3000))
+    assert replica.accept(Batch(old, 8, [["a", 9]], ts_ms=t + 3000 + SILENT_MS - 1))[0] is Step.FENCED
+    assert replica.accept(Batch(old, 9, [["a", 9]], ts_ms=t + 3000 + SILENT_MS))[0] is Step.RESYNC
+    assert replica.load(Snapshot(old, 9, {"a": ["a", 9]}, t + 3000 + SILENT_MS))
+    assert replica.accept(Batch(old, 10, [["a", 10]], ts_ms=t + 3100 + SILENT_MS))[0] is Step.APPLIED
 
 
 def test_the_replica_forgets_batches_beyond_its_window():

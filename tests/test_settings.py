@@ -138,3 +138,8 @@ def test_the_websocket_retry_interval_has_a_default_and_a_floor(value, expected)
     done = manage_py("shell", "-v0", "-c", code, **env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [str(expected)]
+
+
+def test_two_redis_targets_are_refused():
+    done = manage_py("check", CHANNEL_LAYER_URL="redis://127.0.0.1:6379/0", TICKER_REDIS_SENTINELS="127.0.0.1:26379")
+    assert done.returncode != 0 and "CHANNEL_LAYER_URL and TICKER_REDIS_SENTINELS name two Redis" in done.stderr

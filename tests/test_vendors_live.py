@@ -15,6 +15,7 @@ from tests.helpers.sites import prepared_env
 from tests.helpers.vendors import ALPACA_KEY, ALPACA_SECRET, FakeAlpaca, FakeCoinbase, FakeVendor
 from tests.helpers.waiting import eventually
 from ticker.layer import bus
+from ticker.layer.connection import RedisTarget
 from ticker.layer.store import RedisStore
 from ticker.protocol import LAST
 
@@ -51,7 +52,7 @@ async def test_runfeed_on_a_vendor_fills_the_redis_store_and_follows_the_admin(
     set_symbols(db, f"UPDATE ticker_symbol SET vendor_symbol = '{vendor_symbol}' WHERE ticker = 'AAPL'")
     set_symbols(db, "UPDATE ticker_symbol SET active = 0 WHERE ticker NOT IN ('AAPL', 'MSFT')")
     url = env["CHANNEL_LAYER_URL"]
-    store = RedisStore(url, prefix)
+    store = RedisStore(RedisTarget(url), prefix)
     async with fake_class() as fake:
         feed = start_feed(tmp_path, env, "--source", vendor, "--url", fake.url, "--batch-ms", "50")
         try:

@@ -32,8 +32,8 @@ Fingerprint = tuple[int, int | None, datetime | None]
 
 
 def needed() -> bool:
-    """Whether this process must watch: its channel layer is in-process (no CHANNEL_LAYER_URL)."""
-    return not settings.CHANNEL_LAYER_URL
+    """Whether this process must watch: its channel layer is in-process (no Redis)."""
+    return settings.TICKER_REDIS is None
 
 
 def fingerprint() -> Fingerprint:

@@ -12,6 +12,9 @@ Fan-out policy (docs/DESIGN.md §3):
   just what it needs.
 - **Gaps are repaired, not hidden.** A batch that does not follow on (a new epoch, a layer
   outage, a lost message) makes the hub reload a snapshot and send every group a snap.
+- **One feed run at a time.** A batch, or a snapshot, of a run older than the newest heard is
+  dropped: a feed that lost its lease (in a Redis failover) is never mixed into the newer stream
+  (``ticker.epochs``).
 - **Nobody waits for a slow client**: the ``Holds`` say who is held, what they missed and who
   is dropped (``holds``); the hub sends the catch-ups and closes the dropped (their ``drop``).
 - **A hub that cannot keep up merges batches**: the ``Pacer`` says which batches go out as they
@@ -173,6 +176,12 @@ class Hub:
             self.send_catalog()
         if step is Step.SKIP:
             return
+        if step is Step.FENCED:
+            if not self.stats.fenced:
+                log.warning("hub: batch %s/%d is of a run older than %s: dropped (a feed that lost its lease)",
+                            batch.epoch, batch.seq, self.replica.fence)
+            self.stats.fenced += 1
+            return
         if step is Step.RESYNC:
             log.info("hub: batch %s/%d after %s/%d: resync", batch.epoch, batch.seq, self.replica.epoch,
                      self.replica.seq)
@@ -235,7 +244,9 @@ class Hub:
         if not snap.epoch:  # an empty store (a feed not started yet, a Redis that lost everything):
             self.replica.epoch = ""  # keep what clients have; the feed's next batch resyncs
             return
-        self.replica.load(snap)
+        if not self.replica.load(snap):  # a store behind the newest run heard: keep what clients have
+            log.info("hub: the store holds run %s, older than %s: not loaded", snap.epoch, self.replica.fence)
+            return
         self.frames.clear()
         self.synced.set()
         self.stats.resyncs += 1

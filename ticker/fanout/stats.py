@@ -17,6 +17,7 @@ class Stats:
     fanout_cost: float = 0.0  # seconds a fan-out takes (wall time), a moving average: the pacer's
     loop_late_ms: float = 0.0  # how late the event loop runs: a maximum over about the last second
     resyncs: int = 0  # snapshots reloaded after a gap or an outage
+    fenced: int = 0  # batches dropped: of a feed run older than the newest heard
     conflated: int = 0  # batches held back and merged: the hub could not afford a fan-out each
     held: dict[str, int] = field(default_factory=dict)  # clients held, by reason
     caught_up: int = 0  # held clients caught up with a snap

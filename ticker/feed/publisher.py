@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
+from ..epochs import new_epoch
 from ..layer import bus
 from ..layer.lease import LeaseLost
 from ..layer.store import QuoteStore, now_ms
@@ -50,11 +50,6 @@ log = logging.getLogger(__name__)
 
 CANDLE_FLUSH_SECONDS = 5.0
 QUOTE_REFRESH_MS = 1000  # a quote refreshes a row's time at most this often (and a tenth of the mark)
-
-
-def new_epoch() -> str:
-    """An id for one feed run: clients that see a new one forget what they had."""
-    return f"{int(time.time()):x}-{secrets.token_hex(3)}"
 
 
 def load_symbols() -> tuple[list[Symbol], bool]:
@@ -98,7 +93,7 @@ class Feed:
         self.store = store
         self.layer = layer or get_channel_layer()
         self.batch_seconds = batch_ms / 1000
-        self.epoch = new_epoch()
+        self.epoch = ""  # this run's, once ``start`` has read the store (``ticker.epochs``)
         self.seq = 0
         self.book = QuoteBook()
         self.candles = CandleBook()
@@ -114,8 +109,9 @@ class Feed:
         self.refresh_ms = min(QUOTE_REFRESH_MS, self.stale_ms // 10)  # how often quotes refresh a row
         self.label = describe(source)  # where the prices come from, for the board's header
 
-    async def reload_symbols(self) -> None:
-        """Read the symbols from the database and start, pause or drop them in the source and book."""
+    async def reload_symbols(self, known: Mapping[str, Row] | None = None) -> None:
+        """Read the symbols from the database and start, pause or drop them in the source and book;
+        a symbol new to the book continues from its row in ``known`` (the store's, at the start)."""
         symbols, halted = await sync_to_async(load_symbols)()
         self.ids = {s.ticker: s.pk for s in symbols}
         listings = [
@@ -123,8 +119,7 @@ class Feed:
             for s in symbols
         ]
         before = set(self.book.rows)
-        known = (await self.store.load()).rows if not before else {}
-        changed = self.book.set_listings(listings, known, now_ms())
+        changed = self.book.set_listings(listings, known or {}, now_ms())
         ticking = [] if halted else [item for item, s in zip(listings, symbols, strict=True) if s.active]
         self.source.set_listings(ticking, self.book.last_prices())
         gone = before - set(self.book.rows)
@@ -229,8 +224,11 @@ class Feed:
                     log.exception("feed: could not reload symbols")
 
     async def start(self) -> None:
-        """Load the symbols and publish the full book as batch 0 of a new epoch."""
-        await self.reload_symbols()
+        """Load the symbols, prices continued from the store, and publish the full book as batch 0 of
+        a new epoch: one ordered after the run the store recorded, whatever this host's clock says."""
+        stored = await self.store.load()
+        self.epoch = new_epoch(after=stored.epoch)
+        await self.reload_symbols(stored.rows)
         while True:
             try:
                 await self.store.save(self.epoch, 0, list(self.book.rows.values()))

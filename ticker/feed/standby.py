@@ -1,7 +1,7 @@
 """Run feeds behind the store's lease: a hot standby until this process holds it.
 
-Each time the lease is ours a new feed run starts (a new epoch, prices continued from the
-store); if it is lost, publishing stops at once and the process waits again. A memory store's
+Each time the lease is ours a new feed run starts (a new epoch, ordered after the store's;
+prices continued from the store); if it is lost, publishing stops at once and the process waits again. A memory store's
 lease is always held, so the embedded feed goes through the same loop.
 """
 
@@ -31,12 +31,13 @@ async def serve(make_source: Callable[[], Source], store: QuoteStore, batch_ms: 
         while True:
             await lease.acquire()
             feed = Feed(make_source(), store, batch_ms=batch_ms)
-            if lease.owner:
-                log.info("feed lease held by %s: active, epoch %s", lease.owner, feed.epoch)
             try:
                 async with asyncio.TaskGroup() as group:
                     keeper = group.create_task(lease.keep())
-                    await feed.run()
+                    await feed.start()
+                    if lease.owner:
+                        log.info("feed lease held by %s: active, epoch %s", lease.owner, feed.epoch)
+                    await feed.publish_forever()
                     keeper.cancel()  # a finite source ended
                 return
             except* LeaseLost as lost:

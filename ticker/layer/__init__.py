@@ -1,2 +1,2 @@
-"""What crosses processes: the channel-layer groups (``bus``), the quote store every process
-can read (``store``), and the lease that lets one feed write it (``lease``)."""
+"""What crosses processes: where Redis is (``connection``), the channel-layer groups (``bus``), the
+quote store every process can read (``store``), and the lease that lets one feed write it (``lease``)."""

@@ -30,7 +30,8 @@ SYMBOLS = "ticker.symbols"
 REJOINED = "ticker.rejoined"  # made up by Listener, never sent: "you may have missed messages"
 
 REJOIN_SECONDS = 3600.0  # group membership expires (channels_redis group_expiry, 24 h): renew it
-RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
+# Every second at most: a Sentinel failover (about 2.3 s) is rejoined within a second of its end.
+RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)
 
 
 def batch_message(

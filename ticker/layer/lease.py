@@ -7,7 +7,11 @@ store fences every write on the lease it handed out (``RedisStore.lease()``), so
 without noticing (paused, partitioned) can neither write the store nor publish a batch.
 
 A Redis outage does not take the lease away: nobody can take it while Redis is down. If Redis
-comes back empty (no persistence), the first feed to ask gets the lease again.
+comes back empty (no persistence), the first feed to ask gets the lease again. After a Sentinel
+failover the promoted replica may lack the newest renewal (replication is asynchronous), so a
+standby may take the lease while the old feed still thinks it holds it: the store's writes are
+also fenced on the feed run (``ticker.epochs``), so the old feed can neither write over the new
+run nor take the lease back from it.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import orjson
 import redis.asyncio as redis
 
 from ..protocol import SYM, Row
+from .connection import RedisTarget
 from .lease import FeedLease, Lease, LeaseLost, NoLease
 
 
@@ -77,10 +78,24 @@ class MemoryStore:
 
 # One batch, written atomically, and only by the lease holder when a fence is given. A lease
 # that is gone (a Redis restarted without persistence) is taken again, as renewing it would:
-# nobody else can have taken it meanwhile, and the feed run goes on in the same epoch.
-# KEYS: lease, quotes, feed. ARGV: owner ("" for no fence), lease ttl in ms, epoch, seq,
-# updated_ms, the number of removed symbols, the removed symbols, then symbol/row pairs.
+# nobody else can have taken it meanwhile, and the feed run goes on in the same epoch. Never a
+# batch of a run older than the one recorded (``ticker.epochs``: term, then the whole string):
+# after a failover that lost the newest renewal, an old feed that finds the lease gone must
+# not take it back over a newer run (-1). KEYS: lease, quotes, feed. ARGV: owner ("" for no
+# fence), lease ttl in ms, epoch, seq, updated_ms, the number of removed symbols, the removed
+# symbols, then symbol/row pairs.
 _SAVE = """
+local function term(epoch)
+  local digits = string.match(epoch, '^[0-9a-f]+')
+  return digits and tonumber(digits, 16) or 0
+end
+local recorded = redis.call('HGET', KEYS[3], 'epoch')
+if recorded then
+  local mine, theirs = term(ARGV[3]), term(recorded)
+  if mine < theirs or (mine == theirs and ARGV[3] < recorded) then
+    return -1
+  end
+end
 if ARGV[1] ~= '' then
   local owner = redis.call('GET', KEYS[1])
   if not owner then
@@ -109,11 +124,11 @@ class RedisStore:
 
     Each batch is one Lua script: atomic, and with ``fence`` (the feed's lease) applied only
     while the lease is ours, checked inside the script, so a takeover cannot slip in between
-    the check and the write (``LeaseLost``).
+    the check and the write (``LeaseLost``); never for a feed run older than the one recorded.
     """
 
-    def __init__(self, url: str, prefix: str = "ticker") -> None:
-        self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    def __init__(self, target: RedisTarget, prefix: str = "ticker") -> None:
+        self.redis = target.client(socket_timeout=5, socket_connect_timeout=2)
         self.quotes_key = f"{prefix}:quotes"
         self.feed_key = f"{prefix}:feed"
         self.lease_key = f"{prefix}:feed-lease"
@@ -134,7 +149,10 @@ class RedisStore:
         args += removed
         for row in rows:
             args += (row[SYM], orjson.dumps(row))
-        if not await self.save_script(keys=[self.lease_key, self.quotes_key, self.feed_key], args=args):
+        done = await self.save_script(keys=[self.lease_key, self.quotes_key, self.feed_key], args=args)
+        if done == -1:
+            raise LeaseLost(f"not writing batch {seq} of {epoch}: the store holds a newer feed run")
+        if not done:
             raise LeaseLost(f"not writing batch {seq}: the feed lease is not ours")
 
     async def load(self) -> Snapshot:
@@ -158,6 +176,6 @@ class RedisStore:
             return False
 
 
-def make_store(url: str, prefix: str) -> QuoteStore:
-    """Redis when the channel layer is Redis (``url``), else process memory."""
-    return RedisStore(url, prefix) if url else MemoryStore()
+def make_store(target: RedisTarget | None, prefix: str) -> QuoteStore:
+    """Redis when the channel layer is Redis (``target``), else process memory."""
+    return RedisStore(target, prefix) if target else MemoryStore()

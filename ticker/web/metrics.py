@@ -58,6 +58,8 @@ class HubCollector(Collector):
         yield GaugeMetricFamily("ticker_stale_symbols", "Symbols not updated by their source within its mark",
                                 len(hub.stale(None)))
         yield CounterMetricFamily("ticker_resyncs", "Snapshots reloaded after a gap or an outage", stats.resyncs)
+        yield CounterMetricFamily("ticker_batches_fenced", "Batches dropped: of a feed run older than the newest",
+                                  stats.fenced)
         yield CounterMetricFamily("ticker_batches_conflated", "Batches held back and merged into the next fan-out",
                                   stats.conflated)
         held = CounterMetricFamily("ticker_clients_held", "Clients held, by reason", labels=["reason"])

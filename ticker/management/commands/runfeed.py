@@ -41,10 +41,10 @@ class Command(BaseCommand):
                             help="the vendor's endpoint instead of its own: a sandbox, a proxy (TICKER_FEED_URL)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not settings.CHANNEL_LAYER_URL:
+        if settings.TICKER_REDIS is None:
             raise CommandError(
-                "runfeed publishes to other processes through Redis: set CHANNEL_LAYER_URL=redis://HOST:PORT/DB. "
-                "(Without it, the server runs the feed itself.)"
+                "runfeed publishes to other processes through Redis: set CHANNEL_LAYER_URL=redis://HOST:PORT/DB "
+                "or TICKER_REDIS_SENTINELS=HOST:PORT,... (Without it, the server runs the feed itself.)"
             )
         if options["batch_ms"] < 10:
             raise CommandError("--batch-ms must be at least 10")
@@ -76,6 +76,6 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            await serve(make_source, make_store(settings.CHANNEL_LAYER_URL, settings.CHANNEL_LAYER_PREFIX), batch_ms)
+            await serve(make_source, make_store(settings.TICKER_REDIS, settings.CHANNEL_LAYER_PREFIX), batch_ms)
         except asyncio.CancelledError:
             log.info("feed stopped")
