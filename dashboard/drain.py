@@ -29,6 +29,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, cast
 
+from dashboard.admission import STOP_ACCEPTING
 from ticker.fanout.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,14 @@ class Drain:
 
 
 def stop_listening() -> int:
-    """Close every listening port of Twisted's reactor (daphne's); how many were closed."""
+    """Close every listening port of Twisted's reactor (daphne's); how many were closed. Those
+    that admission holds paused (``dashboard.daphne_server``) are closed by their server, on
+    ``STOP_ACCEPTING``."""
     from twisted.internet import reactor
     from twisted.internet.interfaces import IListeningPort
 
     readers: list[Any] = cast(Any, reactor).getReaders()  # the installed reactor: IReactorFDSet
+    cast(Any, reactor).fireSystemEvent(STOP_ACCEPTING)
     ports = [reader for reader in readers if IListeningPort.providedBy(reader)]
     for port in ports:
         port.stopListening()

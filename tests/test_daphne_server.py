@@ -1,16 +1,20 @@
-"""Keepalive pings under daphne go out spread over time, not in one burst (dashboard.daphne_server.py),
-and the fast path still recognises daphne's server behind them. Watched from outside: raw
-clients that connect together, send nothing after the handshake, and note when each ping lands."""
+"""daphne as ``dashboard.daphne_server`` runs it: keepalive pings go out spread over time, not in
+one burst; connections past the handshake limit wait in the kernel's queue (``dashboard.admission``);
+the fast path still recognises daphne's server behind both. Watched from outside: raw clients that
+connect together, send nothing after the handshake, and note when each ping lands; sockets that
+connect and send nothing, holding the handshake places."""
 
 from __future__ import annotations
 
 import selectors
+import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from dashboard.daphne_server import SLICES, steps
+from dashboard.admission import SETTLE_SECONDS, Admission
+from dashboard.daphne_server import SLICES, handshake_limit, steps
 from tests.helpers.clients import get_json
 from tests.helpers.figures import figure
 from tests.helpers.rawws import RawWs
@@ -19,6 +23,32 @@ from tests.helpers.sites import Site, embedded_as
 OP_PING = 0x9
 CLIENTS = 200
 PING_SECONDS = 2
+HANDSHAKES = 4  # the module's server admits this many connections in their handshake at once
+
+
+def test_admission_fills_with_arrivals_and_empties_as_they_settle_or_age():
+    admission: Admission[str] = Admission(limit=3, settle_seconds=1.0)
+    assert not admission.arrive("a", 0.0) and not admission.arrive("b", 0.1)
+    assert admission.arrive("c", 0.2)  # full: stop accepting
+    assert admission.room() == 0 and admission.paused == 1
+    assert not admission.sweep(0.5, lambda key: False)  # nothing settled: still full
+    assert admission.sweep(0.5, lambda key: key == "b")  # b's handshake is over
+    assert set(admission.arriving) == {"a", "c"}
+    assert admission.sweep(1.05, lambda key: False) and set(admission.arriving) == {"c"}  # a is a second old
+    assert admission.admitted == 3
+    with pytest.raises(ValueError):
+        Admission(limit=0)
+
+
+def test_the_handshake_limit_is_a_count_or_the_server_will_not_start(monkeypatch):
+    monkeypatch.delenv("TICKER_HANDSHAKES", raising=False)
+    assert handshake_limit() == 32
+    monkeypatch.setenv("TICKER_HANDSHAKES", "8")
+    assert handshake_limit() == 8
+    for bad in ("0", "-3", "many", "1.5"):
+        monkeypatch.setenv("TICKER_HANDSHAKES", bad)
+        with pytest.raises(SystemExit, match="TICKER_HANDSHAKES must be a whole number"):
+            handshake_limit()
 
 
 def test_a_cycle_visits_every_connection_once_and_neighbours_in_different_steps():
@@ -33,7 +63,8 @@ def test_a_cycle_visits_every_connection_once_and_neighbours_in_different_steps(
 def site(tmp_path_factory, seeded_database) -> Iterator[Site]:
     """daphne with the fast path on (the checker is the same for ASGI sends)."""
     tmp = tmp_path_factory.mktemp("daphne")
-    with embedded_as("daphne", seeded_database, tmp, TICKER_PING_SECONDS=str(PING_SECONDS)) as site:
+    with embedded_as("daphne", seeded_database, tmp, TICKER_PING_SECONDS=str(PING_SECONDS),
+                     TICKER_HANDSHAKES=str(HANDSHAKES)) as site:
         yield site
 
 
@@ -80,3 +111,43 @@ def test_the_fast_path_still_knows_daphne_behind_the_spread_checker(site):
     direct = get_json(site.url + "/internal/status")[1]["direct"]
     ws.close()
     assert direct == 1  # the connection is on the fast path: its server was recognised as daphne's
+
+
+@pytest.mark.integration
+def test_past_the_handshake_limit_a_client_waits_in_the_queue_until_a_place_settles(site):
+    """HANDSHAKES sockets connect and send nothing: each holds a handshake place until it is
+    SETTLE_SECONDS old. A WebSocket client that comes next is not accepted before one of them
+    ages out, then is served as usual: a wait in the kernel's queue, not a refusal or a reset."""
+    port = site.procs["web"].port
+    assert port is not None
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(HANDSHAKES)]
+    try:
+        started = time.monotonic()
+        ws = RawWs("127.0.0.1", port)  # the handshake (RawWs's timeout is 10 s)
+        waited = time.monotonic() - started
+        hello = ws.recv_frame()[1]
+        ws.close()
+    finally:
+        for sock in idle:
+            sock.close()
+    assert b'"hello"' in hello
+    assert waited >= SETTLE_SECONDS / 2, f"accepted after {waited:.3f} s: the idle sockets held no place"
+    figure("admission: a client behind idle handshakes is served after", waited, target=SETTLE_SECONDS + 0.2,
+           limit=10.0)
+
+
+@pytest.mark.integration
+def test_closed_connections_give_their_handshake_places_back(site):
+    """Sockets that connect and go away free their places at once: ten times the limit, one after
+    another, then a client. Were their places held until they aged, it would wait ten settle
+    periods behind them."""
+    port = site.procs["web"].port
+    assert port is not None
+    for _ in range(10 * HANDSHAKES):
+        socket.create_connection(("127.0.0.1", port)).close()
+    started = time.monotonic()
+    ws = RawWs("127.0.0.1", port)
+    waited = time.monotonic() - started
+    assert b'"hello"' in ws.recv_frame()[1]
+    ws.close()
+    assert waited < 5 * SETTLE_SECONDS, f"served after {waited:.1f} s: the closed sockets held their places"

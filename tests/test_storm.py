@@ -1,12 +1,13 @@
-"""A connect storm against one real server: 1,000 clients arrive at once while a steady client
+"""A connect storm against one real server: 2,500 clients arrive at once while a steady client
 watches the board. None is refused, every newcomer is live (its snap in hand) within a bound,
 and the steady client's batches keep coming. The figures are the time to the last newcomer's
 snap and the steady client's longest wait between two batches (docs/RELIABILITY.md, "storms").
 
 Newcomers are raw asyncio connections (a handshake, a frame reader, no library): a client cheap
-enough that the server is the busy side. 1,000, not 2,500: under daphne a storm of 2,500 on a
-busy core outlasts autobahn's 5 s opening-handshake timeout, which cuts the last of them off
-with a reset (docs/RELIABILITY.md, "A connect storm", says what was measured)."""
+enough that the server is the busy side. Under daphne the newcomers are admitted a few dozen
+handshakes at a time (``dashboard.admission``): the rest wait in the kernel's accept queue, so the
+batches keep going out between handshakes, and autobahn's 5 s opening-handshake timeout (which
+starts at the accept) cut off none of them (docs/RELIABILITY.md, "A connect storm")."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from tests.helpers.sites import Site, embedded_as
 
 pytestmark = pytest.mark.integration
 
-NEWCOMERS = 1000
+NEWCOMERS = 2500
 DEADLINE = 90.0  # seconds for the whole storm: a generous bound, not the figure
 
 
@@ -102,7 +103,7 @@ class Steady(threading.Thread):
         self.ws.close()
 
 
-async def test_1000_clients_arriving_at_once_are_all_served_and_the_board_keeps_moving(served):
+async def test_2500_clients_arriving_at_once_are_all_served_and_the_board_keeps_moving(served):
     server, site = served
     port = site.procs["web"].port
     assert port is not None
